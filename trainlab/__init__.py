@@ -1,0 +1,94 @@
+"""trainlab: explore infrastructure from Jupyter over kept-alive connections.
+
+>>> import trainlab
+>>> s = trainlab.connect("local://?mode=shell", reuse=False)
+>>> s.run("echo hello").stdout
+'hello\\n'
+>>> s.close()
+
+``import trainlab`` is light: pandas, paramiko, boto3, pypsrp, IPython and
+matplotlib load only when a feature first needs them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from trainlab.errors import (
+    CommandFailed,
+    CommandTimeout,
+    ConnectError,
+    FileError,
+    FileMissing,
+    FleetError,
+    HostKeyError,
+    InvalidCommand,
+    OutputError,
+    SessionClosed,
+    TargetError,
+    TrainlabError,
+    TransportError,
+)
+from trainlab.options import Option, describe_options
+from trainlab.registry import available_schemes, transport_class
+from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.session import SESSION_OPTIONS, Session, close_all, connect, sessions
+from trainlab.transports.base import Transport
+from trainlab.uri import Target, parse_target
+
+if TYPE_CHECKING:
+    from trainlab import bench as bench
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchResult",
+    "CommandFailed",
+    "CommandResult",
+    "CommandTimeout",
+    "ConnectError",
+    "FileError",
+    "FileMissing",
+    "FileStat",
+    "FleetError",
+    "HostKeyError",
+    "InvalidCommand",
+    "Option",
+    "OutputError",
+    "Session",
+    "SessionClosed",
+    "Target",
+    "TargetError",
+    "TrainlabError",
+    "Transport",
+    "TransportError",
+    "__version__",
+    "available_schemes",
+    "bench",
+    "close_all",
+    "connect",
+    "describe",
+    "parse_target",
+    "sessions",
+]
+
+_LAZY_MODULES = {"bench"}
+
+
+def describe(scheme: str) -> str:
+    """The options a scheme takes (its own and the session's), as a text table.
+
+    >>> print(describe("local").splitlines()[0].split()[0])
+    cache_bytes
+    """
+    cls = transport_class(scheme.removesuffix("://"))
+    return describe_options({**SESSION_OPTIONS, **cls.options})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        module = import_module(f"trainlab.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

@@ -1,0 +1,241 @@
+"""Benchmarks as a feature: how much do reuse, a kept shell, batching and caching save?
+
+``compare(target, commands)`` times each strategy against the same target in one
+run and returns a ``BenchResult``: the raw timings and a summary with the median,
+p95, IQR and the speedup over ``fresh`` with a bootstrap 95% interval.
+
+Strategies
+----------
+fresh    a new session (connection) per command, opened and closed each time
+reused   one kept session, a process or channel per command (``mode=exec``)
+shell    one kept session with one persistent shell (``mode=shell``)
+batched  all commands in one ``run_many`` round trip on the kept shell
+cached   answers from the session cache after the first call
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from trainlab.errors import TargetError
+from trainlab.registry import transport_class
+from trainlab.session import Session, connect
+from trainlab.uri import parse_target
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["STRATEGIES", "BenchResult", "compare"]
+
+STRATEGIES = ("fresh", "reused", "shell", "batched", "cached")
+
+
+@dataclass
+class BenchResult:
+    """Raw timings (one row per timed call) and what they mean."""
+
+    target: str
+    commands: list[str]
+    timings: pd.DataFrame
+    started: datetime
+    repeat: int
+    warmup: int
+    notes: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Per strategy: n, median_ms, p95_ms, iqr_ms, speedup over fresh and its 95% interval."""
+        return summarize(self.timings, baseline="fresh", seed=self.seed)
+
+    def to_markdown(self) -> str:
+        """The summary as a Markdown table with a heading line."""
+        lines = [
+            f"**{self.target}**: {', '.join(f'`{c}`' for c in self.commands)}, "
+            f"{self.repeat} repeats after {self.warmup} warm-up, "
+            f"{self.started:%Y-%m-%d %H:%M} UTC",
+            "",
+            _markdown_table(self.summary.reset_index()),
+        ]
+        lines.extend(f"- {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"<BenchResult {self.target} {len(self.timings)} timings>\n{self.summary.to_string()}"
+        )
+
+
+def compare(
+    target: str,
+    commands: Sequence[str],
+    *,
+    strategies: Sequence[str] = STRATEGIES,
+    repeat: int = 30,
+    warmup: int = 3,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
+) -> BenchResult:
+    """Time ``commands`` on ``target`` under each strategy, side by side in one run.
+
+    Strategies the target cannot do (``shell`` on a transport without a shell
+    mode) are left out with a note. ``options`` go to ``connect``.
+
+    >>> res = compare("mock://m", ["true"], repeat=3, warmup=1, responses={"true": 0})
+    >>> list(res.summary.index)
+    ['fresh', 'reused', 'batched', 'cached']
+    """
+    if repeat < 1 or warmup < 0:
+        raise TargetError("repeat must be >= 1 and warmup >= 0")
+    commands = list(commands)
+    if not commands:
+        raise TargetError("give at least one command to benchmark")
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise TargetError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    parsed = parse_target(target)
+    cls = transport_class(parsed.scheme)
+    modes = cls.options.get("mode")
+    has_shell = modes is not None and modes.choices is not None and "shell" in modes.choices
+    options = {k: v for k, v in options.items() if k != "mode"}
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+    started = datetime.now(UTC)
+
+    def timed(strategy: str, label: str, call: Callable[[], Any], per: int = 1) -> None:
+        for index in range(warmup + repeat):
+            t0 = time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - t0
+            if index >= warmup:
+                rows.append(
+                    {
+                        "strategy": strategy,
+                        "command": label,
+                        "repetition": index - warmup,
+                        "seconds": elapsed / per,
+                        "commands_per_call": per,
+                    }
+                )
+            if progress is not None:
+                progress(strategy, index + 1, warmup + repeat)
+
+    exec_mode = {"mode": "exec"} if has_shell else {}
+    for strategy in strategies:
+        if strategy == "shell" and not has_shell:
+            notes.append(f"{parsed.scheme}:// has no shell mode: the shell strategy is left out")
+            continue
+        if strategy == "fresh":
+            for command in commands:
+                timed("fresh", command, lambda c=command: _fresh(target, c, exec_mode, options))  # type: ignore[misc]
+            continue
+        mode = {"mode": "shell"} if strategy in ("shell", "batched") and has_shell else exec_mode
+        ttl = {"ttl": 3600.0} if strategy == "cached" else {}
+        with _kept(target, {**options, **mode, **ttl}) as session:
+            session.open()
+            if strategy == "batched":
+                timed(
+                    "batched",
+                    f"batch of {len(commands)}",
+                    lambda s=session: s.run_many(commands),  # type: ignore[misc]
+                    per=len(commands),
+                )
+                continue
+            for command in commands:
+                timed(strategy, command, lambda s=session, c=command: s.run(c))  # type: ignore[misc]
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        rows, columns=["strategy", "command", "repetition", "seconds", "commands_per_call"]
+    )
+    return BenchResult(
+        target=str(parsed),
+        commands=commands,
+        timings=frame,
+        started=started,
+        repeat=repeat,
+        warmup=warmup,
+        notes=notes,
+    )
+
+
+def _fresh(target: str, command: str, mode: dict[str, str], options: dict[str, Any]) -> None:
+    session = connect(target, reuse=False, **mode, **options)
+    try:
+        session.run(command)
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def _kept(target: str, options: dict[str, Any]) -> Iterator[Session]:
+    session = connect(target, reuse=False, **options)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def summarize(
+    timings: pd.DataFrame, *, baseline: str = "fresh", seed: int = 0, resamples: int = 2000
+) -> pd.DataFrame:
+    """Summary statistics per strategy, in milliseconds, with bootstrap speedup intervals."""
+    import numpy as np
+    import pandas as pd
+
+    columns = ["n", "median_ms", "p95_ms", "iqr_ms", "speedup", "speedup_low", "speedup_high"]
+    if timings.empty:
+        return pd.DataFrame(columns=columns)
+    rng = np.random.default_rng(seed)
+    order = list(dict.fromkeys(timings["strategy"]))
+    groups = {
+        name: timings.loc[timings["strategy"] == name, "seconds"].to_numpy() for name in order
+    }
+    base = groups.get(baseline)
+    base_boot = _bootstrap_medians(base, rng, resamples) if base is not None else None
+    out = {}
+    for name, values in groups.items():
+        q1, q3 = np.percentile(values, [25, 75])
+        row: dict[str, float] = {
+            "n": float(len(values)),
+            "median_ms": float(np.median(values) * 1e3),
+            "p95_ms": float(np.percentile(values, 95) * 1e3),
+            "iqr_ms": float((q3 - q1) * 1e3),
+            "speedup": float("nan"),
+            "speedup_low": float("nan"),
+            "speedup_high": float("nan"),
+        }
+        if base is not None and base_boot is not None:
+            boot = _bootstrap_medians(values, rng, resamples)
+            ratios = base_boot / np.maximum(boot, 1e-12)
+            row["speedup"] = float(np.median(base) / max(np.median(values), 1e-12))
+            row["speedup_low"], row["speedup_high"] = (
+                float(x) for x in np.percentile(ratios, [2.5, 97.5])
+            )
+        out[name] = row
+    frame = pd.DataFrame.from_dict(out, orient="index", columns=columns)
+    frame["n"] = frame["n"].astype("int64")
+    frame.index.name = "strategy"
+    return frame
+
+
+def _bootstrap_medians(values: Any, rng: Any, resamples: int) -> Any:
+    import numpy as np
+
+    picks = rng.integers(0, len(values), size=(resamples, len(values)))
+    return np.median(values[picks], axis=1)
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table without optional dependencies."""
+    headers = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in frame.itertuples(index=False):
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,382 @@
+"""Results as data: ``CommandResult`` for one command, ``BatchResult`` for a batch.
+
+A non-zero exit is data, not an exception, unless the caller asks (``check()``).
+Tabular views (``table()``, ``frame``) build pandas DataFrames on demand, so
+importing this module does not import pandas.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, overload
+
+from trainlab.errors import CommandFailed, OutputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BatchResult", "CommandResult", "FileStat"]
+
+_REPR_WIDTH = 60
+
+
+@dataclass(frozen=True, eq=False)
+class CommandResult:
+    """What one command produced.
+
+    ``stdout``/``stderr`` are decoded as UTF-8 with invalid bytes replaced;
+    ``stdout_bytes``/``stderr_bytes`` keep the raw bytes. ``duration`` is the time
+    the command took when it ran (a cached answer keeps it; ``cached`` says so).
+
+    >>> r = CommandResult("echo hi", b"hi\\n", b"", 0, duration=0.002, target="local://")
+    >>> r
+    <CommandResult cmd='echo hi' exited=0 on local:// 2.0 ms>
+    >>> r.ok, r.stdout, r.lines
+    (True, 'hi\\n', ['hi'])
+    """
+
+    command: str
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+    exit_status: int
+    duration: float = 0.0
+    target: str = ""
+    cached: bool = False
+    started: datetime | None = None
+    truncated: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def stdout(self) -> str:
+        """Standard output as text (UTF-8, invalid bytes replaced)."""
+        return self.stdout_bytes.decode("utf-8", "replace")
+
+    @cached_property
+    def stderr(self) -> str:
+        """Standard error as text (UTF-8, invalid bytes replaced)."""
+        return self.stderr_bytes.decode("utf-8", "replace")
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.exit_status == 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this result (output, error and command), for cache bounds."""
+        return len(self.stdout_bytes) + len(self.stderr_bytes) + len(self.command) + 200
+
+    @property
+    def lines(self) -> list[str]:
+        """Standard output split into lines, without line endings."""
+        return self.stdout.splitlines()
+
+    def check(self) -> CommandResult:
+        """Return ``self`` when the command succeeded; raise ``CommandFailed`` otherwise."""
+        if not self.ok:
+            raise CommandFailed(self)
+        return self
+
+    def json(self) -> Any:
+        """Parse standard output as JSON; ``OutputError`` says where it is invalid."""
+        try:
+            return json.loads(self.stdout)
+        except json.JSONDecodeError as exc:
+            snippet = self.stdout[max(0, exc.pos - 20) : exc.pos + 20]
+            raise OutputError(
+                f"output of {self.command!r} is not JSON: {exc.msg} at line {exc.lineno} "
+                f"column {exc.colno} (near {snippet!r})"
+            ) from None
+
+    def table(
+        self,
+        *,
+        header: bool = True,
+        columns: Sequence[str] | None = None,
+        sep: str | None = None,
+        skip: int = 0,
+        numeric: bool = True,
+    ) -> pd.DataFrame:
+        """Column-aligned output (``ps aux``, ``df -h``, ``ss -tlnp``) as a DataFrame.
+
+        Columns come from the header line; header words joined by one space
+        (``Mounted on``) are merged when the rows have fewer fields than the header
+        has words; the last column keeps the rest of each line (``ps``'s COMMAND).
+        ``sep`` splits on a fixed separator instead; ``skip`` drops leading lines.
+        """
+        return parse_table(
+            self.stdout,
+            header=header,
+            columns=columns,
+            sep=sep,
+            skip=skip,
+            numeric=numeric,
+            what=self.command,
+        )
+
+    def __repr__(self) -> str:
+        cmd = self.command if len(self.command) <= _REPR_WIDTH else self.command[:57] + "..."
+        where = f" on {self.target}" if self.target else ""
+        flags = " cached" if self.cached else ""
+        flags += " truncated" if self.truncated else ""
+        return (
+            f"<CommandResult cmd={cmd!r} exited={self.exit_status}{where} "
+            f"{self.duration * 1e3:.1f} ms{flags}>"
+        )
+
+    def _repr_html_(self) -> str:
+        status = "ok" if self.ok else f"exit {self.exit_status}"
+        color = "#1a7f37" if self.ok else "#cf222e"
+        parts = [
+            "<div class='trainlab-result'>",
+            f"<code>{html.escape(self.command)}</code> "
+            f"<span style='color:{color}'>{status}</span> "
+            f"<small>{html.escape(self.target)} · {self.duration * 1e3:.1f} ms"
+            f"{' · cached' if self.cached else ''}</small>",
+        ]
+        for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if text:
+                shown, note = _clip(text)
+                parts.append(
+                    f"<details {'open' if name == 'stdout' else ''}><summary>{name}{note}</summary>"
+                    f"<pre>{html.escape(shown)}</pre></details>"
+                )
+        parts.append("</div>")
+        return "".join(parts)
+
+    def to_record(self) -> dict[str, Any]:
+        """One row for a DataFrame."""
+        return {
+            "target": self.target,
+            "command": self.command,
+            "exit_status": self.exit_status,
+            "ok": self.ok,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "duration_s": self.duration,
+            "cached": self.cached,
+        }
+
+
+RESULT_COLUMNS = (
+    "target",
+    "command",
+    "exit_status",
+    "ok",
+    "stdout",
+    "stderr",
+    "duration_s",
+    "cached",
+)
+
+
+class BatchResult(Sequence[CommandResult]):
+    """Results of ``run_many``: one ``CommandResult`` per command that ran, in order.
+
+    ``skipped`` lists the commands not run after a failure with ``stop_on_error``;
+    ``round_trips`` says how many exchanges with the target the batch took.
+    """
+
+    def __init__(
+        self,
+        results: Sequence[CommandResult],
+        *,
+        duration: float = 0.0,
+        round_trips: int = 1,
+        skipped: Sequence[str] = (),
+        target: str = "",
+    ) -> None:
+        self._results = tuple(results)
+        self.duration = duration
+        self.round_trips = round_trips
+        self.skipped = tuple(skipped)
+        self.target = target
+
+    @overload
+    def __getitem__(self, index: int) -> CommandResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[CommandResult]: ...
+    def __getitem__(self, index: int | slice) -> CommandResult | Sequence[CommandResult]:
+        return self._results[index]
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __iter__(self) -> Iterator[CommandResult]:
+        return iter(self._results)
+
+    @property
+    def ok(self) -> bool:
+        """True when every command ran and exited 0."""
+        return not self.skipped and all(r.ok for r in self._results)
+
+    @property
+    def failed(self) -> list[CommandResult]:
+        """The results that exited non-zero."""
+        return [r for r in self._results if not r.ok]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """One row per command: target, command, exit_status, ok, stdout, stderr,
+        duration_s, cached."""
+        import pandas as pd
+
+        frame = pd.DataFrame([r.to_record() for r in self._results], columns=list(RESULT_COLUMNS))
+        return frame.astype({"exit_status": "int64", "ok": "bool", "cached": "bool"})
+
+    def check(self) -> BatchResult:
+        """Return ``self`` when every command succeeded; raise for the first failure."""
+        for result in self._results:
+            result.check()
+        return self
+
+    def __repr__(self) -> str:
+        failed = len(self.failed)
+        text = (
+            f"<BatchResult {len(self)} commands, {failed} failed, "
+            f"{self.round_trips} round trip{'s' if self.round_trips != 1 else ''}, "
+            f"{self.duration * 1e3:.1f} ms"
+        )
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped"
+        return text + ">"
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for r in self._results:
+            shown, _ = _clip(r.stdout, 400)
+            rows.append(
+                f"<tr><td><code>{html.escape(r.command)}</code></td><td>{r.exit_status}</td>"
+                f"<td><pre style='margin:0'>{html.escape(shown)}</pre></td>"
+                f"<td><pre style='margin:0'>{html.escape(_clip(r.stderr, 200)[0])}</pre></td>"
+                f"<td>{r.duration * 1e3:.1f}</td></tr>"
+            )
+        for cmd in self.skipped:
+            rows.append(
+                f"<tr><td><code>{html.escape(cmd)}</code></td><td colspan=4>skipped</td></tr>"
+            )
+        return (
+            f"<div><small>{html.escape(repr(self))}</small><table>"
+            "<tr><th>command</th><th>exit</th><th>stdout</th><th>stderr</th><th>ms</th></tr>"
+            + "".join(rows)
+            + "</table></div>"
+        )
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """``stat`` of a path on a target."""
+
+    path: str
+    type: str  # file, directory, symlink, fifo, socket, char, block, other
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    mtime: float
+
+    @property
+    def permissions(self) -> str:
+        """Octal permission bits, such as ``'0644'``."""
+        return f"{self.mode & 0o7777:04o}"
+
+
+def _clip(text: str, limit: int = 20_000) -> tuple[str, str]:
+    if len(text) <= limit:
+        return text, ""
+    return text[:limit], f" (first {limit:,} of {len(text):,} characters)"
+
+
+# ---------------------------------------------------------------- table parsing
+
+_WS = re.compile(r"\S+")
+
+
+def parse_table(
+    text: str,
+    *,
+    header: bool = True,
+    columns: Sequence[str] | None = None,
+    sep: str | None = None,
+    skip: int = 0,
+    numeric: bool = True,
+    what: str = "output",
+) -> pd.DataFrame:
+    """Parse column-aligned text into a DataFrame; see ``CommandResult.table``."""
+    import pandas as pd
+
+    lines = [line for line in text.splitlines()[skip:] if line.strip()]
+    if not lines:
+        return pd.DataFrame(columns=list(columns or []))
+    if sep is not None:
+        rows = [[cell.strip() for cell in line.split(sep)] for line in lines]
+        names = list(columns) if columns else (rows.pop(0) if header else [])
+    else:
+        names = list(columns) if columns else (_header_names(lines[0]) if header else [])
+        body = lines[1:] if header and not columns else lines
+        if header and columns:
+            body = lines[1:]
+        if not names:
+            width = max(len(line.split()) for line in body)
+            names = [f"col{i}" for i in range(width)]
+        if header and not columns:
+            names = _merge_header(lines[0], names, body)
+        rows = [line.split(None, len(names) - 1) for line in body]
+    if not names:
+        raise OutputError(f"cannot find columns in the output of {what!r}")
+    width = len(names)
+    padded: list[list[str | None]] = []
+    joiner = sep if sep is not None else " "
+    for row in rows:
+        cells: list[str | None] = list(row)
+        if len(row) > width:
+            cells = [*row[: width - 1], joiner.join(row[width - 1 :])]
+        padded.append(cells + [None] * (width - len(cells)))
+    frame = pd.DataFrame(padded, columns=_unique(names))
+    if numeric:
+        for name in frame.columns:
+            converted = pd.to_numeric(frame[name], errors="coerce")
+            if converted.notna().sum() == frame[name].notna().sum() and frame[name].notna().any():
+                frame[name] = converted
+    return frame
+
+
+def _header_names(line: str) -> list[str]:
+    return line.split()
+
+
+def _merge_header(header_line: str, names: list[str], body: list[str]) -> list[str]:
+    """Join header words separated by one space until the count fits the rows."""
+    if not body:
+        return names
+    counts = sorted(len(line.split()) for line in body)
+    typical = counts[len(counts) // 2]
+    spans = [(m.start(), m.end(), m.group()) for m in _WS.finditer(header_line)]
+    while len(spans) > typical:
+        merge_at = next(
+            (i for i in range(len(spans) - 1) if spans[i + 1][0] - spans[i][1] == 1), None
+        )
+        if merge_at is None:
+            break
+        a, b = spans[merge_at], spans[merge_at + 1]
+        spans[merge_at : merge_at + 2] = [(a[0], b[1], f"{a[2]} {b[2]}")]
+    return [span[2] for span in spans]
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        if name in seen:
+            seen[name] += 1
+            out.append(f"{name}.{seen[name]}")
+        else:
+            seen[name] = 0
+            out.append(name)
+    return out

@@ -1,0 +1,661 @@
+"""The session: policy over one transport, and the registry of live sessions.
+
+A ``Session`` opens its transport lazily, keeps it, checks it is alive before
+each call and reopens it after a drop (marking the next record ``reconnected``);
+it caches answers under honest keys, times every operation, batches commands and
+turns non-zero exits into errors only when asked. ``connect()`` returns the live
+session for a target and options if one exists, so re-running a notebook cell
+reuses the connection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import html
+import os
+import shlex
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from trainlab import registry
+from trainlab.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, ResultCache
+from trainlab.errors import (
+    InvalidCommand,
+    SessionClosed,
+    TargetError,
+    TrainlabError,
+    TransportError,
+)
+from trainlab.metrics import Metrics, Record
+from trainlab.options import Option, frozen_items, resolve_options
+from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.transports.base import Transport
+from trainlab.uri import Target, parse_target
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainlab.platform import Platform
+
+__all__ = ["SESSION_OPTIONS", "Session", "close_all", "connect", "sessions"]
+
+T = TypeVar("T")
+
+#: Options every session takes, whatever its transport.
+SESSION_OPTIONS: dict[str, Option] = {
+    "ttl": Option(float, 0.0, "default cache lifetime in seconds (0: no caching)", minimum=0),
+    "command_timeout": Option(
+        float, 600.0, "default deadline of a command in seconds", minimum=0.001
+    ),
+    "cache_entries": Option(int, DEFAULT_MAX_ENTRIES, "most cached answers kept", minimum=1),
+    "cache_bytes": Option(int, DEFAULT_MAX_BYTES, "most bytes of cached answers kept", minimum=1),
+    "cache_failures": Option(bool, False, "also cache answers with a non-zero exit"),
+}
+
+
+class Session:
+    """Commands and files on one target over one kept connection.
+
+    Create sessions with ``trainlab.connect(uri, **options)``. Every method is
+    safe to call from several threads.
+
+    >>> import trainlab
+    >>> s = trainlab.connect("mock://box", responses={"uptime": "up 3 days\\n"}, reuse=False)
+    >>> s.run("uptime", ttl=60).cached, s.run("uptime", ttl=60).cached
+    (False, True)
+    >>> s.cache.stats.hits
+    1
+    >>> s.close()
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        options: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
+    ) -> None:
+        settings = resolve_options(SESSION_OPTIONS, dict(options or {}), where="a session")
+        self.transport = transport
+        self.target: Target = transport.target
+        self._ttl: float = settings["ttl"]
+        self._timeout: float | None = settings["command_timeout"]
+        self._cache_failures: bool = settings["cache_failures"]
+        self.cache = ResultCache(
+            max_entries=settings["cache_entries"],
+            max_bytes=settings["cache_bytes"],
+            clock=clock,
+            sizeof=_sizeof,
+        )
+        self.recorder = metrics if metrics is not None else Metrics()
+        self.opened: datetime | None = None
+        self.closed = False
+        self.commands = 0
+        self.reconnects = 0
+        self._open_lock = threading.RLock()
+        self._io_lock = threading.RLock()
+        self._platform: Platform | None = None
+        self._reconnected_pending = False
+        self._registry_key: tuple[Any, ...] | None = None
+        self._result_options = frozen_items(
+            transport.options,
+            {k: v for k, v in transport.settings.items() if _affects(transport, k)},
+        )
+
+    # ------------------------------------------------------------ properties
+    @property
+    def uri(self) -> str:
+        """The target URI, without secrets."""
+        return self.target.address
+
+    @property
+    def transport_name(self) -> str:
+        """The transport's scheme (``local``, ``ssh``, ...)."""
+        return type(self.transport).scheme
+
+    @property
+    def alive(self) -> bool:
+        """True when open and the connection answers a local health check."""
+        return not self.closed and self.opened is not None and self.transport.alive()
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every recorded operation as a DataFrame (see ``trainlab.metrics``)."""
+        return self.recorder.frame()
+
+    def summary(self) -> pd.DataFrame:
+        """Per operation: count, cached, failed, median, p95 and total seconds."""
+        return self.recorder.summary()
+
+    @property
+    def platform(self) -> Platform:
+        """Operating system facts (name, family, release, arch, kernel), detected once."""
+        if self._platform is None:
+            from trainlab.platform import detect
+
+            self._platform = detect(self)
+        return self._platform
+
+    # ------------------------------------------------------------- lifecycle
+    def open(self) -> Session:
+        """Connect now rather than on first use. Returns the session."""
+        self._ensure_open()
+        return self
+
+    def _ensure_open(self) -> bool:
+        """Open or reopen the transport; True when this call reconnected."""
+        if self.closed:
+            raise SessionClosed(
+                f"the session to {self.uri} is closed; "
+                f"trainlab.connect({self.uri!r}) opens a new one"
+            )
+        if self.opened is not None and self.transport.alive():
+            return False
+        with self._open_lock:
+            if self.closed:
+                raise SessionClosed(f"the session to {self.uri} is closed")
+            if self.opened is not None and self.transport.alive():
+                return False
+            again = self.opened is not None
+            with self.recorder.measure(
+                "connect", target=self.uri, transport=self.transport_name
+            ) as record:
+                record.reconnected = again
+                record.detail = "reconnect" if again else "open"
+                self.transport.open()
+            if again:
+                self.reconnects += 1
+                self._reconnected_pending = True
+            else:
+                self.opened = datetime.now(UTC)
+            return again
+
+    def close(self) -> None:
+        """Release every socket, thread and process, and forget secrets. Idempotent."""
+        with self._open_lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                self.transport.close()
+            finally:
+                self.transport.forget_secrets()
+                self.cache.clear()
+                _forget(self)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- commands
+    def run(
+        self,
+        command: str | Sequence[Any],
+        *,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        refresh: bool = False,
+        check: bool = False,
+    ) -> CommandResult:
+        """Run one command and return its ``CommandResult``.
+
+        Parameters
+        ----------
+        command
+            A shell command line, or a list of arguments that is quoted safely.
+        timeout
+            Deadline in seconds (default: the session's ``command_timeout``). On
+            expiry ``CommandTimeout`` is raised, what the command started is
+            stopped, and the session stays usable.
+        ttl
+            Cache the answer this many seconds (default: the session's ``ttl``).
+        refresh
+            Run even if a cached answer exists, and cache the new one.
+        check
+            Raise ``CommandFailed`` on a non-zero exit.
+        """
+        text = command_text(command)
+        deadline = self._deadline(timeout)
+        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        key = self._key("run", text) if lifetime > 0 else None
+        if key is not None and not refresh:
+            hit: CommandResult | None = self.cache.get(key)
+            if hit is not None:
+                answer = replace(hit, cached=True)
+                self._record_hit("run", text, answer.nbytes)
+                return answer.check() if check else answer
+        result: CommandResult = self._call(
+            "run", text, lambda: self.transport.run(text, deadline), _nbytes
+        )
+        self.commands += 1
+        if key is not None and (result.ok or self._cache_failures):
+            self.cache.put(key, result, ttl=lifetime, cost=result.duration)
+        return result.check() if check else result
+
+    def run_many(
+        self,
+        commands: Sequence[str | Sequence[Any]],
+        *,
+        timeout: float | None = None,
+        stop_on_error: bool = False,
+        ttl: float | None = None,
+        refresh: bool = False,
+        check: bool = False,
+    ) -> BatchResult:
+        """Run ``commands`` in one round trip; each keeps its own stdout, stderr and exit status.
+
+        ``timeout`` is the deadline of the whole batch. With ``stop_on_error`` the
+        commands after the first failure are not run and are listed in
+        ``BatchResult.skipped``. Cached answers (``ttl``) are taken from the cache
+        and only the rest are sent. A transport that cannot batch runs the
+        commands one at a time; ``round_trips`` and the metrics say so.
+        """
+        if isinstance(commands, str):
+            raise InvalidCommand("run_many takes a list of commands; use run() for one command")
+        texts = [command_text(c) for c in commands]
+        deadline = self._deadline(timeout)
+        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        keys = [self._key("run", t) if lifetime > 0 else None for t in texts]
+        found: dict[int, CommandResult] = {}
+        if not refresh:
+            for index, key in enumerate(keys):
+                if key is not None:
+                    hit = self.cache.get(key)
+                    if hit is not None:
+                        found[index] = replace(hit, cached=True)
+                        self._record_hit("run", texts[index], hit.nbytes)
+        limit = len(texts)
+        if stop_on_error:
+            failed_hit = [i for i, r in sorted(found.items()) if not r.ok]
+            if failed_hit:
+                limit = failed_hit[0] + 1
+        pending = [i for i in range(limit) if i not in found]
+        started = time.perf_counter()
+        fresh: list[CommandResult] = []
+        round_trips = 0
+        if pending:
+            batch = [texts[i] for i in pending]
+            if self.transport.supports_batch:
+                round_trips = 1
+                fresh = self._call(
+                    "batch",
+                    f"{len(batch)} commands",
+                    lambda: self.transport.run_many(batch, deadline, stop_on_error),
+                    lambda rs: sum(r.nbytes for r in rs),
+                    detail=f"{len(batch)} commands, 1 round trip",
+                )
+            else:
+                fresh, round_trips = self._run_one_by_one(batch, deadline, stop_on_error)
+        self.commands += len(fresh)
+        for index, result in zip(pending, fresh, strict=False):
+            found[index] = result
+            key = keys[index]
+            if key is not None and (result.ok or self._cache_failures):
+                self.cache.put(key, result, ttl=lifetime, cost=result.duration)
+        ordered: list[CommandResult] = []
+        skipped: list[str] = []
+        stopped = False
+        for index, text in enumerate(texts):
+            result_or_none = found.get(index)
+            if stopped or result_or_none is None:
+                skipped.append(text)
+                continue
+            ordered.append(result_or_none)
+            if stop_on_error and not result_or_none.ok:
+                stopped = True
+        batch_result = BatchResult(
+            ordered,
+            duration=time.perf_counter() - started,
+            round_trips=round_trips,
+            skipped=skipped,
+            target=self.uri,
+        )
+        return batch_result.check() if check else batch_result
+
+    def _run_one_by_one(
+        self, batch: list[str], deadline: float | None, stop_on_error: bool
+    ) -> tuple[list[CommandResult], int]:
+        results: list[CommandResult] = []
+        end = None if deadline is None else time.monotonic() + deadline
+        with self.recorder.measure(
+            "batch",
+            target=self.uri,
+            transport=self.transport_name,
+            command=f"{len(batch)} commands",
+        ) as record:
+            for text in batch:
+                remaining = None if end is None else max(0.001, end - time.monotonic())
+                result = self._call(
+                    "run",
+                    text,
+                    lambda t=text, r=remaining: self.transport.run(t, r),  # type: ignore[misc]
+                    lambda r: r.nbytes,
+                )
+                results.append(result)
+                if stop_on_error and not result.ok:
+                    break
+            record.bytes = sum(r.nbytes for r in results)
+            record.detail = f"fallback: {len(results)} commands, {len(results)} round trips"
+        return results, len(results)
+
+    # ----------------------------------------------------------------- files
+    def read_bytes(self, path: str, *, ttl: float | None = None, refresh: bool = False) -> bytes:
+        """The bytes of a file on the target (cached when ``ttl`` > 0)."""
+        path = _path_text(path)
+        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        key = self._key("read", path) if lifetime > 0 else None
+        if key is not None and not refresh:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._record_hit("read", path, len(hit))
+                return bytes(hit)
+        data = self._call("read", path, lambda: self.transport.read_file(path), len)
+        if key is not None:
+            self.cache.put(key, data, ttl=lifetime)
+        return data
+
+    def read_text(
+        self,
+        path: str,
+        *,
+        encoding: str = "utf-8",
+        errors: str = "replace",
+        ttl: float | None = None,
+        refresh: bool = False,
+    ) -> str:
+        """A file on the target as text (invalid bytes replaced unless ``errors`` says)."""
+        return self.read_bytes(path, ttl=ttl, refresh=refresh).decode(encoding, errors)
+
+    def stat(self, path: str) -> FileStat:
+        """Type, size, mode, owner and mtime of a path on the target."""
+        path = _path_text(path)
+        return self._call("stat", path, lambda: self.transport.stat(path), lambda _s: 0)
+
+    def invalidate(self, command: str | Sequence[Any] | None = None) -> int:
+        """Drop cached answers: one command's, or all of them. Returns how many."""
+        if command is None:
+            return self.cache.invalidate(None)
+        return self.cache.invalidate(self._key("run", command_text(command)))
+
+    # -------------------------------------------------------------- plumbing
+    def _key(self, operation: str, subject: str) -> tuple[Any, ...]:
+        return (self.transport.identity(), self._result_options, operation, subject)
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        if timeout is None:
+            return self._timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise InvalidCommand(f"timeout must be a positive number of seconds, got {timeout!r}")
+        return float(timeout)
+
+    def _call(
+        self,
+        operation: str,
+        subject: str,
+        action: Callable[[], T],
+        size: Callable[[T], int],
+        *,
+        detail: str = "",
+    ) -> T:
+        reconnected = self._ensure_open()
+        lock = self._io_lock if not self.transport.concurrent else contextlib.nullcontext()
+        with lock:
+            begun = self.recorder.begin(
+                operation, target=self.uri, transport=self.transport_name, command=subject
+            )
+            record = begun[0]
+            if reconnected or self._reconnected_pending:
+                record.reconnected = True
+                self._reconnected_pending = False
+            record.detail = detail
+            try:
+                value = action()
+            except TrainlabError as exc:
+                self.recorder.end(begun, exc)
+                raise
+            except OSError as exc:  # a transport that let one through: still ours to name
+                self.recorder.end(begun, exc)
+                raise TransportError(f"{operation} on {self.uri} failed: {exc}") from exc
+            except BaseException as exc:
+                self.recorder.end(begun, exc)
+                raise
+            record.bytes = size(value)
+            self.recorder.end(begun)
+            return value
+
+    def _record_hit(self, operation: str, subject: str, nbytes: int) -> None:
+        self.recorder.add(
+            Record(
+                operation=operation,
+                target=self.uri,
+                transport=self.transport_name,
+                started=datetime.now(UTC),
+                duration_s=0.0,
+                cached=True,
+                bytes=nbytes,
+                command=subject[:200],
+                detail="cache hit",
+            )
+        )
+
+    # ---------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("open" if self.opened else "not yet open")
+        stats = self.cache.stats
+        return (
+            f"<Session {self.uri} mode={self.transport.mode} {state}, {self.commands} commands, "
+            f"cache {stats.hits}/{stats.hits + stats.misses} hits>"
+        )
+
+    def _repr_html_(self) -> str:
+        stats = self.cache.stats
+        rows = {
+            "target": self.uri,
+            "transport": f"{self.transport_name} ({self.transport.mode})",
+            "state": "closed" if self.closed else ("alive" if self.alive else "not open"),
+            "opened": self.opened.isoformat(timespec="seconds") if self.opened else "",
+            "commands": str(self.commands),
+            "reconnects": str(self.reconnects),
+            "cache": f"{stats.hits} hits / {stats.misses} misses, {stats.entries} entries, "
+            f"{stats.bytes:,} bytes",
+        }
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows.items()
+        )
+        return f"<table class='trainlab-session'>{body}</table>"
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def command_text(command: str | Sequence[Any]) -> str:
+    """A command as one shell line; a list is quoted argument by argument."""
+    if isinstance(command, str):
+        text = command
+    elif isinstance(command, list | tuple):
+        if not command:
+            raise InvalidCommand("an empty argument list is not a command")
+        parts = []
+        for part in command:
+            if isinstance(part, str | os.PathLike | int | float) and not isinstance(part, bool):
+                parts.append(os.fspath(part) if isinstance(part, os.PathLike) else str(part))
+            else:
+                raise InvalidCommand(
+                    f"command arguments are strings or paths, got {type(part).__name__}"
+                )
+        text = shlex.join(str(p) for p in parts)
+    else:
+        raise InvalidCommand(
+            f"a command is a string or a list of arguments, got {type(command).__name__}"
+        )
+    if "\0" in text:
+        raise InvalidCommand("a command cannot contain NUL bytes; remove them or pass data by file")
+    if not text.strip():
+        raise InvalidCommand("an empty string is not a command")
+    return text
+
+
+def _path_text(path: Any) -> str:
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise InvalidCommand(f"a path is a non-empty string, got {path!r}")
+    if "\0" in path:
+        raise InvalidCommand("a path cannot contain NUL bytes")
+    return path
+
+
+def _non_negative(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidCommand(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _nbytes(result: CommandResult) -> int:
+    return result.nbytes
+
+
+def _sizeof(value: Any) -> int:
+    if isinstance(value, CommandResult):
+        return value.nbytes
+    if isinstance(value, bytes | bytearray | str):
+        return len(value) + 64
+    return 256
+
+
+def _affects(transport: Transport, name: str) -> bool:
+    option = transport.options.get(name)
+    return option is not None and option.affects_result
+
+
+# --------------------------------------------------------- live-session registry
+
+_live: dict[tuple[Any, ...], Session] = {}
+_every: weakref.WeakSet[Session] = weakref.WeakSet()
+_registry_lock = threading.RLock()
+_atexit_registered = False
+
+
+def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
+    """Open (lazily) a session to ``uri``, or return the live one for the same target.
+
+    Parameters
+    ----------
+    uri
+        ``local://``, ``local://?mode=shell``, ``mock://name``, and the schemes of
+        installed extras and plugins (``trainlab.available_schemes()``).
+    reuse
+        Return the live session for the same normalized target and options if
+        there is one (the default), so re-running a notebook cell reuses it.
+        ``False`` always creates a new, unregistered session.
+    **options
+        Transport and session options; they win over URI query keys.
+
+    >>> import trainlab
+    >>> a = trainlab.connect("local://?mode=shell")
+    >>> a is trainlab.connect("local://", mode="shell")
+    True
+    >>> a.close()
+    """
+    target = parse_target(uri)
+    cls = registry.transport_class(target.scheme)
+    given: dict[str, Any] = {**target.query, **options}
+    declared: dict[str, Option] = {**SESSION_OPTIONS, **cls.options}
+    if target.password is not None:
+        if "password" not in cls.options:
+            raise TargetError(f"{target.scheme}:// takes no password; remove it from the URI")
+        given.setdefault("password", target.password)
+    clash = set(SESSION_OPTIONS) & set(cls.options)
+    if clash:  # a plugin that shadows a session option would be ambiguous
+        raise TargetError(f"transport option(s) {sorted(clash)} clash with session options")
+    resolved = resolve_options(declared, given, where=f"{target.scheme}://")
+    session_options = {k: resolved[k] for k in SESSION_OPTIONS}
+    transport_options = {k: resolved[k] for k in cls.options}
+    plain_target = replace(target, query={}, password=None)
+    key = (cls.__module__, cls.__qualname__, plain_target.address, frozen_items(declared, resolved))
+    with _registry_lock:
+        _ensure_atexit()
+        if reuse:
+            existing = _live.get(key)
+            if existing is not None and not existing.closed:
+                if existing.opened is None or existing.transport.alive():
+                    return existing
+                existing.close()  # dead: replace it
+        transport = cls(plain_target, transport_options)
+        session = Session(transport, options=session_options)
+        _every.add(session)
+        if reuse:
+            _live[key] = session
+            session._registry_key = key
+        else:
+            weakref.finalize(session, _close_quietly, transport)
+        return session
+
+
+def _close_quietly(transport: Transport) -> None:
+    with contextlib.suppress(Exception):
+        transport.close()
+
+
+def _forget(session: Session) -> None:
+    key = session._registry_key
+    with _registry_lock:
+        if key is not None and _live.get(key) is session:
+            del _live[key]
+        _every.discard(session)
+
+
+def live_sessions() -> list[Session]:
+    """Every session that is not closed, oldest first."""
+    with _registry_lock:
+        return [s for s in list(_every) if not s.closed]
+
+
+def sessions() -> pd.DataFrame:
+    """The open sessions as a DataFrame.
+
+    Columns: target, transport, mode, opened, commands, cache_hits, alive.
+    """
+    import pandas as pd
+
+    rows = [
+        {
+            "target": s.uri,
+            "transport": s.transport_name,
+            "mode": s.transport.mode,
+            "opened": s.opened,
+            "commands": s.commands,
+            "cache_hits": s.cache.stats.hits,
+            "alive": s.alive,
+        }
+        for s in live_sessions()
+    ]
+    columns = ["target", "transport", "mode", "opened", "commands", "cache_hits", "alive"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({"commands": "int64", "cache_hits": "int64", "alive": "bool"})
+
+
+def close_all() -> int:
+    """Close every session; returns how many were open."""
+    doomed = live_sessions()
+    for session in doomed:
+        with contextlib.suppress(Exception):
+            session.close()
+    return len(doomed)
+
+
+def _ensure_atexit() -> None:
+    global _atexit_registered  # noqa: PLW0603
+    if not _atexit_registered:
+        atexit.register(close_all)
+        _atexit_registered = True

@@ -1,0 +1,108 @@
+"""The transport seam: I/O for one target, and nothing else.
+
+A transport opens, runs commands, reads files and closes. It does no caching, no
+DataFrames and no retries of failed commands: the ``Session`` owns policy. Every
+backend exception leaves a transport as a ``TrainlabError`` raised ``from`` it.
+"""
+
+from __future__ import annotations
+
+import abc
+import getpass
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from trainlab.options import Option
+from trainlab.result import CommandResult, FileStat
+from trainlab.uri import Target
+
+__all__ = ["Transport"]
+
+
+class Transport(abc.ABC):
+    """Base class of every transport.
+
+    Subclasses set ``scheme`` and ``options`` and implement ``open``, ``run``,
+    ``read_file``, ``alive`` and ``close``. ``run_many`` is native batching: a
+    transport that cannot batch leaves ``supports_batch`` False and the session
+    runs the commands one at a time (and says so in the metrics).
+
+    ``concurrent`` says whether several threads may call ``run`` at once; when it
+    is False the session serializes calls.
+    """
+
+    scheme: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, target: Target, options: Mapping[str, Any]) -> None:
+        self.target = target
+        self.settings = dict(options)
+
+    # -- identity -------------------------------------------------------------
+    def identity(self) -> tuple[Any, ...]:
+        """Who runs commands where: the first part of every cache key.
+
+        Two transports with the same identity and result-affecting options give
+        the same answers; different identities never share a cached answer.
+        """
+        user = self.target.user or getpass.getuser()
+        return (self.scheme, user, self.target.host, self.target.port, self.target.path)
+
+    @property
+    def supports_batch(self) -> bool:
+        """True when ``run_many`` sends a whole batch in one round trip."""
+        return False
+
+    @property
+    def concurrent(self) -> bool:
+        """True when several threads may call ``run`` at once (else the session serializes)."""
+        return False
+
+    @property
+    def mode(self) -> str:
+        """A short word for how commands travel (``exec``, ``shell``, ``api``)."""
+        return str(self.settings.get("mode", "exec"))
+
+    # -- the seam -------------------------------------------------------------
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Connect. Idempotent: a no-op when already open and alive."""
+
+    @abc.abstractmethod
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        """Run one command; a non-zero exit is a result, not an error."""
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        """Run ``commands`` in one round trip; the results of those that ran, in order."""
+        raise NotImplementedError(f"{type(self).__name__} has no native batching")
+
+    @abc.abstractmethod
+    def read_file(self, path: str) -> bytes:
+        """The bytes of a file on the target."""
+
+    def stat(self, path: str) -> FileStat:
+        """``stat`` of a path on the target."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stat files")
+
+    def platform_facts(self) -> dict[str, str] | None:
+        """Platform facts the backend knows without running commands, or ``None``."""
+        return None
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """True when the connection (or host process) is usable right now."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every socket, thread and process. Idempotent."""
+
+    def forget_secrets(self) -> None:
+        """Drop secret option values (called after ``close``)."""
+        for name, option in self.options.items():
+            if option.secret:
+                self.settings[name] = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.target.address} mode={self.mode}>"

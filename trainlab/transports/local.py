@@ -1,0 +1,646 @@
+"""The local machine: a process per command (``mode=exec``) or one kept bash (``mode=shell``).
+
+``mode=shell`` speaks the framing protocol (``trainlab.framing``) to a persistent
+bash over pipes; ``mode=exec`` spawns ``bash -c`` per command and sends batches to
+one ``bash -s`` with the same framing. Both return when the command's own process
+is done, even if it left a background process holding its output open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import getpass
+import os
+import select
+import signal
+import stat as stat_module
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, Any, ClassVar
+
+from trainlab import framing
+from trainlab.errors import (
+    CommandTimeout,
+    FileError,
+    FileMissing,
+    TargetError,
+    TransportError,
+)
+from trainlab.options import Option
+from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.transports.base import Transport
+
+__all__ = ["LocalTransport"]
+
+_READ_SIZE = 256 * 1024
+# Longest command passed as an argument; longer ones travel on stdin (Linux caps one
+# argument at 128 KiB).
+_MAX_ARGUMENT = 100_000
+_IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+
+
+class LocalTransport(Transport):
+    """Commands on this machine, as the current user.
+
+    >>> import trainlab
+    >>> with trainlab.connect("local://?mode=shell", reuse=False) as sh:
+    ...     print(sh.run("echo hello").stdout, end="")
+    hello
+    """
+
+    scheme: ClassVar[str] = "local"
+    options: ClassVar[Mapping[str, Option]] = {
+        "mode": Option(
+            str,
+            "exec",
+            "exec: a process per command; shell: one persistent bash",
+            choices=("exec", "shell"),
+        ),
+        "shell": Option(str, "bash", "the bash executable", affects_result=True),
+        "cwd": Option(str, None, "working directory for commands", affects_result=True),
+        "env": Option(dict, None, "extra environment variables", affects_result=True),
+    }
+
+    def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
+        super().__init__(target, options)
+        if target.host not in ("", "localhost"):
+            raise TargetError(
+                f"local:// takes no host (got {target.host!r}); use ssh://{target.host} "
+                "for another machine"
+            )
+        self._host: _BashHost | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def supports_batch(self) -> bool:
+        return True
+
+    @property
+    def concurrent(self) -> bool:
+        return self.mode == "exec"
+
+    def identity(self) -> tuple[Any, ...]:
+        return ("local", getpass.getuser(), os.uname().nodename)
+
+    # -- lifecycle ------------------------------------------------------------
+    def _env(self) -> dict[str, str] | None:
+        extra = self.settings.get("env")
+        if not extra:
+            return None
+        env = dict(os.environ)
+        env.update({str(k): str(v) for k, v in extra.items()})
+        return env
+
+    def open(self) -> None:
+        if self.mode != "shell":
+            return
+        with self._lock:
+            if self._host is not None and self._host.alive():
+                return
+            if self._host is not None:
+                self._host.close()
+            self._host = _BashHost(
+                [self.settings["shell"], "--noprofile", "--norc"],
+                env=self._env(),
+                cwd=self.settings.get("cwd"),
+            )
+
+    def alive(self) -> bool:
+        if self.mode != "shell":
+            return True
+        return self._host is not None and self._host.alive()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._host is not None:
+                self._host.close()
+                self._host = None
+
+    # -- commands -------------------------------------------------------------
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        if self.mode == "shell":
+            outputs = self._shell_exchange([command], timeout, stop_on_error=False)
+            out = outputs[0]
+            return CommandResult(
+                command,
+                out.stdout,
+                out.stderr,
+                out.exit_status,
+                duration=time.perf_counter() - t0,
+                target=self.target.address,
+                started=started,
+            )
+        if len(command) > _MAX_ARGUMENT:
+            outputs = self._exec_batch([command], timeout, stop_on_error=False)
+            out = outputs[0]
+            return CommandResult(
+                command,
+                out.stdout,
+                out.stderr,
+                out.exit_status,
+                duration=time.perf_counter() - t0,
+                target=self.target.address,
+                started=started,
+            )
+        argv = [self.settings["shell"], "-c", command]
+        stdout, stderr, status = self._exec(argv, None, timeout, command)
+        return CommandResult(
+            command,
+            stdout,
+            stderr,
+            status,
+            duration=time.perf_counter() - t0,
+            target=self.target.address,
+            started=started,
+        )
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        if self.mode == "shell":
+            outputs = self._shell_exchange(commands, timeout, stop_on_error)
+        else:
+            outputs = self._exec_batch(commands, timeout, stop_on_error)
+        wall = time.perf_counter() - t0
+        return _to_results(commands, outputs, self.target.address, started, wall)
+
+    def _shell_exchange(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[framing.FramedOutput]:
+        request = framing.build_request(commands, stop_on_error=stop_on_error)
+        host = self._host
+        if host is None or host.broken:
+            raise TransportError("the local shell is not running; the session reopens it")
+        return host.exchange(request, timeout, target=self.target.address)
+
+    def _exec_batch(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[framing.FramedOutput]:
+        request = framing.build_request(commands, stop_on_error=stop_on_error)
+        host = _BashHost(
+            [self.settings["shell"], "--noprofile", "--norc", "-s"],
+            env=self._env(),
+            cwd=self.settings.get("cwd"),
+        )
+        try:
+            return host.exchange(request, timeout, target=self.target.address)
+        finally:
+            host.close()
+
+    def _exec(
+        self, argv: list[str], stdin: bytes | None, timeout: float | None, command: str
+    ) -> tuple[bytes, bytes, int]:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=self._env(),
+                cwd=self.settings.get("cwd"),
+            )
+        except OSError as exc:
+            raise TransportError(f"could not start {argv[0]!r}: {exc.strerror}") from exc
+        stdout, stderr = _pipes(proc)
+        out_fd, err_fd = stdout.fileno(), stderr.fileno()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            chunks = _collect_until_exit(proc, out_fd, err_fd, deadline)
+        except _Deadline as exc:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise CommandTimeout(
+                f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
+                f"{self.target.address}; it and what it started were killed",
+                command=command,
+                timeout=timeout,
+                stdout=b"".join(exc.stdout),
+                stderr=b"".join(exc.stderr),
+            ) from None
+        except BaseException:
+            _kill_group(proc.pid)
+            proc.wait()
+            raise
+        finally:
+            stdout.close()
+            stderr.close()
+        return b"".join(chunks[0]), b"".join(chunks[1]), proc.wait()
+
+    # -- files ----------------------------------------------------------------
+    def read_file(self, path: str) -> bytes:
+        full = self._path(path)
+        try:
+            with open(full, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise _file_error(exc, path) from exc
+
+    def stat(self, path: str) -> FileStat:
+        full = self._path(path)
+        try:
+            info = os.stat(full)
+        except OSError as exc:
+            raise _file_error(exc, path) from exc
+        return FileStat(
+            path=path,
+            type=_file_type(info.st_mode),
+            size=info.st_size,
+            mode=stat_module.S_IMODE(info.st_mode),
+            uid=info.st_uid,
+            gid=info.st_gid,
+            mtime=info.st_mtime,
+        )
+
+    def _path(self, path: str) -> str:
+        cwd = self.settings.get("cwd")
+        return os.path.join(cwd, path) if cwd else path
+
+
+# ------------------------------------------------------------------ bash host
+
+
+class _Deadline(Exception):
+    """Internal: the deadline passed; carries what arrived so far."""
+
+    def __init__(self, stdout: list[bytes], stderr: list[bytes]) -> None:
+        super().__init__("deadline")
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class _BashHost:
+    """A bash process on pipes that answers framed requests."""
+
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None, cwd: str | None) -> None:
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # a terminal's Ctrl-C must not reach the host
+                env=env,
+                cwd=cwd,
+                bufsize=0,
+            )
+        except OSError as exc:
+            raise TransportError(f"could not start {argv[0]!r}: {exc.strerror}") from exc
+        if self.proc.stdin is None:
+            raise TransportError("the shell started without a stdin pipe")
+        stdout, stderr = _pipes(self.proc)
+        self.in_fd = self.proc.stdin.fileno()
+        self.out_fd = stdout.fileno()
+        self.err_fd = stderr.fileno()
+        try:
+            os.write(self.in_fd, framing.BOOTSTRAP)  # under a pipe buffer: never blocks
+        except OSError as exc:
+            self.close()
+            raise TransportError(f"{argv[0]!r} exited at start: {exc.strerror}") from exc
+        for fd in (self.in_fd, self.out_fd, self.err_fd):
+            os.set_blocking(fd, False)
+        self.poller = select.poll()
+        self.poller.register(self.out_fd, _IN)
+        self.poller.register(self.err_fd, _IN)
+        self.broken = False
+        self._exit_poller = select.poll()
+        try:
+            self._pidfd = os.pidfd_open(self.proc.pid)
+            self._exit_poller.register(self._pidfd, select.POLLIN)
+        except (AttributeError, OSError):
+            self._pidfd = -1
+
+    def alive(self) -> bool:
+        if self.broken or self.proc.returncode is not None:
+            return False
+        if self._pidfd >= 0:  # one cheap syscall, no subprocess locking
+            if self._exit_poller.poll(0):
+                self.broken = True
+                return False
+            return True
+        return self.proc.poll() is None
+
+    def exchange(
+        self, request: framing.Request, timeout: float | None, *, target: str
+    ) -> list[framing.FramedOutput]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        try:
+            self._discard_pending()
+            state = self._pump(request, out, err, deadline)
+        except _Deadline:
+            self.broken = True
+            outputs = framing.parse_response(b"".join(out), b"".join(err), request, complete=False)
+            self.kill()
+            current = min(len(outputs), len(request.commands) - 1)
+            partial = None
+            if len(request.commands) > 1:
+                partial = BatchResult(_to_results(request.commands, outputs, target, None, 0.0))
+            raise CommandTimeout(
+                f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
+                f"deadline on {target}; the shell and what it started were killed "
+                "and the next call starts a new shell",
+                command=request.commands[current],
+                timeout=timeout,
+                stdout=_tail_after_markers(b"".join(out), request),
+                stderr=_tail_after_markers(b"".join(err), request),
+                partial=partial,
+            ) from None
+        except BaseException:
+            # Interrupted mid-exchange (KeyboardInterrupt): the stream is out of step.
+            self.broken = True
+            self.kill()
+            raise
+        if state != "done":
+            self.broken = True
+            code = self.proc.poll()
+            self.kill()
+            if code is None:
+                code = self.proc.poll()
+            how = (
+                f"exit status {code}"
+                if code is not None and code >= 0
+                else (f"signal {-code}" if code is not None else "closed its output")
+            )
+            raise TransportError(
+                f"the shell on {target} ended during the command ({how}); the command is not "
+                "re-run, and the next call starts a new shell"
+            )
+        return framing.parse_response(b"".join(out), b"".join(err), request)
+
+    def _discard_pending(self) -> None:
+        """Drop bytes a background job wrote since the last answer."""
+        for fd, _event in self.poller.poll(0):
+            with contextlib.suppress(BlockingIOError):
+                while os.read(fd, _READ_SIZE):
+                    pass
+
+    def _pump(
+        self,
+        request: framing.Request,
+        out: list[bytes],
+        err: list[bytes],
+        deadline: float | None,
+    ) -> str:
+        """Write the request and read both streams until both carry the Z line.
+
+        Returns ``"done"``, or ``"eof"`` when a stream closed first; raises
+        ``_Deadline`` when the deadline passes. Writing and reading interleave, so a
+        large request cannot deadlock against a command that writes a lot.
+        """
+        poller = self.poller
+        out_fd, err_fd, in_fd = self.out_fd, self.err_fd, self.in_fd
+        view = memoryview(request.script)
+        try:
+            view = view[os.write(in_fd, view) :]
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            return "eof"
+        if view:
+            poller.register(in_fd, select.POLLOUT | select.POLLERR)
+        marker = request.done_marker
+        out_done = err_done = False
+        out_tail = err_tail = b""
+        try:
+            while not (out_done and err_done):
+                wait_ms = -1
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise _Deadline(out, err)
+                    wait_ms = int(remaining * 1000) + 1
+                for fd, _event in poller.poll(wait_ms):
+                    if fd == in_fd:
+                        try:
+                            view = view[os.write(in_fd, view[:_READ_SIZE]) :]
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:
+                            return "eof"
+                        if not view:
+                            poller.unregister(in_fd)
+                        continue
+                    if (fd == out_fd and out_done) or (fd == err_fd and err_done):
+                        continue
+                    try:
+                        chunk = os.read(fd, _READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        return "eof"
+                    if fd == out_fd:
+                        out.append(chunk)
+                        out_tail = out_tail[-64:] + chunk[-4096:]
+                        out_done = chunk.endswith(b"\n") and marker in out_tail
+                        # stderr's Z line was written before stdout's: take it now
+                        # rather than after another wake-up.
+                        while out_done and not err_done:
+                            try:
+                                chunk = os.read(err_fd, _READ_SIZE)
+                            except BlockingIOError:
+                                break
+                            if not chunk:
+                                return "eof"
+                            err.append(chunk)
+                            err_tail = err_tail[-64:] + chunk[-4096:]
+                            err_done = chunk.endswith(b"\n") and marker in err_tail
+                    else:
+                        err.append(chunk)
+                        err_tail = err_tail[-64:] + chunk[-4096:]
+                        err_done = chunk.endswith(b"\n") and marker in err_tail
+        finally:
+            if view:
+                poller.unregister(in_fd)
+        return "done"
+
+    def kill(self) -> None:
+        """Kill the host and every process it started that is still its descendant."""
+        if self.proc.poll() is None:
+            for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            if self.proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()  # EOF: bash exits by itself
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+
+def _collect_until_exit(
+    proc: subprocess.Popen[bytes], out_fd: int, err_fd: int, deadline: float | None
+) -> tuple[list[bytes], list[bytes]]:
+    """Read both streams until they close or the process exits (then drain and stop).
+
+    A command that leaves a background process holding stdout (``sleep 300 &``)
+    returns when its own process exits.
+    """
+    os.set_blocking(out_fd, False)
+    os.set_blocking(err_fd, False)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    sinks = {out_fd: out, err_fd: err}
+    poller = select.poll()
+    poller.register(out_fd, _IN)
+    poller.register(err_fd, _IN)
+    open_fds = {out_fd, err_fd}
+    pidfd = -1
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+        poller.register(pidfd, select.POLLIN)
+    except (AttributeError, OSError):
+        pidfd = -1
+    try:
+        while open_fds:
+            wait_ms = -1 if pidfd >= 0 else 20
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Deadline(out, err)
+                wait_ms = max(
+                    1, min(int(remaining * 1000) + 1, wait_ms if wait_ms > 0 else 1 << 30)
+                )
+            events = poller.poll(wait_ms)
+            exited = pidfd >= 0 and any(fd == pidfd for fd, _ in events)
+            for fd, _ in events:
+                if fd in open_fds:
+                    _read_into(fd, sinks[fd], open_fds, poller)
+            if exited or (pidfd < 0 and proc.poll() is not None):
+                for fd in list(open_fds):  # drain what is already in the pipes, then stop
+                    while fd in open_fds and _read_into(fd, sinks[fd], open_fds, poller):
+                        pass
+                break
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    return out, err
+
+
+def _read_into(fd: int, sink: list[bytes], open_fds: set[int], poller: select.poll) -> bool:
+    """Read once; False when nothing more is available now (or ever)."""
+    try:
+        chunk = os.read(fd, _READ_SIZE)
+    except BlockingIOError:
+        return False
+    if not chunk:
+        open_fds.discard(fd)
+        poller.unregister(fd)
+        return False
+    sink.append(chunk)
+    return True
+
+
+def _to_results(
+    commands: Sequence[str],
+    outputs: Sequence[framing.FramedOutput],
+    target: str,
+    started: datetime | None,
+    wall: float,
+) -> list[CommandResult]:
+    fallback = wall / max(1, len(outputs))
+    return [
+        CommandResult(
+            command,
+            out.stdout,
+            out.stderr,
+            out.exit_status,
+            duration=out.duration if out.duration is not None else fallback,
+            target=target,
+            started=started,
+        )
+        for command, out in zip(commands, outputs, strict=False)
+    ]
+
+
+def _tail_after_markers(stream: bytes, request: framing.Request) -> bytes:
+    """What the interrupted command wrote: the bytes after the last marker line."""
+    cut = stream.rfind(request.nonce)
+    if cut < 0:
+        return stream
+    line_end = stream.find(b"\n", cut)
+    return stream[line_end + 1 :] if line_end >= 0 else b""
+
+
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    if proc.stdout is None or proc.stderr is None:
+        raise TransportError("a process started without its output pipes")
+    return proc.stdout, proc.stderr
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of ``root`` (from /proc), deepest first."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) > 1:
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found[::-1]
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat_module.S_ISREG, "file"),
+        (stat_module.S_ISDIR, "directory"),
+        (stat_module.S_ISLNK, "symlink"),
+        (stat_module.S_ISFIFO, "fifo"),
+        (stat_module.S_ISSOCK, "socket"),
+        (stat_module.S_ISCHR, "char"),
+        (stat_module.S_ISBLK, "block"),
+    ):
+        if test(mode):
+            return name
+    return "other"
+
+
+def _file_error(exc: OSError, path: str) -> FileError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOENT:
+        return FileMissing(errno.ENOENT, f"{path}: no such file on the local machine")
+    return FileError(exc.errno or 0, f"{path}: {reason}")

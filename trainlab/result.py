@@ -105,10 +105,11 @@ class CommandResult:
     ) -> pd.DataFrame:
         """Column-aligned output (``ps aux``, ``df -h``, ``ss -tlnp``) as a DataFrame.
 
-        Columns come from the header line; header words joined by one space
-        (``Mounted on``) are merged when the rows have fewer fields than the header
-        has words; the last column keeps the rest of each line (``ps``'s COMMAND).
-        ``sep`` splits on a fixed separator instead; ``skip`` drops leading lines.
+        Column boundaries are the positions blank in every row; the header line
+        names them (``Mounted on`` stays one name) and the last column keeps the
+        rest of each line (``ps``'s COMMAND). Numeric columns become numbers.
+        ``sep`` splits on a fixed separator instead; ``skip`` drops leading lines;
+        ``columns`` names the columns (with ``header=False`` for headerless output).
         """
         return parse_table(
             self.stdout,
@@ -308,65 +309,122 @@ def parse_table(
     numeric: bool = True,
     what: str = "output",
 ) -> pd.DataFrame:
-    """Parse column-aligned text into a DataFrame; see ``CommandResult.table``."""
+    """Parse column-aligned text into a DataFrame; see ``CommandResult.table``.
+
+    Without ``sep`` the columns are found from the rows: a column boundary is a
+    character position that is blank in every row. Each header word names the
+    column it overlaps (or the nearest one), so ``Mounted on`` stays one name; a
+    column no header word reaches belongs to the column on its left (``ps``'s
+    COMMAND arguments).
+    """
     import pandas as pd
 
-    lines = [line for line in text.splitlines()[skip:] if line.strip()]
+    lines = [line.expandtabs() for line in text.splitlines()[skip:] if line.strip()]
     if not lines:
         return pd.DataFrame(columns=list(columns or []))
+    head = lines[0] if header else None
+    body = lines[1:] if header else lines
     if sep is not None:
-        rows = [[cell.strip() for cell in line.split(sep)] for line in lines]
-        names = list(columns) if columns else (rows.pop(0) if header else [])
-    else:
-        names = list(columns) if columns else (_header_names(lines[0]) if header else [])
-        body = lines[1:] if header and not columns else lines
-        if header and columns:
-            body = lines[1:]
+        rows = [[cell.strip() for cell in line.split(sep)] for line in body]
+        names = list(columns) if columns else (
+            [cell.strip() for cell in head.split(sep)] if head is not None else []
+        )
         if not names:
-            width = max(len(line.split()) for line in body)
-            names = [f"col{i}" for i in range(width)]
-        if header and not columns:
-            names = _merge_header(lines[0], names, body)
-        rows = [line.split(None, len(names) - 1) for line in body]
+            names = [f"col{i}" for i in range(max((len(r) for r in rows), default=0))]
+    elif not body:
+        names = list(columns) if columns else (head.split() if head else [])
+        rows = []
+    else:
+        spans = _column_spans(body)
+        if head is not None and not columns:
+            names, spans = _name_columns(head, spans)
+        elif columns:
+            names = list(columns)
+            if len(spans) > len(names):  # the last named column takes the rest
+                spans = [*spans[: len(names) - 1], (spans[len(names) - 1][0], spans[-1][1])]
+        else:
+            names = [f"col{i}" for i in range(len(spans))]
+        starts = [start for start, _ in spans]
+        rows = []
+        for line in body:
+            cells = []
+            for index, start in enumerate(starts):
+                end = starts[index + 1] if index + 1 < len(starts) else len(line)
+                cells.append(line[start:end].strip())
+            rows.append(cells)
     if not names:
         raise OutputError(f"cannot find columns in the output of {what!r}")
     width = len(names)
     padded: list[list[str | None]] = []
     joiner = sep if sep is not None else " "
     for row in rows:
-        cells: list[str | None] = list(row)
-        if len(row) > width:
-            cells = [*row[: width - 1], joiner.join(row[width - 1 :])]
-        padded.append(cells + [None] * (width - len(cells)))
+        cells_out: list[str | None] = [cell if cell != "" else None for cell in row]
+        if len(cells_out) > width:
+            cells_out = [*cells_out[: width - 1], joiner.join(row[width - 1 :])]
+        padded.append(cells_out + [None] * (width - len(cells_out)))
     frame = pd.DataFrame(padded, columns=_unique(names))
     if numeric:
         for name in frame.columns:
+            present = frame[name].notna()
             converted = pd.to_numeric(frame[name], errors="coerce")
-            if converted.notna().sum() == frame[name].notna().sum() and frame[name].notna().any():
+            if present.any() and converted[present].notna().all():
                 frame[name] = converted
     return frame
 
 
-def _header_names(line: str) -> list[str]:
-    return line.split()
+def _column_spans(body: list[str]) -> list[tuple[int, int]]:
+    """(start, end) of each run of positions that are non-blank in some row."""
+    width = max(len(line) for line in body)
+    used = [False] * width
+    for line in body:
+        for index, char in enumerate(line):
+            if char != " ":
+                used[index] = True
+    spans: list[tuple[int, int]] = []
+    start = None
+    for index, flag in enumerate([*used, False]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            spans.append((start, index))
+            start = None
+    return spans
 
 
-def _merge_header(header_line: str, names: list[str], body: list[str]) -> list[str]:
-    """Join header words separated by one space until the count fits the rows."""
-    if not body:
-        return names
-    counts = sorted(len(line.split()) for line in body)
-    typical = counts[len(counts) // 2]
-    spans = [(m.start(), m.end(), m.group()) for m in _WS.finditer(header_line)]
-    while len(spans) > typical:
-        merge_at = next(
-            (i for i in range(len(spans) - 1) if spans[i + 1][0] - spans[i][1] == 1), None
-        )
-        if merge_at is None:
-            break
-        a, b = spans[merge_at], spans[merge_at + 1]
-        spans[merge_at : merge_at + 2] = [(a[0], b[1], f"{a[2]} {b[2]}")]
-    return [span[2] for span in spans]
+def _name_columns(
+    head: str, spans: list[tuple[int, int]]
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """Give each column the header words over it; fold unnamed columns leftwards."""
+    words: list[list[str]] = [[] for _ in spans]
+    reach: list[int] = [-1] * len(spans)  # the rightmost header word end over a column
+    for match in _WS.finditer(head):
+        start, end = match.start(), match.end()
+        overlapping = [i for i, (a, b) in enumerate(spans) if a < end and start < b]
+        if overlapping:
+            target = overlapping[0]
+            for i in overlapping:
+                reach[i] = max(reach[i], end)
+        else:
+            target = min(
+                range(len(spans)),
+                key=lambda i: min(abs(spans[i][0] - end), abs(spans[i][1] - start)),
+            )
+        words[target].append(match.group())
+    names: list[str] = []
+    merged: list[tuple[int, int]] = []
+    for index, span in enumerate(spans):
+        if words[index]:
+            names.append(" ".join(words[index]))
+            merged.append(span)
+        elif reach[index] >= 0 and names:
+            names.append(f"{names[-1]}.1")  # a header word runs over two columns
+            merged.append(span)
+        elif merged:
+            merged[-1] = (merged[-1][0], span[1])
+        else:
+            names.append("col0")
+            merged.append(span)
+    return names, merged
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -16,6 +16,10 @@ from trainlab.errors import TargetError
 __all__ = ["Target", "parse_target"]
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+# Words that are schemes, to suggest 'local://' for 'local' but 'ssh://web1' for 'web1'.
+_SCHEME_WORDS = frozenset(
+    {"local", "mock", "ssh", "winrm", "winrms", "pwsh", "ssm", "aws", "http", "https"}
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def parse_target(uri: str) -> Target:
     if any(ord(ch) < 32 or ch == "\x7f" for ch in text) or " " in text:
         raise TargetError(f"target {text!r} contains spaces or control characters")
     if "://" not in text:
-        example = f"{text}://" if _SCHEME.match(text.lower()) else f"ssh://{text}"
+        example = f"{text.lower()}://" if text.lower() in _SCHEME_WORDS else f"ssh://{text}"
         raise TargetError(f"target {text!r} has no scheme; write it as {example!r}")
     scheme = text.split("://", 1)[0].lower()
     if not _SCHEME.match(scheme):

@@ -104,7 +104,7 @@ class LocalTransport(Transport):
             if self._host is not None:
                 self._host.close()
             self._host = _BashHost(
-                [self.settings["shell"], "--noprofile", "--norc"],
+                [self.settings["shell"], "--noprofile", "--norc", "-c", framing.HOST_SCRIPT],
                 env=self._env(),
                 cwd=self.settings.get("cwd"),
             )
@@ -186,7 +186,7 @@ class LocalTransport(Transport):
     ) -> list[framing.FramedOutput]:
         request = framing.build_request(commands, stop_on_error=stop_on_error)
         host = _BashHost(
-            [self.settings["shell"], "--noprofile", "--norc", "-s"],
+            [self.settings["shell"], "--noprofile", "--norc", "-c", framing.HOST_SCRIPT],
             env=self._env(),
             cwd=self.settings.get("cwd"),
         )
@@ -300,29 +300,22 @@ class _BashHost:
         self.in_fd = self.proc.stdin.fileno()
         self.out_fd = stdout.fileno()
         self.err_fd = stderr.fileno()
-        try:
-            os.write(self.in_fd, framing.BOOTSTRAP)  # under a pipe buffer: never blocks
-        except OSError as exc:
-            self.close()
-            raise TransportError(f"{argv[0]!r} exited at start: {exc.strerror}") from exc
         for fd in (self.in_fd, self.out_fd, self.err_fd):
             os.set_blocking(fd, False)
         self.poller = select.poll()
         self.poller.register(self.out_fd, _IN)
         self.poller.register(self.err_fd, _IN)
         self.broken = False
-        self._exit_poller = select.poll()
         try:
             self._pidfd = os.pidfd_open(self.proc.pid)
-            self._exit_poller.register(self._pidfd, select.POLLIN)
         except (AttributeError, OSError):
             self._pidfd = -1
 
     def alive(self) -> bool:
         if self.broken or self.proc.returncode is not None:
             return False
-        if self._pidfd >= 0:  # one cheap syscall, no subprocess locking
-            if self._exit_poller.poll(0):
+        if self._pidfd >= 0:  # one cheap syscall, no subprocess locking, thread-safe
+            if select.select([self._pidfd], [], [], 0)[0]:
                 self.broken = True
                 return False
             return True
@@ -399,7 +392,7 @@ class _BashHost:
         """
         poller = self.poller
         out_fd, err_fd, in_fd = self.out_fd, self.err_fd, self.in_fd
-        view = memoryview(request.script)
+        view = memoryview(request.wire)
         try:
             view = view[os.write(in_fd, view) :]
         except BlockingIOError:

@@ -41,7 +41,6 @@ class MockTransport(Transport):
         "batch": Option(bool, True, "answer run_many natively (False: one at a time)"),
         "default_exit": Option(int, 127, "exit status for an unscripted command"),
         "latency": Option(float, 0.0, "seconds each call sleeps (for demonstrations)", minimum=0),
-        "mode": Option(str, "exec", "reported mode", choices=("exec", "shell")),
         "password": Option(str, None, "a secret, to test that it never shows", secret=True),
     }
 
@@ -108,7 +107,11 @@ class MockTransport(Transport):
         with self._lock:
             count = self._counts.get(command, 0)
             self._counts[command] = count + 1
-        answer: Any = responses.get(command, self.settings["default_exit"])
+        if command not in responses:
+            status = self.settings["default_exit"]
+            message = f"mock: {command}: no scripted answer\n".encode() if status else b""
+            return self._result(command, (b"", message, status))
+        answer: Any = responses[command]
         if isinstance(answer, list):
             answer = answer[min(count, len(answer) - 1)] if answer else ""
         if callable(answer) and not isinstance(answer, type):
@@ -135,8 +138,7 @@ class MockTransport(Transport):
         if isinstance(answer, bool):
             answer = int(not answer)
         if isinstance(answer, int):
-            err = b"" if answer == 0 else f"mock: {command}: no scripted answer\n".encode()
-            return CommandResult(command, b"", err, answer, target=where, started=now)
+            return CommandResult(command, b"", b"", answer, target=where, started=now)
         if isinstance(answer, tuple):
             out, err, status = answer
             return CommandResult(

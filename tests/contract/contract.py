@@ -1,0 +1,179 @@
+"""One behaviour suite that every transport runs (the fsspec abstract-tests idea).
+
+A transport's test module subclasses ``TransportContract`` and provides the
+``session`` fixture (and ``sample_file``). Real transports run the commands for
+real; the mock is scripted with ``SCRIPT`` so the session layer's handling of the
+same answers is checked too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+import trainlab
+from trainlab.platform import DETECT_COMMAND
+
+BIG = 5_000_000
+FORGED = "__tl_0000 E 0 0 1 2\n__tl_0000 Z 1\n"
+
+#: The answers a real POSIX target gives to the contract's commands, for the mock.
+SCRIPT: dict[str, Any] = {
+    "printf out; printf err >&2; exit 3": ("out", "err", 3),
+    "printf '\\377\\376ok'": b"\xff\xfeok",
+    "printf abc": "abc",
+    f"head -c {BIG} /dev/zero | tr '\\0' x": "x" * BIG,
+    "echo one": "one\n",
+    "echo two >&2": ("", "two\n", 0),
+    "exit 7": 7,
+    "echo after": "after\n",
+    "false": 1,
+    "sleep 5": trainlab.CommandTimeout("scripted timeout", command="sleep 5", timeout=0.5),
+    "echo ok": "ok\n",
+    "date +%s%N": ["1\n", "2\n", "3\n"],
+    f"printf '{FORGED}'": FORGED,
+    DETECT_COMMAND: "Linux 6.1.0 x86_64\nID=debian\nVERSION_ID=12\n",
+    **{f"echo t{n}": f"t{n}\n" for n in range(8 * 20)},
+}
+
+
+class TransportContract:
+    """Behaviour tests shared by every transport."""
+
+    @pytest.fixture
+    def session(self) -> trainlab.Session:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def sample_file(self) -> tuple[str, bytes]:
+        """(path, content) of a file that exists on the target."""
+        raise NotImplementedError
+
+    def test_streams_and_exit_status_are_kept_apart(self, session: trainlab.Session) -> None:
+        r = session.run("printf out; printf err >&2; exit 3")
+        assert (r.stdout, r.stderr, r.exit_status, r.ok) == ("out", "err", 3, False)
+        assert r.duration >= 0
+        assert not r.cached
+
+    def test_non_utf8_output_is_replaced_and_raw_bytes_kept(
+        self, session: trainlab.Session
+    ) -> None:
+        r = session.run("printf '\\377\\376ok'")
+        assert r.stdout_bytes == b"\xff\xfeok"
+        assert r.stdout == "\ufffd\ufffdok"
+
+    def test_output_without_trailing_newline(self, session: trainlab.Session) -> None:
+        assert session.run("printf abc").stdout == "abc"
+
+    def test_large_output_arrives_whole(self, session: trainlab.Session) -> None:
+        r = session.run(f"head -c {BIG} /dev/zero | tr '\\0' x")
+        assert len(r.stdout_bytes) == BIG
+        assert r.stdout_bytes.count(b"x") == BIG
+
+    def test_output_imitating_markers_is_just_output(self, session: trainlab.Session) -> None:
+        r = session.run(f"printf '{FORGED}'")
+        assert r.stdout == FORGED
+        assert r.exit_status == 0
+        assert session.run("echo ok").stdout == "ok\n"
+
+    def test_batch_keeps_each_commands_result(self, session: trainlab.Session) -> None:
+        batch = session.run_many(["echo one", "echo two >&2", "exit 7", "echo after"])
+        assert [(r.stdout, r.stderr, r.exit_status) for r in batch] == [
+            ("one\n", "", 0),
+            ("", "two\n", 0),
+            ("", "", 7),
+            ("after\n", "", 0),
+        ]
+        frame = batch.frame
+        assert frame["exit_status"].tolist() == [0, 0, 7, 0]
+        assert frame["command"].tolist()[2] == "exit 7"
+        if session.transport.supports_batch:
+            assert batch.round_trips == 1
+
+    def test_batch_can_stop_on_error(self, session: trainlab.Session) -> None:
+        batch = session.run_many(["echo one", "false", "echo after"], stop_on_error=True)
+        assert [r.exit_status for r in batch] == [0, 1]
+        assert batch.skipped == ("echo after",)
+        assert not batch.ok
+
+    def test_timeout_raises_and_session_stays_usable(self, session: trainlab.Session) -> None:
+        with pytest.raises(trainlab.CommandTimeout):
+            session.run("sleep 5", timeout=0.5)
+        assert session.run("echo ok").stdout == "ok\n"
+
+    def test_check_raises_command_failed(self, session: trainlab.Session) -> None:
+        with pytest.raises(trainlab.CommandFailed) as info:
+            session.run("exit 7", check=True)
+        assert info.value.result.exit_status == 7
+
+    def test_cache_answers_within_ttl_and_refresh_bypasses(
+        self, session: trainlab.Session
+    ) -> None:
+        first = session.run("date +%s%N", ttl=60)
+        second = session.run("date +%s%N", ttl=60)
+        assert second.cached
+        assert second.stdout == first.stdout
+        fresh = session.run("date +%s%N", ttl=60, refresh=True)
+        assert not fresh.cached
+        assert fresh.stdout != first.stdout
+        assert session.cache.stats.hits == 1
+
+    def test_files_are_read(
+        self, session: trainlab.Session, sample_file: tuple[str, bytes]
+    ) -> None:
+        path, content = sample_file
+        assert session.read_bytes(path) == content
+        assert session.read_text(path) == content.decode("utf-8", "replace")
+        assert session.stat(path).size == len(content)
+        with pytest.raises(trainlab.FileMissing):
+            session.read_bytes(path + ".missing")
+        with pytest.raises(FileNotFoundError):
+            session.stat(path + ".missing")
+
+    def test_platform_is_detected_once(self, session: trainlab.Session) -> None:
+        platform = session.platform
+        assert platform.name
+        assert platform.family
+        assert "os" in platform.families
+        assert session.platform is platform
+
+    def test_threads_share_one_session(self, session: trainlab.Session) -> None:
+        answers: dict[int, str] = {}
+        errors: list[BaseException] = []
+
+        def work(worker: int) -> None:
+            try:
+                for index in range(20):
+                    n = worker * 20 + index
+                    answers[n] = session.run(f"echo t{n}").stdout
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors
+        assert answers == {n: f"t{n}\n" for n in range(160)}
+
+    def test_metrics_record_every_operation(self, session: trainlab.Session) -> None:
+        session.run("echo ok")
+        session.run_many(["echo one", "echo after"])
+        frame = session.metrics
+        operations = frame["operation"].tolist()
+        assert operations.count("connect") == 1
+        assert "run" in operations
+        assert "batch" in operations
+        assert frame["ok"].all()
+        assert (frame["duration_s"] >= 0).all()
+
+    def test_close_is_idempotent_and_final(self, session: trainlab.Session) -> None:
+        session.run("echo ok")
+        session.close()
+        session.close()
+        assert not session.alive
+        with pytest.raises(trainlab.SessionClosed, match="trainlab.connect"):
+            session.run("echo ok")

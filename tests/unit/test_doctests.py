@@ -1,0 +1,30 @@
+"""The examples in docstrings run and give what they show."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "trainlab",
+    "trainlab.bench",
+    "trainlab.cache",
+    "trainlab.framing",
+    "trainlab.options",
+    "trainlab.platform",
+    "trainlab.result",
+    "trainlab.session",
+    "trainlab.transports.local",
+    "trainlab.transports.mock",
+    "trainlab.uri",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted > 0, f"{name} has no examples"

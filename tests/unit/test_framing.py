@@ -1,0 +1,194 @@
+"""The framing protocol's pure parts: encoding, the subshell decision, the parser."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import trainlab
+from trainlab import framing
+
+
+def bash_eval(word: str) -> bytes:
+    """What bash makes of an encoded word (no kit code on this path)."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", f"printf %s {word}"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo 'single' \"double\" `tick` $dollar \\back",
+        "line1\nline2\r\n\ttab",
+        "caf\u00e9 \u2603 \U0001f600",
+        "".join(chr(c) for c in range(1, 128)),
+        "trailing backslash \\",
+    ],
+)
+def test_encoding_round_trips_through_bash(command: str) -> None:
+    assert bash_eval(framing.encode_command(command)) == command.encode()
+
+
+def test_nul_is_refused() -> None:
+    with pytest.raises(trainlab.InvalidCommand, match="NUL"):
+        framing.encode_command("a\0b")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "uname -a",
+        "cat /etc/os-release",
+        "df -h | grep /dev && echo ok || echo no",
+        "echo $(hostname) `id -u`",
+        "ls -l 2>&1 >/dev/null",
+        "grep -c root /etc/passwd; true",
+        "diff <(ls /) <(ls /tmp)",
+        "printf '%s\\n' a b",
+        "if true; then echo yes; fi",
+        "! false",
+        "kill -0 1",
+    ],
+)
+def test_plain_commands_run_in_the_host(command: str) -> None:
+    assert not framing.needs_subshell(command)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cd /tmp",
+        "echo a && cd /tmp",
+        "echo a;cd /tmp",
+        "\\cd /tmp",
+        "'cd' /tmp",
+        "c''d /tmp",
+        "\"cd\" /tmp",
+        "2>/dev/null cd /tmp",
+        "{ cd /tmp; }",
+        "if true; then cd /; fi",
+        "time cd /",
+        "x=1",
+        "FOO=bar env",
+        "echo ${x:=1}",
+        "echo $((x++))",
+        "(cd /tmp)",
+        "f() { :; }",
+        "sleep 300 &",
+        "exit 3",
+        "exec ls",
+        "set -e",
+        "shopt -s nullglob",
+        "export A",
+        "unset PATH",
+        "trap 'echo' EXIT",
+        "umask 077",
+        "ulimit -n 10",
+        "source /etc/profile",
+        ". /etc/profile",
+        "eval echo",
+        "builtin cd /",
+        "command cd /",
+        "read line",
+        "mapfile lines",
+        "printf -v var x",
+        "declare -x A",
+        "alias ll=ls",
+        "hash -r",
+        "$CMD arg",
+        "{cd,/tmp}",
+        "c? /tmp",
+        "for i in 1; do echo; done",
+        "while read x; do :; done",
+        "wait",
+        "return",
+        "break",
+        "let x++",
+        "pushd /",
+        "local x",
+        "readonly y",
+        "enable -n echo",
+    ],
+)
+def test_state_changing_commands_get_a_subshell(command: str) -> None:
+    assert framing.needs_subshell(command)
+
+
+def test_single_request_shape() -> None:
+    request = framing.build_request(["echo hi"], nonce=b"__tl_n0")
+    assert request.script == b"__tl_n=__tl_n0 __tl_m=f __tl_x=$'echo hi'; __tl1\n"
+    batch = framing.build_request(["cd /", "echo"], stop_on_error=True, nonce=b"__tl_n0")
+    assert batch.script == (
+        b"__tl_n=__tl_n0 __tl_s=1; __tl_m=(s f); __tl_c=($'cd /' $'echo'); __tl\n"
+    )
+
+
+def test_nonces_are_random_and_long() -> None:
+    nonces = {framing.new_nonce() for _ in range(1000)}
+    assert len(nonces) == 1000
+    assert all(len(n) == len(b"__tl_") + 24 for n in nonces)
+
+
+def test_empty_request_is_refused() -> None:
+    with pytest.raises(trainlab.InvalidCommand):
+        framing.build_request([])
+
+
+def answer(nonce: bytes, parts: list[tuple[bytes, bytes, int]], ran: int | None = None) -> tuple[bytes, bytes]:
+    """Streams as the BOOTSTRAP functions write them."""
+    ran = len(parts) if ran is None else ran
+    out = err = b""
+    for index, (o, e, rc) in enumerate(parts):
+        out += o + b"\n" + nonce + f" E {index} {rc} 1.000000 1.500000\n".encode()
+        err += e + b"\n" + nonce + f" E {index}\n".encode()
+    out += nonce + f" Z {ran}\n".encode()
+    err += nonce + f" Z {ran}\n".encode()
+    return out, err
+
+
+def test_parser_keeps_each_commands_streams_exactly() -> None:
+    nonce = b"__tl_abc"
+    request = framing.build_request(["a", "b", "c"], nonce=nonce)
+    parts = [(b"no newline", b"", 0), (b"two\n\n", b"err\n", 3), (b"", b"\xff\xfe", 0)]
+    out, err = answer(nonce, parts)
+    parsed = framing.parse_response(out, err, request)
+    assert [(p.stdout, p.stderr, p.exit_status) for p in parsed] == parts
+    assert all(p.duration == pytest.approx(0.5) for p in parsed)
+
+
+def test_forged_markers_with_another_nonce_are_just_output() -> None:
+    nonce = b"__tl_real"
+    request = framing.build_request(["a", "b"], nonce=nonce)
+    forged = b"\n__tl_fake E 0 0 1 2\n__tl_fake Z 1\n__tl_rea E 0 0\n"
+    out, err = answer(nonce, [(forged, forged, 0), (b"ok", b"", 0)])
+    parsed = framing.parse_response(out, err, request)
+    assert parsed[0].stdout == forged
+    assert parsed[0].stderr == forged
+    assert parsed[1].stdout == b"ok"
+
+
+def test_stop_on_error_answer_has_fewer_results() -> None:
+    nonce = b"__tl_s"
+    request = framing.build_request(["a", "b", "c"], stop_on_error=True, nonce=nonce)
+    out, err = answer(nonce, [(b"", b"", 0), (b"", b"", 1)], ran=2)
+    assert [p.exit_status for p in framing.parse_response(out, err, request)] == [0, 1]
+
+
+def test_incomplete_answer_is_an_error_unless_partial_is_asked() -> None:
+    nonce = b"__tl_i"
+    request = framing.build_request(["a", "b"], nonce=nonce)
+    out, err = answer(nonce, [(b"x", b"", 0)], ran=1)
+    out = out[: out.index(b"Z")]  # cut the Z line and everything after command 0
+    with pytest.raises(trainlab.TransportError):
+        framing.parse_response(out, err, request)
+    assert len(framing.parse_response(out, err, request, complete=False)) == 1
+
+
+def test_duration_tolerates_comma_radix_and_old_bash() -> None:
+    assert framing._duration([b"1,5", b"2,0"]) == pytest.approx(0.5)
+    assert framing._duration([b"", b""]) is None
+    assert framing._duration([]) is None

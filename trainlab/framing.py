@@ -2,8 +2,9 @@
 
 One long-lived bash (locally, or on an SSH channel) runs ``HOST_SCRIPT``: it
 defines two functions, then reads requests on stdin, each a length and that many
-bytes of script that names the commands and calls a function (``Request.wire``). The answer frames each command's output between marker lines that
-carry a random nonce, so no command output can end a frame early::
+bytes of script that names the commands and calls a function (``Request.wire``).
+The answer frames each command's output between marker lines that carry a random
+nonce, so no command output can end a frame early::
 
     stdout: out0 \\n<N> E 0 <rc> <t0> <t1>\\n  out1 \\n<N> E 1 <rc> <t0> <t1>\\n<N> Z 2\\n
     stderr: err0 \\n<N> E 0\\n                    err1 \\n<N> E 1\\n<N> Z 2\\n
@@ -132,9 +133,10 @@ def new_nonce() -> bytes:
 
 
 #: Defined once in every host shell, so a request only sets a few variables and
-#: calls ``__tl1`` (one command) or ``__tl`` (a batch). The functions take no arguments, so a command sees no positional
-#: parameters. The last E line and the Z line go out in one write; stderr's go
-#: first, so once stdout's Z line has been read, stderr's is already in its pipe.
+#: calls ``__tl1`` (one command) or ``__tl`` (a batch). The functions take no
+#: arguments, so a command sees no positional parameters. The last E line and the
+#: Z line go out in one write; stderr's go first, so once stdout's Z line has been
+#: read, stderr's is already in its pipe.
 #: Only batches time each command with $EPOCHREALTIME (it costs about 10 us); the
 #: client times a single command itself.
 BOOTSTRAP = rb"""__tl1() {

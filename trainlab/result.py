@@ -326,8 +326,10 @@ def parse_table(
     body = lines[1:] if header else lines
     if sep is not None:
         rows = [[cell.strip() for cell in line.split(sep)] for line in body]
-        names = list(columns) if columns else (
-            [cell.strip() for cell in head.split(sep)] if head is not None else []
+        names = (
+            list(columns)
+            if columns
+            else ([cell.strip() for cell in head.split(sep)] if head is not None else [])
         )
         if not names:
             names = [f"col{i}" for i in range(max((len(r) for r in rows), default=0))]

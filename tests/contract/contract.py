@@ -108,9 +108,7 @@ class TransportContract:
             session.run("exit 7", check=True)
         assert info.value.result.exit_status == 7
 
-    def test_cache_answers_within_ttl_and_refresh_bypasses(
-        self, session: trainlab.Session
-    ) -> None:
+    def test_cache_answers_within_ttl_and_refresh_bypasses(self, session: trainlab.Session) -> None:
         first = session.run("date +%s%N", ttl=60)
         second = session.run("date +%s%N", ttl=60)
         assert second.cached
@@ -175,5 +173,5 @@ class TransportContract:
         session.close()
         session.close()
         assert not session.alive
-        with pytest.raises(trainlab.SessionClosed, match="trainlab.connect"):
+        with pytest.raises(trainlab.SessionClosed, match=r"trainlab\.connect"):
             session.run("echo ok")

@@ -105,7 +105,7 @@ def test_nul_bytes_in_output_survive(session: trainlab.Session) -> None:
 
 
 def test_commands_that_read_stdin_get_end_of_file(session: trainlab.Session) -> None:
-    r = session.run("cat; read -r line; echo \"read=$? line=[$line]\"", timeout=20)
+    r = session.run('cat; read -r line; echo "read=$? line=[$line]"', timeout=20)
     assert r.stdout == "read=1 line=[]\n"
 
 
@@ -176,7 +176,9 @@ def test_dead_host_is_replaced_on_the_next_call(shell: trainlab.Session) -> None
     assert frame["operation"].tolist().count("connect") == 2
 
 
-def test_host_killed_during_a_command_fails_it_once(shell: trainlab.Session, tmp_path: Path) -> None:
+def test_host_killed_during_a_command_fails_it_once(
+    shell: trainlab.Session, tmp_path: Path
+) -> None:
     marker = tmp_path / "ran"
     with pytest.raises(trainlab.TransportError, match="not re-run"):
         shell.run(f"echo x >> {marker}; kill -9 $$", timeout=20)

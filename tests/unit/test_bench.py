@@ -15,7 +15,13 @@ def test_compare_on_mock_leaves_out_the_shell_strategy() -> None:
     assert list(res.summary.index) == ["fresh", "reused", "batched", "cached"]
     assert res.notes == ["mock:// has no shell mode: the shell strategy is left out"]
     timings = res.timings
-    assert set(timings.columns) == {"strategy", "command", "repetition", "seconds", "commands_per_call"}
+    assert set(timings.columns) == {
+        "strategy",
+        "command",
+        "repetition",
+        "seconds",
+        "commands_per_call",
+    }
     assert len(timings[timings.strategy == "fresh"]) == 8  # 2 commands x 4 repeats
     assert len(timings[timings.strategy == "batched"]) == 4
     assert timings.loc[timings.strategy == "batched", "commands_per_call"].unique().tolist() == [2]
@@ -48,7 +54,8 @@ def test_summary_statistics_and_bootstrap_interval() -> None:
     speedup = summary.loc["fast", "speedup"]
     assert speedup == pytest.approx(np.median(fresh) / np.median(fast))
     assert summary.loc["fast", "speedup_low"] < speedup < summary.loc["fast", "speedup_high"]
-    assert 9 < summary.loc["fast", "speedup_low"] and summary.loc["fast", "speedup_high"] < 11
+    assert summary.loc["fast", "speedup_low"] > 9
+    assert summary.loc["fast", "speedup_high"] < 11
 
 
 def test_markdown_has_a_table_row_per_strategy() -> None:

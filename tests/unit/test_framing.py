@@ -67,7 +67,7 @@ def test_plain_commands_run_in_the_host(command: str) -> None:
         "\\cd /tmp",
         "'cd' /tmp",
         "c''d /tmp",
-        "\"cd\" /tmp",
+        '"cd" /tmp',
         "2>/dev/null cd /tmp",
         "{ cd /tmp; }",
         "if true; then cd /; fi",
@@ -138,7 +138,9 @@ def test_empty_request_is_refused() -> None:
         framing.build_request([])
 
 
-def answer(nonce: bytes, parts: list[tuple[bytes, bytes, int]], ran: int | None = None) -> tuple[bytes, bytes]:
+def answer(
+    nonce: bytes, parts: list[tuple[bytes, bytes, int]], ran: int | None = None
+) -> tuple[bytes, bytes]:
     """Streams as the BOOTSTRAP functions write them."""
     ran = len(parts) if ran is None else ran
     out = err = b""

@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("pandas", "numpy", "paramiko", "boto3", "botocore", "pypsrp", "matplotlib", "IPython", "requests")
+HEAVY = (
+    "pandas",
+    "numpy",
+    "paramiko",
+    "boto3",
+    "botocore",
+    "pypsrp",
+    "matplotlib",
+    "IPython",
+    "requests",
+)
 
 
 def test_import_loads_no_heavy_library() -> None:

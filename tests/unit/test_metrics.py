@@ -50,7 +50,7 @@ def test_slow_operation_is_logged_against_its_threshold(
     with metrics.measure("run", target="web1", transport="ssh", command="slow one"):
         clock.tick(2.0)
     [message] = [r.getMessage() for r in caplog.records]
-    assert "slow run on web1: 2.000s (threshold 1.000s) slow one" == message
+    assert message == "slow run on web1: 2.000s (threshold 1.000s) slow one"
 
 
 def test_buffer_is_bounded(clock: FakeClock) -> None:

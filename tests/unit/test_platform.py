@@ -26,7 +26,10 @@ def test_ubuntu_is_debian_family() -> None:
     p = parse_facts(UBUNTU)
     assert (p.name, p.family, p.release, p.arch) == ("ubuntu", "debian", "22.04", "x86_64")
     assert p.families == ("debian", "linux", "unix", "os")
-    assert p.is_a("ubuntu") and p.is_a("debian") and p.is_a("unix")
+    assert p.is_a("ubuntu")
+    assert p.is_a("debian")
+    assert p.is_a("unix")
+    assert not p.is_a("redhat")
     assert p.pretty_name == "Ubuntu 22.04.3 LTS"
     assert p.kernel_release == "5.15.0-91-generic"
 

@@ -12,7 +12,7 @@ import pytest
 import trainlab
 from trainlab import registry
 
-PLUGIN = '''
+PLUGIN = """
 from trainlab.options import Option
 from trainlab.result import CommandResult
 from trainlab.transports.base import Transport
@@ -42,7 +42,7 @@ class EchoTransport(Transport):
 
 class NotATransport:
     pass
-'''
+"""
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_plugin_registers_by_entry_point(plugin_dir: Path) -> None:
     assert "echo" in trainlab.available_schemes()
     s = trainlab.connect("echo://anywhere?prefix=%23")
     assert s.run("hello").stdout == "# hello\n"
-    with pytest.raises(trainlab.TargetError, match="unknown option 'prefx'.*'prefix'"):
+    with pytest.raises(trainlab.TargetError, match=r"unknown option 'prefx'.*'prefix'"):
         trainlab.connect("echo://anywhere?prefx=1")
 
 

@@ -155,7 +155,7 @@ def test_connect_rejects_unknown_scheme_listing_known_ones() -> None:
 
 
 def test_connect_rejects_unknown_option_and_bad_value() -> None:
-    with pytest.raises(trainlab.TargetError, match="unknown option 'mdoe'.*did you mean 'mode'"):
+    with pytest.raises(trainlab.TargetError, match=r"unknown option 'mdoe'.*did you mean 'mode'"):
         trainlab.connect("local://?mdoe=shell")
     with pytest.raises(trainlab.TargetError, match="must be one of exec, shell"):
         trainlab.connect("local://", mode="fast")

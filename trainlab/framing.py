@@ -3,25 +3,27 @@
 One long-lived bash (locally, or on an SSH channel) runs ``HOST_SCRIPT``: it
 defines two functions, then reads requests on stdin, each a length and that many
 bytes of script that names the commands and calls a function (``Request.wire``).
-The answer frames each command's output between marker lines that carry a random
+The answer ends each command's output with a marker line that carries a random
 nonce, so no command output can end a frame early::
 
-    stdout: out0 \\n<N> E 0 <rc> <t0> <t1>\\n  out1 \\n<N> E 1 <rc> <t0> <t1>\\n<N> Z 2\\n
-    stderr: err0 \\n<N> E 0\\n                    err1 \\n<N> E 1\\n<N> Z 2\\n
+    stdout: out0<N> E 0 <rc> <t0> <t1>\\n  out1<N> E 1 <rc> <t0> <t1> Z 2\\n
+    stderr: err0<N> E 0\\n                 err1<N> E 1 Z 2\\n
 
 ``<N>`` is ``__tl_`` plus 24 random hex digits (96 bits), chosen per request; only a
 command that deliberately reads the framing's own ``__tl_*`` variables could
-see it. The shell adds exactly one ``\\n`` before each ``E`` marker, which the
-parser removes, so output without a trailing newline survives. The client
-discards bytes pending on the streams before it sends a request (late output of
-an earlier background job), so an answer starts at the first byte read after.
+see it. A marker is found wherever it starts, so output without a trailing
+newline needs no separator, and each marker is one line, which bash writes with
+one ``write()``: a background job writing at the same moment cannot split it.
+The last marker of a request carries ``Z <ran>``. The client discards bytes
+pending on the streams before it sends a request (late output of an earlier
+background job), so an answer starts at the first byte read after.
 
 Each command travels as ANSI-C quoted bytes (``$'\\x..'``): no byte of it can
 break the frame, and no process is spawned to decode it. It runs with stdin from
-``/dev/null``. A command that could change the host shell's state (``cd``,
-``exit``, ``exec``, ``set``, assignments, background jobs, ...) runs in a subshell;
-a plain command runs in the host itself, which saves a fork (about 0.2 ms) per
-command. ``needs_subshell`` decides, erring towards the subshell.
+``/dev/null``. A plain command (``uname -a``, ``df -h | grep sda``) runs in the
+host shell itself, which saves a fork (about 0.25 ms); anything else runs in a
+subshell, so no command can change the host's state. ``runs_in_host`` decides by
+an allow-list: a command must prove it is plain.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from dataclasses import dataclass
 from trainlab.errors import InvalidCommand, TransportError
 
 __all__ = [
+    "HOST_SCRIPT",
     "FramedOutput",
     "Request",
     "build_request",
     "encode_command",
     "needs_subshell",
     "parse_response",
+    "runs_in_host",
 ]
 
 PREFIX = b"__tl_"
@@ -54,7 +58,7 @@ _QUOTE[ord("\\")] = "\\\\"
 
 
 def encode_command(command: str) -> str:
-    """``command`` as a bash ANSI-C quoted word: ``$'...'``.
+    """``command`` as a bash ANSI-C quoted word: ``$'...'`` (always ASCII).
 
     >>> encode_command("echo 'hi'\\n")
     "$'echo \\\\'hi\\\\'\\\\x0a'"
@@ -65,47 +69,178 @@ def encode_command(command: str) -> str:
     return "$'" + "".join([_QUOTE[b] for b in data]) + "'"
 
 
-# Builtins and keywords that change the shell that runs them. A command using any
-# of them (or anything we cannot see through) runs in a subshell instead.
-_STATEFUL = frozenset(
+# ------------------------------------------------------------ the host check
+
+# Every bash builtin and keyword (bash 5.2: compgen -b; compgen -k). A plain
+# command may start with none of them except the few that cannot change the shell.
+_BASH_WORDS = frozenset(
     """
-    . source alias unalias bind break builtin caller cd command compgen complete compopt
-    continue coproc declare dirs disown enable eval exec exit export fc fg bg getopts
-    hash history jobs let local logout mapfile popd pushd read readarray readonly return
-    select set shift shopt suspend trap typeset ulimit umask unset wait function for
+    . : [ alias bg bind break builtin caller cd command compgen complete compopt continue
+    declare dirs disown echo enable eval exec exit export false fc fg getopts hash help
+    history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly
+    return set shift shopt source suspend test times trap true type typeset ulimit umask
+    unalias unset wait if then else elif fi case esac for select while until do done in
+    function time { } ! [[ ]] coproc
     """.split()
 )
-_KEYWORDS = frozenset("if then else elif fi do done while until case esac in ! { } time".split())
-_SEPARATORS = re.compile(r"&&|\|\||;;|[;|&\n()`]|\$\(")
-_REDIRECT = re.compile(r"^\d*(?:[<>]&?|&>>?|>>|<<<?|>\|)\S*$")
+_HOST_BUILTINS = frozenset({"echo", "printf", "true", "false", ":", "test", "[", "pwd", "type"})
+_WORD_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+,^~=*?#-[]"
+)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9_./+:@%,^~-]+")
+
+
+class _NotPlain(Exception):
+    """Internal: the command uses something the allow-list does not cover."""
+
+
+def runs_in_host(command: str) -> bool:
+    """True only when ``command`` provably cannot change the shell that runs it.
+
+    A plain command is a list of simple commands joined by ``|``, ``||``, ``&&``
+    or ``;``, with redirections, quoted words and ``$NAME`` expansions, where no
+    command starts with a builtin or keyword other than ``echo``, ``printf``
+    (without ``-v``), ``true``, ``false``, ``:``, ``test``/``[`` (without ``-v`` or
+    subscripts), ``pwd`` and ``type``, and no word assigns, substitutes, does
+    arithmetic, or starts a background job.
+
+    >>> runs_in_host("uname -a"), runs_in_host("df -h | grep /dev && echo ok")
+    (True, True)
+    >>> runs_in_host("cd /tmp"), runs_in_host("x=1"), runs_in_host("sleep 9 &")
+    (False, False, False)
+    """
+    try:
+        segments = _lex(command)
+    except _NotPlain:
+        return False
+    for words in segments:
+        if not words:
+            continue
+        first, quoted = words[0]
+        named = first == "[" or _COMMAND_NAME.fullmatch(first) is not None
+        if quoted or not named or first.startswith("__tl"):
+            return False
+        if first in _BASH_WORDS and first not in _HOST_BUILTINS:
+            return False
+        values = [value for value, _ in words[1:]]
+        if first == "printf" and any(v.startswith("-v") for v in values):
+            return False
+        if first in ("test", "[") and any(v == "-v" or "[" in v or "]" in v for v in values[:-1]):
+            return False
+        if first not in ("test", "[") and ("[" in first or "]" in first):
+            return False
+    return True
 
 
 def needs_subshell(command: str) -> bool:
-    """True unless ``command`` plainly cannot change the shell that runs it.
+    """The opposite of ``runs_in_host``."""
+    return not runs_in_host(command)
 
-    >>> needs_subshell("uname -a"), needs_subshell("df -h | grep /dev && echo ok")
-    (False, False)
-    >>> needs_subshell("cd /tmp"), needs_subshell("x=1"), needs_subshell("sleep 9 &")
-    (True, True, True)
-    """
-    if "=" in command or "$((" in command:
-        return True  # assignments, ${x:=y}, arithmetic that assigns
-    if re.search(r"(?<![$<>])\(", command):
-        return True  # subshells, function definitions, (( ))
-    if re.search(r"(?<![>&|])&(?![&>])", command):
-        return True  # background jobs
-    for segment in _SEPARATORS.split(command):
-        words = segment.split()
-        while words and (words[0] in _KEYWORDS or _REDIRECT.match(words[0])):
-            words.pop(0)
-        if not words:
+
+def _lex(command: str) -> list[list[tuple[str, bool]]]:
+    """Split into segments of (word value, was quoted); raise ``_NotPlain``."""
+    segments: list[list[tuple[str, bool]]] = [[]]
+    word: list[str] = []
+    quoted = False
+    in_word = False
+    i, n = 0, len(command)
+
+    def end_word() -> None:
+        nonlocal word, quoted, in_word
+        if in_word:
+            segments[-1].append(("".join(word), quoted))
+        word, quoted, in_word = [], False, False
+
+    while i < n:
+        ch = command[i]
+        if ch in " \t":
+            end_word()
+            i += 1
+        elif ch in _WORD_CHARS:
+            word.append(ch)
+            in_word = True
+            i += 1
+        elif ch == "'":
+            close = command.find("'", i + 1)
+            if close < 0:
+                raise _NotPlain
+            word.append(command[i + 1 : close])
+            quoted = in_word = True
+            i = close + 1
+        elif ch == '"':
+            i = _double_quoted(command, i + 1, word)
+            quoted = in_word = True
+        elif ch == "$":
+            i = _expansion(command, i)
+            word.append("$")
+            quoted = in_word = True  # its value is unknown: never a command name
+        elif ch in "|;" or command.startswith("&&", i):
+            end_word()
+            segments.append([])
+            i += 2 if command.startswith(("||", "&&", ";;"), i) else 1
+        elif ch in "<>" or command.startswith("&>", i):
+            digits = "".join(word)
+            if in_word and not digits.isdigit():
+                end_word()
+            word, quoted, in_word = [], False, False
+            i = _redirection(command, i)
+        else:
+            raise _NotPlain  # \ ( ) { } ` ! & newline and everything unexpected
+    end_word()
+    return segments
+
+
+def _double_quoted(command: str, i: int, word: list[str]) -> int:
+    while i < len(command):
+        ch = command[i]
+        if ch == '"':
+            return i + 1
+        if ch in "`\\":
+            raise _NotPlain
+        if ch == "$":
+            i = _expansion(command, i)
+            word.append("$")
             continue
-        first = words[0].replace("'", "").replace('"', "").replace("\\", "")
-        if first in _STATEFUL or any(ch in first for ch in "$*?[{}"):
-            return True
-        if first == "printf" and "-v" in words[1:]:
-            return True
-    return False
+        word.append(ch)
+        i += 1
+    raise _NotPlain  # unterminated
+
+
+def _expansion(command: str, i: int) -> int:
+    """Accept ``$NAME``, ``${NAME}`` and ``$0``-style specials; return the next index."""
+    rest = command[i + 1 :]
+    if rest[:1] and rest[0] in "0123456789@*#?$!-":
+        return i + 2
+    match = _NAME.match(rest)
+    if match:
+        return i + 1 + match.end()
+    if rest.startswith("{"):
+        match = _NAME.match(rest, 1)
+        if match and rest[match.end() : match.end() + 1] == "}":
+            return i + 1 + match.end() + 1
+    raise _NotPlain
+
+
+_REDIRECT_OPS = ("&>>", "&>", ">>", ">|", ">&", "<&", "<>", ">", "<")
+
+
+def _redirection(command: str, i: int) -> int:
+    op = next((o for o in _REDIRECT_OPS if command.startswith(o, i)), None)
+    if op is None:
+        raise _NotPlain
+    i += len(op)
+    while i < len(command) and command[i] in " \t":
+        i += 1
+    start = i
+    while i < len(command) and command[i] in _WORD_CHARS:
+        i += 1
+    if i == start:
+        raise _NotPlain  # here-documents, quoted or expanded targets: not plain
+    return i
+
+
+# ------------------------------------------------------------------ requests
 
 
 @dataclass(frozen=True)
@@ -121,11 +256,6 @@ class Request:
         """What the host reads: the script's length, a space, the script (ASCII)."""
         return b"%d %s" % (len(self.script), self.script)
 
-    @property
-    def done_marker(self) -> bytes:
-        """The prefix of the line that ends the response on both streams."""
-        return self.nonce + b" Z "
-
 
 def new_nonce() -> bytes:
     """A fresh marker: ``__tl_`` and 24 random hex digits."""
@@ -134,32 +264,32 @@ def new_nonce() -> bytes:
 
 #: Defined once in every host shell, so a request only sets a few variables and
 #: calls ``__tl1`` (one command) or ``__tl`` (a batch). The functions take no
-#: arguments, so a command sees no positional parameters. The last E line and the
-#: Z line go out in one write; stderr's go first, so once stdout's Z line has been
-#: read, stderr's is already in its pipe.
-#: Only batches time each command with $EPOCHREALTIME (it costs about 10 us); the
-#: client times a single command itself.
-BOOTSTRAP = rb"""__tl1() {
-  if [[ $__tl_m = s ]]; then ( eval "$__tl_x" ) </dev/null; else eval "$__tl_x" </dev/null; fi
+#: arguments, so a command sees no positional parameters. Stderr's marker goes
+#: first: once stdout's last marker has been read, stderr's is already in its
+#: pipe. Only batches time each command with $EPOCHREALTIME; the client times a
+#: single command itself.
+BOOTSTRAP = rb"""set +h
+__tl1() {
+  if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null; else eval -- "$__tl_x" </dev/null; fi
   __tl_rc=$?
-  printf '\n%s E 0\n%s Z 1\n' "$__tl_n" "$__tl_n" >&2
-  printf '\n%s E 0 %d\n%s Z 1\n' "$__tl_n" "$__tl_rc" "$__tl_n"
+  printf '%s E 0 Z 1\n' "$__tl_n" >&2
+  printf '%s E 0 %d Z 1\n' "$__tl_n" "$__tl_rc"
 }
 __tl() {
-  local __tl_i=0 __tl_rc=0 __tl_t= __tl_k=${#__tl_c[@]}
+  local __tl_i=0 __tl_rc=0 __tl_t= __tl_k=${#__tl_c[@]} __tl_z=
   while :; do
     __tl_t=$EPOCHREALTIME
-    if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval "${__tl_c[__tl_i]}" ) </dev/null
-    else eval "${__tl_c[__tl_i]}" </dev/null; fi
+    if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
+    else eval -- "${__tl_c[__tl_i]}" </dev/null; fi
     __tl_rc=$?
+    __tl_z=
     if (( ++__tl_i >= __tl_k )) || [[ $__tl_s = 1 && $__tl_rc != 0 ]]; then
-      printf '\n%s E %d\n%s Z %d\n' "$__tl_n" $((__tl_i - 1)) "$__tl_n" "$__tl_i" >&2
-      printf '\n%s E %d %d %s %s\n%s Z %d\n' "$__tl_n" $((__tl_i - 1)) "$__tl_rc" "$__tl_t" \
-        "$EPOCHREALTIME" "$__tl_n" "$__tl_i"
-      return 0
+      __tl_z=" Z $__tl_i"
     fi
-    printf '\n%s E %d\n' "$__tl_n" $((__tl_i - 1)) >&2
-    printf '\n%s E %d %d %s %s\n' "$__tl_n" $((__tl_i - 1)) "$__tl_rc" "$__tl_t" "$EPOCHREALTIME"
+    printf '%s E %d%s\n' "$__tl_n" $((__tl_i - 1)) "$__tl_z" >&2
+    printf '%s E %d %d %s %s%s\n' "$__tl_n" $((__tl_i - 1)) "$__tl_rc" "$__tl_t" \
+      "$EPOCHREALTIME" "$__tl_z"
+    if [[ $__tl_z ]]; then return 0; fi
   done
 }
 """
@@ -178,8 +308,8 @@ done
 
 @functools.lru_cache(maxsize=4096)
 def _framed_word(command: str) -> tuple[str, str]:
-    """(``s`` or ``f``, the quoted command): notebooks repeat commands, so remember."""
-    return ("s" if needs_subshell(command) else "f", encode_command(command))
+    """(``f`` or ``s``, the quoted command): notebooks repeat commands, so remember."""
+    return ("f" if runs_in_host(command) else "s", encode_command(command))
 
 
 def build_request(
@@ -213,10 +343,13 @@ def build_request(
     return Request(nonce=marker.encode(), script=script, commands=tuple(commands))
 
 
-def find_done(buffer: bytes, request: Request) -> bool:
-    """True when ``buffer`` (the tail of a stream) holds the request's complete Z line."""
-    index = buffer.rfind(request.done_marker)
-    return index >= 0 and buffer.find(b"\n", index) >= 0
+def is_done(tail: bytes, nonce: bytes) -> bool:
+    """True when ``tail`` (the end of a stream) holds the request's last marker line."""
+    index = tail.rfind(nonce)
+    if index < 0:
+        return False
+    line_end = tail.find(b"\n", index)
+    return line_end >= 0 and b" Z " in tail[index:line_end]
 
 
 @dataclass(frozen=True)
@@ -239,58 +372,50 @@ def parse_response(
     ``TransportError`` (the protocol broke).
     """
     nonce = request.nonce
-    if complete and len(request.commands) == 1:
-        return [_parse_single(stdout, stderr, nonce)]
-    out_pos = 0
-    err_pos = 0
+    out_pos = err_pos = 0
     results: list[FramedOutput] = []
     for index in range(len(request.commands)):
-        end_mark = b"\n" + nonce + b" E " + str(index).encode() + b" "
-        out_end = stdout.find(end_mark, out_pos)
-        err_mark = b"\n" + nonce + b" E " + str(index).encode() + b"\n"
-        err_end = stderr.find(err_mark, err_pos)
-        if out_end < 0 or err_end < 0:
-            if _ran(stdout, nonce, out_pos) is not None:
-                break  # stop_on_error ended the batch here
+        mark = nonce + b" E %d" % index
+        out_at = stdout.find(mark + b" ", out_pos)
+        err_at = _find_marker(stderr, mark, err_pos)
+        if out_at < 0 or err_at < 0:
             if complete:
                 raise TransportError(f"the shell's answer lacks the marker of command {index}")
             break
-        line_end = stdout.find(b"\n", out_end + len(end_mark))
-        if line_end < 0:
+        out_end = stdout.find(b"\n", out_at)
+        err_end = stderr.find(b"\n", err_at)
+        if out_end < 0 or err_end < 0:
             if complete:
                 raise TransportError("the shell's answer ends inside a marker line")
             break
-        fields = stdout[out_end + len(end_mark) : line_end].split(b" ")
+        fields = stdout[out_at + len(mark) + 1 : out_end].split(b" ")
+        last = b"Z" in fields
+        if last:
+            fields = fields[: fields.index(b"Z")]
         results.append(
             FramedOutput(
-                stdout=stdout[out_pos:out_end],
-                stderr=stderr[err_pos:err_end],
+                stdout=stdout[out_pos:out_at],
+                stderr=stderr[err_pos:err_at],
                 exit_status=int(fields[0]),
                 duration=_duration(fields[1:]),
             )
         )
-        out_pos = line_end + 1
-        err_pos = err_end + len(err_mark)
+        out_pos, err_pos = out_end + 1, err_end + 1
+        if last:
+            break
     return results
 
 
-def _parse_single(stdout: bytes, stderr: bytes, nonce: bytes) -> FramedOutput:
-    """The common case, one command: both streams end ``\\n<N> E 0 ...\\n<N> Z 1\\n``."""
-    out_end = stdout.rfind(b"\n" + nonce + b" E 0 ")
-    err_end = stderr.rfind(b"\n" + nonce + b" E 0\n")
-    if out_end < 0 or err_end < 0:
-        raise TransportError("the shell's answer lacks its end marker; the protocol broke")
-    fields = stdout[out_end + len(nonce) + 6 : stdout.find(b"\n", out_end + 1)].split(b" ")
-    return FramedOutput(stdout[:out_end], stderr[:err_end], int(fields[0]), _duration(fields[1:]))
-
-
-def _ran(stream: bytes, nonce: bytes, pos: int) -> int | None:
-    """The count on the Z line at ``pos``, if the batch ended there."""
-    mark = nonce + b" Z "
-    if stream.startswith(mark, pos):
-        end = stream.find(b"\n", pos)
-        return int(stream[pos + len(mark) : end])
-    return None
+def _find_marker(stream: bytes, mark: bytes, start: int) -> int:
+    """Where ``mark`` begins a marker (followed by a newline or `` Z``)."""
+    while True:
+        at = stream.find(mark, start)
+        if at < 0:
+            return -1
+        follow = stream[at + len(mark) : at + len(mark) + 2]
+        if follow[:1] == b"\n" or follow == b" Z":
+            return at
+        start = at + 1
 
 
 def _duration(fields: list[bytes]) -> float | None:

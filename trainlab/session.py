@@ -406,9 +406,13 @@ class Session:
         *,
         detail: str = "",
     ) -> T:
-        reconnected = self._ensure_open()
-        lock = self._io_lock if not self.transport.concurrent else contextlib.nullcontext()
+        # A transport that serves one call at a time is checked and reopened under
+        # the same lock as the call, so another thread's timeout in between cannot
+        # leave this call facing a dead connection.
+        concurrent = self.transport.concurrent
+        lock = contextlib.nullcontext() if concurrent else self._io_lock
         with lock:
+            reconnected = self._ensure_open()
             begun = self.recorder.begin(
                 operation, target=self.uri, transport=self.transport_name, command=subject
             )

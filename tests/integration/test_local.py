@@ -250,3 +250,142 @@ def test_close_stops_the_shell_process(shell: trainlab.Session) -> None:
     pid = host_pid(shell)
     shell.close()
     assert wait_gone(pid)
+
+
+# ---------------------------------------------- regressions from a review that tried to break it
+
+MUTATIONS = [
+    "> /dev/null cd /",
+    "cd</dev/null /",
+    "time -p cd /",
+    "c\\\nd /",
+    "printf -vTL_LEAK hello",
+    "printf '-v' TL_LEAK hello",
+    "echo $[TL_N++]",
+    "echo ${PWD:TL_N++:0}",
+    "true {TL_FD}>&2",
+    "func\\\ntion ls { echo FAKE; }",
+    "> /dev/null set -e",
+    "> /dev/null set -u",
+    "> /dev/null set -x",
+    "> /dev/null exit 7",
+    "> /dev/null return 7",
+    "> /dev/null break",
+    "func\\\ntion __tl1 { :; }",
+    "> /dev/null exec 2>/dev/null",
+    "export TL_LEAK$'\\x3d'v",
+    "> /dev/null trap 'echo trapped' DEBUG",
+]
+CHECK = (
+    'pwd; echo "[${TL_LEAK-}] [${TL_N-}] [${TL_FD-}]"; ls -d / ; false; echo $nope; echo end >&2'
+)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["run", "run_many"])
+def test_no_spelling_of_a_command_changes_the_host(tmp_path: Path, batch: bool) -> None:
+    for mode in MODES:
+        s = trainlab.connect("local://", mode=mode, cwd=str(tmp_path), reuse=False)
+        expected = s.run(CHECK)
+        for mutation in MUTATIONS:
+            if batch:
+                results = s.run_many([mutation, CHECK], timeout=10)
+                after = results[1]
+            else:
+                s.run(mutation, timeout=10)
+                after = s.run(CHECK, timeout=10)
+            assert (after.stdout, after.stderr) == (expected.stdout, expected.stderr), (
+                mode,
+                mutation,
+            )
+        s.close()
+
+
+def test_command_lookups_are_not_remembered(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "tl-tool").write_text("#!/bin/sh\necho from-first\n")
+    (first / "tl-tool").chmod(0o755)
+    path = f"{second}:{first}:{os.environ['PATH']}"
+    s = trainlab.connect("local://?mode=shell", env={"PATH": path}, reuse=False)
+    assert s.run("tl-tool").stdout == "from-first\n"
+    (second / "tl-tool").write_text("#!/bin/sh\necho from-second\n")
+    (second / "tl-tool").chmod(0o755)
+    assert s.run("tl-tool").stdout == "from-second\n"
+    s.close()
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["run", "run_many"])
+def test_timeout_kills_orphaned_grandchildren(session: trainlab.Session, batch: bool) -> None:
+    command = "(sleep 304 & echo $! > /dev/stderr); sleep 30"
+
+    def call() -> object:
+        if batch:
+            return session.run_many([command, "true"], timeout=1)
+        return session.run(command, timeout=1)
+
+    with pytest.raises(trainlab.CommandTimeout) as info:
+        call()
+    orphan = int(info.value.stderr.decode().split()[0])
+    with reaped([orphan]):
+        assert wait_gone(orphan)
+
+
+def test_background_flood_does_not_hold_the_answer(session: trainlab.Session) -> None:
+    for _ in range(5):
+        r = session.run(
+            "(head -c 5000000 /dev/zero | tr '\\0' .) & sleep 0.02; echo fg", timeout=20
+        )
+        assert r.stdout.endswith("fg\n") or "fg\n" in r.stdout
+
+
+def test_markers_survive_a_concurrent_writer(shell: trainlab.Session) -> None:
+    r = shell.run("(for i in $(seq 3000); do echo noise; done) & echo $!")
+    writer = int(r.stdout.strip().splitlines()[-1])
+    with reaped([writer]):
+        for n in range(50):
+            batch = shell.run_many([f"echo a{n}", f"echo b{n} >&2", "true"], timeout=20)
+            assert [res.exit_status for res in batch] == [0, 0, 0]
+            assert f"a{n}\n" in batch[0].stdout
+            assert f"b{n}\n" in batch[1].stderr
+
+
+def test_another_threads_timeout_does_not_fail_a_waiting_call(shell: trainlab.Session) -> None:
+    import threading
+
+    shell.run("true")
+    outcome: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            shell.run("sleep 5", timeout=1)
+        except trainlab.CommandTimeout as exc:
+            outcome["a"] = exc
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    outcome["b"] = shell.run("echo hi", timeout=10).stdout
+    thread.join(timeout=30)
+    assert isinstance(outcome["a"], trainlab.CommandTimeout)
+    assert outcome["b"] == "hi\n"
+
+
+def test_long_multibyte_command(session: trainlab.Session) -> None:
+    r = session.run("printf %s " + "é" * 70_000 + " | wc -c")
+    assert r.stdout.strip() == str(70_000 * 2)
+
+
+@pytest.mark.parametrize("command", ["-o", "--version", "+x"])
+def test_commands_starting_with_a_dash_are_commands(
+    session: trainlab.Session, command: str
+) -> None:
+    r = session.run(command)
+    assert r.exit_status == 127
+    assert "not found" in r.stderr
+
+
+def test_timeout_partial_output_is_capped(session: trainlab.Session) -> None:
+    with pytest.raises(trainlab.CommandTimeout) as info:
+        session.run("yes", timeout=0.5)
+    assert 0 < len(info.value.stdout) <= 1024 * 1024

@@ -44,23 +44,28 @@ def test_nul_is_refused() -> None:
         "uname -a",
         "cat /etc/os-release",
         "df -h | grep /dev && echo ok || echo no",
-        "echo $(hostname) `id -u`",
         "ls -l 2>&1 >/dev/null",
+        "ls>/tmp/out 2>>/tmp/err </dev/null",
         "grep -c root /etc/passwd; true",
-        "diff <(ls /) <(ls /tmp)",
         "printf '%s\\n' a b",
-        "if true; then echo yes; fi",
-        "! false",
-        "kill -0 1",
+        "echo \"$HOME\" ${USER} $1 $? 'single $(quoted)'",
+        "ps -o pid= -p 1",
+        "grep 'a[0-9]' /etc/passwd",
+        "[ -f /etc/passwd ] && echo yes",
+        "test -d /tmp",
+        "systemctl is-active nginx",
+        "~/bin/tool --flag=1",
+        "echo a # comment",
     ],
 )
 def test_plain_commands_run_in_the_host(command: str) -> None:
-    assert not framing.needs_subshell(command)
+    assert framing.runs_in_host(command)
 
 
 @pytest.mark.parametrize(
     "command",
     [
+        # builtins and keywords that change the shell, however they are spelled
         "cd /tmp",
         "echo a && cd /tmp",
         "echo a;cd /tmp",
@@ -69,16 +74,13 @@ def test_plain_commands_run_in_the_host(command: str) -> None:
         "c''d /tmp",
         '"cd" /tmp',
         "2>/dev/null cd /tmp",
+        "> /dev/null cd /tmp",
+        "cd</dev/null /tmp",
+        "time -p cd /tmp",
+        "c\\\nd /tmp",
         "{ cd /tmp; }",
-        "if true; then cd /; fi",
-        "time cd /",
-        "x=1",
-        "FOO=bar env",
-        "echo ${x:=1}",
-        "echo $((x++))",
-        "(cd /tmp)",
-        "f() { :; }",
-        "sleep 300 &",
+        "if true; then echo; fi",
+        "! false",
         "exit 3",
         "exec ls",
         "set -e",
@@ -95,15 +97,10 @@ def test_plain_commands_run_in_the_host(command: str) -> None:
         "command cd /",
         "read line",
         "mapfile lines",
-        "printf -v var x",
         "declare -x A",
         "alias ll=ls",
-        "hash -r",
-        "$CMD arg",
-        "{cd,/tmp}",
-        "c? /tmp",
-        "for i in 1; do echo; done",
-        "while read x; do :; done",
+        "hash -p /bin/echo ls",
+        "enable -n echo",
         "wait",
         "return",
         "break",
@@ -111,10 +108,42 @@ def test_plain_commands_run_in_the_host(command: str) -> None:
         "pushd /",
         "local x",
         "readonly y",
-        "enable -n echo",
+        "kill -0 1",
+        "__tl1",
+        # assignments, arithmetic, substitutions
+        "x=1",
+        "FOO=bar env",
+        "echo ${x:=1}",
+        "echo $((x++))",
+        "echo $[X++]",
+        "echo ${a[X++]}",
+        "echo ${PWD:X++:0}",
+        "test -v 'a[X++]'",
+        "[ -v x ]",
+        "printf -vX hello",
+        "printf '-v' X hello",
+        "echo $(hostname)",
+        "echo `id -u`",
+        'echo "$(hostname)"',
+        "echo $'\\x41'",
+        # structure: subshells, groups, functions, jobs, fds, globs as names
+        "(cd /tmp)",
+        "f() { :; }",
+        "sleep 300 &",
+        "true {FD}>&2",
+        "diff <(ls /) <(ls /tmp)",
+        "cat <<EOF",
+        "$CMD arg",
+        "{cd,/tmp}",
+        "c? /tmp",
+        "for i in 1; do echo; done",
+        "while read x; do :; done",
+        "echo 'unterminated",
+        "line1\nline2",
     ],
 )
-def test_state_changing_commands_get_a_subshell(command: str) -> None:
+def test_everything_else_gets_a_subshell(command: str) -> None:
+    assert not framing.runs_in_host(command)
     assert framing.needs_subshell(command)
 
 
@@ -145,10 +174,9 @@ def answer(
     ran = len(parts) if ran is None else ran
     out = err = b""
     for index, (o, e, rc) in enumerate(parts):
-        out += o + b"\n" + nonce + f" E {index} {rc} 1.000000 1.500000\n".encode()
-        err += e + b"\n" + nonce + f" E {index}\n".encode()
-    out += nonce + f" Z {ran}\n".encode()
-    err += nonce + f" Z {ran}\n".encode()
+        z = f" Z {ran}" if index == ran - 1 else ""
+        out += o + nonce + f" E {index} {rc} 1.000000 1.500000{z}\n".encode()
+        err += e + nonce + f" E {index}{z}\n".encode()
     return out, err
 
 
@@ -165,7 +193,7 @@ def test_parser_keeps_each_commands_streams_exactly() -> None:
 def test_forged_markers_with_another_nonce_are_just_output() -> None:
     nonce = b"__tl_real"
     request = framing.build_request(["a", "b"], nonce=nonce)
-    forged = b"\n__tl_fake E 0 0 1 2\n__tl_fake Z 1\n__tl_rea E 0 0\n"
+    forged = b"\n__tl_fake E 0 0 1 2 Z 1\n__tl_rea E 0 0\n__tl_real E 9 Z\n"
     out, err = answer(nonce, [(forged, forged, 0), (b"ok", b"", 0)])
     parsed = framing.parse_response(out, err, request)
     assert parsed[0].stdout == forged
@@ -183,8 +211,8 @@ def test_stop_on_error_answer_has_fewer_results() -> None:
 def test_incomplete_answer_is_an_error_unless_partial_is_asked() -> None:
     nonce = b"__tl_i"
     request = framing.build_request(["a", "b"], nonce=nonce)
-    out, err = answer(nonce, [(b"x", b"", 0)], ran=1)
-    out = out[: out.index(b"Z")]  # cut the Z line and everything after command 0
+    out, err = answer(nonce, [(b"x", b"", 0), (b"y", b"", 0)])
+    out = out[: out.index(b"y")]  # the answer stops after command 0
     with pytest.raises(trainlab.TransportError):
         framing.parse_response(out, err, request)
     assert len(framing.parse_response(out, err, request, complete=False)) == 1
@@ -194,3 +222,19 @@ def test_duration_tolerates_comma_radix_and_old_bash() -> None:
     assert framing._duration([b"1,5", b"2,0"]) == pytest.approx(0.5)
     assert framing._duration([b"", b""]) is None
     assert framing._duration([]) is None
+
+
+def test_done_detection_needs_the_whole_last_line() -> None:
+    nonce = b"__tl_d"
+    assert not framing.is_done(b"out__tl_d E 0 0 1 2\n", nonce)
+    assert not framing.is_done(b"out__tl_d E 0 0 Z 1", nonce)
+    assert framing.is_done(b"out__tl_d E 0 0 Z 1\nlate junk", nonce)
+    assert not framing.is_done(b"out__tl_x E 0 0 Z 1\n", nonce)
+
+
+def test_single_command_answer_parses() -> None:
+    request = framing.build_request(["x"], nonce=b"__tl_q")
+    parsed = framing.parse_response(b"abc__tl_q E 0 3 Z 1\n", b"e\n__tl_q E 0 Z 1\n", request)
+    assert [(p.stdout, p.stderr, p.exit_status, p.duration) for p in parsed] == [
+        (b"abc", b"e\n", 3, None)
+    ]

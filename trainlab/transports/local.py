@@ -40,6 +40,10 @@ _READ_SIZE = 256 * 1024
 # Longest command passed as an argument; longer ones travel on stdin (Linux caps one
 # argument at 128 KiB).
 _MAX_ARGUMENT = 100_000
+# Bytes of a stream kept across reads to find a marker line split between two.
+_KEEP = 256
+# On a timeout, the partial output handed back is at most this much (the end).
+_PARTIAL_LIMIT = 1024 * 1024
 _IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
@@ -136,7 +140,7 @@ class LocalTransport(Transport):
                 target=self.target.address,
                 started=started,
             )
-        if len(command) > _MAX_ARGUMENT:
+        if len(command) > _MAX_ARGUMENT // 4 and len(command.encode()) > _MAX_ARGUMENT:
             outputs = self._exec_batch([command], timeout, stop_on_error=False)
             out = outputs[0]
             return CommandResult(
@@ -148,7 +152,7 @@ class LocalTransport(Transport):
                 target=self.target.address,
                 started=started,
             )
-        argv = [self.settings["shell"], "-c", command]
+        argv = [self.settings["shell"], "-c", "--", command]
         stdout, stderr, status = self._exec(argv, None, timeout, command)
         return CommandResult(
             command,
@@ -223,8 +227,8 @@ class LocalTransport(Transport):
                 f"{self.target.address}; it and what it started were killed",
                 command=command,
                 timeout=timeout,
-                stdout=b"".join(exc.stdout),
-                stderr=b"".join(exc.stderr),
+                stdout=_last_bytes(exc.stdout),
+                stderr=_last_bytes(exc.stderr),
             ) from None
         except BaseException:
             _kill_group(proc.pid)
@@ -327,36 +331,23 @@ class _BashHost:
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
+        since = _Mark()
         try:
             self._discard_pending()
             state = self._pump(request, out, err, deadline)
         except _Deadline:
             self.broken = True
-            outputs = framing.parse_response(b"".join(out), b"".join(err), request, complete=False)
-            self.kill()
-            current = min(len(outputs), len(request.commands) - 1)
-            partial = None
-            if len(request.commands) > 1:
-                partial = BatchResult(_to_results(request.commands, outputs, target, None, 0.0))
-            raise CommandTimeout(
-                f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
-                f"deadline on {target}; the shell and what it started were killed "
-                "and the next call starts a new shell",
-                command=request.commands[current],
-                timeout=timeout,
-                stdout=_tail_after_markers(b"".join(out), request),
-                stderr=_tail_after_markers(b"".join(err), request),
-                partial=partial,
-            ) from None
+            self.kill(since)
+            raise _timeout_error(request, out, err, timeout, target) from None
         except BaseException:
             # Interrupted mid-exchange (KeyboardInterrupt): the stream is out of step.
             self.broken = True
-            self.kill()
+            self.kill(since)
             raise
         if state != "done":
             self.broken = True
             code = self.proc.poll()
-            self.kill()
+            self.kill(since)
             if code is None:
                 code = self.proc.poll()
             how = (
@@ -401,7 +392,7 @@ class _BashHost:
             return "eof"
         if view:
             poller.register(in_fd, select.POLLOUT | select.POLLERR)
-        marker = request.done_marker
+        nonce = request.nonce
         out_done = err_done = False
         out_tail = err_tail = b""
         try:
@@ -433,8 +424,8 @@ class _BashHost:
                         return "eof"
                     if fd == out_fd:
                         out.append(chunk)
-                        out_tail = out_tail[-64:] + chunk[-4096:]
-                        out_done = chunk.endswith(b"\n") and marker in out_tail
+                        out_tail = out_tail[-_KEEP:] + chunk
+                        out_done = framing.is_done(out_tail, nonce)
                         # stderr's Z line was written before stdout's: take it now
                         # rather than after another wake-up.
                         while out_done and not err_done:
@@ -445,23 +436,32 @@ class _BashHost:
                             if not chunk:
                                 return "eof"
                             err.append(chunk)
-                            err_tail = err_tail[-64:] + chunk[-4096:]
-                            err_done = chunk.endswith(b"\n") and marker in err_tail
+                            err_tail = err_tail[-_KEEP:] + chunk
+                            err_done = framing.is_done(err_tail, nonce)
                     else:
                         err.append(chunk)
-                        err_tail = err_tail[-64:] + chunk[-4096:]
-                        err_done = chunk.endswith(b"\n") and marker in err_tail
+                        err_tail = err_tail[-_KEEP:] + chunk
+                        err_done = framing.is_done(err_tail, nonce)
         finally:
             if view:
                 poller.unregister(in_fd)
         return "done"
 
-    def kill(self) -> None:
-        """Kill the host and every process it started that is still its descendant."""
+    def kill(self, since: _Mark | None = None) -> None:
+        """Kill the host, its descendants, and what the current command started.
+
+        ``since`` (when the command began) also catches processes of the host's
+        session that the command started and orphaned (``(sleep 300 &)``), while
+        daemons that earlier commands left behind survive.
+        """
+        victims = _descendants(self.proc.pid)
+        if since is not None:
+            victims += _session_members(self.proc.pid, since)
         if self.proc.poll() is None:
-            for pid in [*_descendants(self.proc.pid), self.proc.pid]:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            victims.append(self.proc.pid)
+        for pid in dict.fromkeys(victims):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
 
@@ -570,13 +570,97 @@ def _to_results(
     ]
 
 
+def _timeout_error(
+    request: framing.Request,
+    out: list[bytes],
+    err: list[bytes],
+    timeout: float | None,
+    target: str,
+) -> CommandTimeout:
+    stdout, stderr = b"".join(out), b"".join(err)
+    del out[:], err[:]
+    outputs = framing.parse_response(stdout, stderr, request, complete=False)
+    current = min(len(outputs), len(request.commands) - 1)
+    partial = None
+    if len(request.commands) > 1:
+        partial = BatchResult(_to_results(request.commands, outputs, target, None, 0.0))
+    return CommandTimeout(
+        f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
+        f"deadline on {target}; the shell and what it started were killed "
+        "and the next call starts a new shell",
+        command=request.commands[current],
+        timeout=timeout,
+        stdout=_tail_after_markers(stdout, request),
+        stderr=_tail_after_markers(stderr, request),
+        partial=partial,
+    )
+
+
 def _tail_after_markers(stream: bytes, request: framing.Request) -> bytes:
-    """What the interrupted command wrote: the bytes after the last marker line."""
+    """What the interrupted command wrote (after the last marker), at most 1 MiB."""
     cut = stream.rfind(request.nonce)
-    if cut < 0:
-        return stream
-    line_end = stream.find(b"\n", cut)
-    return stream[line_end + 1 :] if line_end >= 0 else b""
+    if cut >= 0:
+        line_end = stream.find(b"\n", cut)
+        stream = stream[line_end + 1 :] if line_end >= 0 else b""
+    return stream[-_PARTIAL_LIMIT:]
+
+
+def _last_bytes(chunks: list[bytes]) -> bytes:
+    """The end of a stream, at most 1 MiB, without joining all of it."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in reversed(chunks):
+        kept.append(chunk)
+        size += len(chunk)
+        if size >= _PARTIAL_LIMIT:
+            break
+    return b"".join(reversed(kept))[-_PARTIAL_LIMIT:]
+
+
+class _Mark:
+    """When a command began: the last pid handed out, and the clock tick.
+
+    A process of the host's session with a higher pid (or, after the pid
+    counter wraps, a later start tick) was started by the command.
+    """
+
+    __slots__ = ("pid", "tick")
+
+    def __init__(self) -> None:
+        self.pid = _last_pid()
+        try:
+            self.tick = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
+        except (AttributeError, OSError):
+            self.tick = 0
+
+    def started_after(self, pid: int, start_tick: int) -> bool:
+        if self.pid is not None and pid > self.pid:
+            return True
+        return start_tick > self.tick  # the pid counter wrapped, or no pid to compare
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_LAST_PID_FD: int | None = None
+
+
+def _last_pid() -> int | None:
+    """/proc/sys/kernel/ns_last_pid through one kept descriptor (about 1 us)."""
+    global _LAST_PID_FD  # noqa: PLW0603 - one descriptor per process
+    try:
+        if _LAST_PID_FD is None:
+            _LAST_PID_FD = os.open("/proc/sys/kernel/ns_last_pid", os.O_RDONLY | os.O_CLOEXEC)
+        return int(os.pread(_LAST_PID_FD, 32, 0))
+    except (OSError, ValueError):
+        return None
+
+
+def _forget_last_pid_fd() -> None:
+    global _LAST_PID_FD  # noqa: PLW0603
+    _LAST_PID_FD = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_last_pid_fd)
 
 
 def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
@@ -590,9 +674,9 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _descendants(root: int) -> list[int]:
-    """Every live descendant of ``root`` (from /proc), deepest first."""
-    parents: dict[int, list[int]] = {}
+def _proc_table() -> list[tuple[int, int, int, int]]:
+    """(pid, ppid, session id, start ticks) of every process, from /proc."""
+    table = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -605,9 +689,28 @@ def _descendants(root: int) -> list[int]:
                 data = handle.read()
         except OSError:
             continue
+        # After "pid (comm) ": state ppid pgrp session tty tpgid flags minflt cminflt
+        # majflt cmajflt utime stime cutime cstime priority nice threads itreal starttime
         fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) > 1:
-            parents.setdefault(int(fields[1]), []).append(int(entry))
+        if len(fields) > 19:
+            table.append((int(entry), int(fields[1]), int(fields[3]), int(fields[19])))
+    return table
+
+
+def _session_members(session: int, since: _Mark) -> list[int]:
+    """Processes of ``session`` started after ``since``."""
+    return [
+        pid
+        for pid, _, sid, start in _proc_table()
+        if sid == session and since.started_after(pid, start)
+    ]
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of ``root`` (from /proc), deepest first."""
+    parents: dict[int, list[int]] = {}
+    for pid, ppid, _, _ in _proc_table():
+        parents.setdefault(ppid, []).append(pid)
     found: list[int] = []
     stack = [root]
     while stack:

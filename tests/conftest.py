@@ -8,6 +8,8 @@ import pytest
 
 import trainlab
 
+pytest_plugins = ["tests.servers"]
+
 
 class FakeClock:
     """A monotonic clock that moves only when told (cachetools' Timer.tick idea)."""

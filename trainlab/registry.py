@@ -31,6 +31,7 @@ class _Known:
 BUILTIN: dict[str, _Known] = {
     "local": _Known("trainlab.transports.local", "LocalTransport", None),
     "mock": _Known("trainlab.transports.mock", "MockTransport", None),
+    "ssh": _Known("trainlab.transports.ssh", "SSHTransport", "ssh", "paramiko"),
 }
 
 _loaded: dict[str, type[Transport]] = {}

@@ -380,6 +380,37 @@ class Session:
         path = _path_text(path)
         return self._call("stat", path, lambda: self.transport.stat(path), lambda _s: 0)
 
+    def upload(self, local: str | os.PathLike[str], remote: str) -> int:
+        """Copy a local file to the target; cached reads of ``remote`` are dropped."""
+        source, destination = os.fspath(local), _path_text(remote)
+        try:
+            written: int = self._call(
+                "upload",
+                destination,
+                lambda: self.transport.upload(source, destination),
+                lambda n: n,
+            )
+        except NotImplementedError:
+            raise TargetError(f"{self.transport_name}:// cannot transfer files") from None
+        self.cache.invalidate(
+            lambda key: isinstance(key, tuple) and key[2:] == ("read", destination)
+        )
+        return written
+
+    def download(self, remote: str, local: str | os.PathLike[str]) -> int:
+        """Copy a file from the target to ``local``; returns the bytes written."""
+        source, destination = _path_text(remote), os.fspath(local)
+        try:
+            written: int = self._call(
+                "download",
+                source,
+                lambda: self.transport.download(source, destination),
+                lambda n: n,
+            )
+        except NotImplementedError:
+            raise TargetError(f"{self.transport_name}:// cannot transfer files") from None
+        return written
+
     def invalidate(self, command: str | Sequence[Any] | None = None) -> int:
         """Drop cached answers: one command's, or all of them. Returns how many."""
         if command is None:

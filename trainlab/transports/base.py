@@ -86,6 +86,14 @@ class Transport(abc.ABC):
         """``stat`` of a path on the target."""
         raise NotImplementedError(f"{type(self).__name__} cannot stat files")
 
+    def upload(self, local: str, remote: str) -> int:
+        """Copy a local file to the target; returns the bytes written."""
+        raise NotImplementedError(f"{type(self).__name__} cannot transfer files")
+
+    def download(self, remote: str, local: str) -> int:
+        """Copy a file from the target; returns the bytes written."""
+        raise NotImplementedError(f"{type(self).__name__} cannot transfer files")
+
     def platform_facts(self) -> dict[str, str] | None:
         """Platform facts the backend knows without running commands, or ``None``."""
         return None

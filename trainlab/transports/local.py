@@ -13,6 +13,7 @@ import errno
 import getpass
 import os
 import select
+import shutil
 import signal
 import stat as stat_module
 import subprocess
@@ -263,6 +264,19 @@ class LocalTransport(Transport):
             gid=info.st_gid,
             mtime=info.st_mtime,
         )
+
+    def upload(self, local: str, remote: str) -> int:
+        return self._copy(local, self._path(remote), missing=local)
+
+    def download(self, remote: str, local: str) -> int:
+        return self._copy(self._path(remote), local, missing=remote)
+
+    def _copy(self, source: str, destination: str, *, missing: str) -> int:
+        try:
+            shutil.copyfile(source, destination)
+            return os.path.getsize(destination)
+        except OSError as exc:
+            raise _file_error(exc, missing if exc.errno == errno.ENOENT else destination) from exc
 
     def _path(self, path: str) -> str:
         cwd = self.settings.get("cwd")

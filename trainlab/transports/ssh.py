@@ -1,0 +1,882 @@
+"""SSH: one kept paramiko connection per session; a channel per command or one kept shell.
+
+``mode=exec`` opens a channel per command on the kept connection; ``mode=shell``
+keeps one channel running bash with ``trainlab.framing``. Batches are one round
+trip in both modes. Files travel over one SFTP channel per session.
+
+Two socket details make the difference on every round trip: ``TCP_NODELAY``
+(paramiko leaves Nagle on), and an answer to OpenSSH's unsolicited
+``hostkeys-00@openssh.com`` announcement after login, without which the server
+holds its next packet until a delayed ACK (about 40 ms) lets it go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import getpass
+import os
+import select
+import shlex
+import socket
+import stat as stat_module
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_IGNORE
+from paramiko.message import Message
+
+from trainlab import framing
+from trainlab.errors import (
+    CommandTimeout,
+    ConnectError,
+    FileError,
+    FileMissing,
+    HostKeyError,
+    TargetError,
+    TransportError,
+)
+from trainlab.options import Option
+from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.transports.base import Transport
+
+__all__ = ["InsecureHostKeyWarning", "SSHTransport"]
+
+_READ = 256 * 1024
+_PARTIAL_LIMIT = 1024 * 1024
+# After a command's exit status arrives, how long to wait for the end of its
+# output before deciding a background process holds the stream open.
+_DRAIN_GRACE = 0.2
+_DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+# Prepended to every exec-mode command: its first stderr line is the login shell's
+# pid (the session leader, so the process group of everything the command starts).
+_PREAMBLE = "echo $$ >&2; "
+# AEAD first: one pass per packet instead of a cipher and a MAC.
+_FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+class InsecureHostKeyWarning(UserWarning):
+    """``host_key_policy=off``: the server's identity is not checked."""
+
+
+_warned_hosts: set[str] = set()
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport, answering OpenSSH's post-login host key announcement.
+
+    OpenSSH sends ``hostkeys-00@openssh.com`` (no reply wanted) right after
+    authentication; with Nagle on its side, its next packet then waits for our
+    ACK, which the kernel delays by about 40 ms. Any small packet from us
+    carries the ACK at once, so an ``SSH_MSG_IGNORE`` answers it.
+    """
+
+    def _parse_global_request(self, m: Message) -> None:
+        super()._parse_global_request(m)  # type: ignore[misc]
+        if not self.server_mode:
+            ignore = Message()
+            ignore.add_byte(cMSG_IGNORE)
+            ignore.add_string(b"")
+            self._send_message(ignore)  # type: ignore[attr-defined]
+
+
+class SSHTransport(Transport):
+    """Commands and files on a host over SSH.
+
+    >>> import trainlab
+    >>> s = trainlab.connect("ssh://deploy@web1", key_file="~/.ssh/id_ed25519")  # doctest: +SKIP
+    >>> s.run("uname -r").stdout  # doctest: +SKIP
+    '6.1.0-18-amd64\\n'
+    """
+
+    scheme: ClassVar[str] = "ssh"
+    options: ClassVar[Mapping[str, Option]] = {
+        "mode": Option(
+            str,
+            "exec",
+            "exec: a channel per command; shell: one kept bash channel",
+            choices=("exec", "shell"),
+        ),
+        "key_file": Option(str, None, "private key file (ed25519, ecdsa or rsa)"),
+        "passphrase": Option(str, None, "passphrase of key_file", secret=True),
+        "password": Option(str, None, "password for password authentication", secret=True),
+        "agent": Option(bool, True, "try the keys of the running ssh-agent"),
+        "look_for_keys": Option(bool, True, "try ~/.ssh/id_ed25519, id_ecdsa and id_rsa"),
+        "host_key_policy": Option(
+            str,
+            "accept-new",
+            "strict: known hosts only; accept-new: learn new hosts, refuse changed keys; "
+            "off: no check (warns)",
+            choices=("strict", "accept-new", "off"),
+        ),
+        "known_hosts": Option(str, "~/.ssh/known_hosts", "the known_hosts file"),
+        "ssh_config": Option(str, "~/.ssh/config", "OpenSSH client config to read ('' skips)"),
+        "timeout": Option(float, 10.0, "connect and login timeout, seconds", minimum=0.001),
+        "connect_retries": Option(
+            int, 2, "more attempts after a refused or timed-out connect", minimum=0
+        ),
+        "retry_backoff": Option(float, 0.5, "seconds before the first retry, doubling", minimum=0),
+        "keepalive": Option(float, 30.0, "seconds between keepalives (0: none)", minimum=0),
+        "compression": Option(bool, False, "compress the stream (slow links only)"),
+        "ciphers": Option(str, None, "comma-separated cipher preference"),
+        "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
+        "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
+        "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
+    }
+
+    def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
+        super().__init__(target, options)
+        if not target.host:
+            raise TargetError("ssh:// needs a host: ssh://user@host[:port]")
+        self._lock = threading.RLock()
+        self._sftp_lock = threading.Lock()
+        self._client: _Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._host: _RemoteShell | None = None
+        self.host, self.port, self.user, self._config_keys = self._resolve()
+
+    # ------------------------------------------------------------ identity
+    def _resolve(self) -> tuple[str, int, str, list[str]]:
+        host = self.target.host
+        config: dict[str, Any] = {}
+        path = self.settings.get("ssh_config")
+        if path:
+            full = Path(path).expanduser()
+            if full.is_file():
+                try:
+                    config = dict(paramiko.SSHConfig.from_path(str(full)).lookup(host))
+                except (OSError, paramiko.SSHException) as exc:
+                    raise TargetError(f"cannot read ssh config {full}: {exc}") from exc
+        hostname = str(config.get("hostname", host))
+        port = self.target.port or int(config.get("port", 22))
+        user = self.target.user or str(config.get("user") or getpass.getuser())
+        keys = [str(Path(k).expanduser()) for k in config.get("identityfile", [])]
+        return hostname, port, user, keys
+
+    def identity(self) -> tuple[Any, ...]:
+        return ("ssh", self.user, self.host, self.port)
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def concurrent(self) -> bool:
+        return self.mode == "exec"
+
+    @property
+    def supports_batch(self) -> bool:
+        return True
+
+    # ----------------------------------------------------------- lifecycle
+    def alive(self) -> bool:
+        client = self._client
+        if client is None or not client.is_active():
+            return False
+        if self.mode == "shell":
+            return self._host is not None and self._host.alive()
+        return True
+
+    def open(self) -> None:
+        with self._lock:
+            if self._client is None or not self._client.is_active():
+                self._drop()
+                self._client = self._connect()
+            if self.mode == "shell" and (self._host is None or not self._host.alive()):
+                if self._host is not None:
+                    self._host.close()
+                self._host = _RemoteShell(self._client, self.settings["shell"], self.where)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def _connect(self) -> _Transport:
+        sock = self._socket()
+        client = _Transport(sock)
+        try:
+            self._configure(client)
+            try:
+                client.start_client(timeout=self.settings["timeout"])
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectError(
+                    f"SSH handshake with {self.where} failed: {exc or type(exc).__name__}"
+                ) from exc
+            self._check_host_key(client)
+            self._authenticate(client)
+            if self.settings["keepalive"]:
+                client.set_keepalive(int(max(1, self.settings["keepalive"])))
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _socket(self) -> socket.socket:
+        attempts = 1 + self.settings["connect_retries"]
+        delay = self.settings["retry_backoff"]
+        timeout = self.settings["timeout"]
+        last: OSError | None = None
+        for attempt in range(attempts):
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            except socket.gaierror as exc:
+                raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from exc
+            except OSError as exc:
+                last = exc
+                if attempt + 1 < attempts:
+                    time.sleep(delay * (2**attempt))
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        reason = (
+            "timed out"
+            if isinstance(last, TimeoutError)
+            else (getattr(last, "strerror", None) or str(last))
+        )
+        raise ConnectError(
+            f"cannot connect to {self.host}:{self.port}: {reason} "
+            f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
+        ) from last
+
+    def _configure(self, client: _Transport) -> None:
+        security = client.get_security_options()
+        ciphers = self.settings.get("ciphers")
+        if ciphers:
+            wanted = tuple(c.strip() for c in ciphers.split(",") if c.strip())
+            try:
+                security.ciphers = wanted
+            except ValueError as exc:
+                raise TargetError(f"unsupported ciphers {ciphers!r}: {exc}") from exc
+        else:
+            fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
+            security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
+        client.use_compression(bool(self.settings["compression"]))
+        known = self._known_types()
+        if known:  # prefer the key types we can verify, as OpenSSH does
+            security.key_types = tuple(known) + tuple(
+                k for k in security.key_types if k not in known
+            )
+        packetizer = client.packetizer
+        if self.settings.get("rekey_bytes"):
+            packetizer.REKEY_BYTES = self.settings["rekey_bytes"]
+        if self.settings.get("rekey_packets"):
+            packetizer.REKEY_PACKETS = self.settings["rekey_packets"]
+
+    # ----------------------------------------------------------- host keys
+    @property
+    def _host_id(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def _known_hosts(self) -> paramiko.HostKeys:
+        keys = paramiko.HostKeys()
+        path = Path(self.settings["known_hosts"]).expanduser()
+        if path.is_file():
+            try:
+                keys.load(str(path))
+            except (OSError, paramiko.SSHException) as exc:
+                raise ConnectError(f"cannot read known_hosts {path}: {exc}") from exc
+        return keys
+
+    def _known_types(self) -> list[str]:
+        if self.settings["host_key_policy"] == "off":
+            return []
+        entry = self._known_hosts().lookup(self._host_id)
+        return list(entry.keys()) if entry else []
+
+    def _check_host_key(self, client: _Transport) -> None:
+        key = client.get_remote_server_key()
+        policy = self.settings["host_key_policy"]
+        fingerprint = _fingerprint(key)
+        if policy == "off":
+            if self._host_id not in _warned_hosts:
+                _warned_hosts.add(self._host_id)
+                warnings.warn(
+                    f"host_key_policy=off: the identity of {self._host_id} ({fingerprint}) "
+                    "is not checked; anyone in the path can pose as it",
+                    InsecureHostKeyWarning,
+                    stacklevel=2,
+                )
+            return
+        path = Path(self.settings["known_hosts"]).expanduser()
+        entry = self._known_hosts().lookup(self._host_id)
+        if entry is not None and key.get_name() in entry:
+            if entry[key.get_name()] == key:
+                return
+            raise HostKeyError(
+                f"the {key.get_name()} host key of {self._host_id} has CHANGED "
+                f"(now {fingerprint}); this may be an attack, or a reinstalled host. "
+                f"If you trust the change: ssh-keygen -R '{self._host_id}' -f {path}"
+            )
+        if policy == "strict":
+            raise HostKeyError(
+                f"{self._host_id} is not in {path} ({key.get_name()} {fingerprint}); "
+                f"add it (ssh-keyscan -p {self.port} {self.host} >> {path}) or connect "
+                "with host_key_policy=accept-new"
+            )
+        _append_known_host(path, self._host_id, key)
+
+    # ------------------------------------------------------------------ auth
+    def _authenticate(self, client: _Transport) -> None:
+        user = self.user
+        tried: list[str] = []
+        allowed: list[str] | None = None
+        for label, key in self._keys():
+            if allowed is not None and "publickey" not in allowed:
+                break
+            try:
+                client.auth_publickey(user, key)
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+                tried.append(label)
+                continue
+            except paramiko.AuthenticationException:
+                tried.append(label)
+                continue
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectError(f"login to {self.where} failed: {exc}") from exc
+            if client.is_authenticated():
+                return
+        password = self.settings.get("password")
+        if password is not None and (allowed is None or "password" in allowed):
+            try:
+                client.auth_password(user, password)
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+            except paramiko.AuthenticationException:
+                pass
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectError(f"login to {self.where} failed: {exc}") from exc
+            tried.append("password")
+            if client.is_authenticated():
+                return
+        accepts = f"; the server accepts {', '.join(allowed)}" if allowed else ""
+        what = ", ".join(tried) if tried else "nothing (no key file, agent key or password)"
+        raise ConnectError(
+            f"authentication as {self.where} failed; tried {what}{accepts}. "
+            "Pass key_file= (and passphrase=), password=, or load a key into ssh-agent"
+        )
+
+    def _keys(self) -> Iterator[tuple[str, paramiko.PKey]]:
+        seen: set[str] = set()
+        explicit = self.settings.get("key_file")
+        files = [str(Path(explicit).expanduser())] if explicit else []
+        files += self._config_keys
+        for path in files:
+            if path not in seen:
+                seen.add(path)
+                yield f"key {path}", self._load_key(path, required=path == files[0])
+        if self.settings["agent"]:
+            agent = paramiko.Agent()
+            try:
+                for index, key in enumerate(agent.get_keys()):
+                    yield f"agent key {index + 1} ({key.get_name()})", key
+            finally:
+                agent.close()
+        if self.settings["look_for_keys"]:
+            for name in _DEFAULT_KEYS:
+                path = str(Path("~/.ssh", name).expanduser())
+                if path not in seen and os.path.isfile(path):
+                    seen.add(path)
+                    with contextlib.suppress(ConnectError):
+                        yield f"key {path}", self._load_key(path, required=False)
+
+    def _load_key(self, path: str, *, required: bool) -> paramiko.PKey:
+        passphrase = self.settings.get("passphrase")
+        secret = passphrase.encode() if passphrase is not None else None
+        try:
+            return paramiko.PKey.from_path(path, secret)
+        except FileNotFoundError as exc:
+            raise ConnectError(f"key file {path} does not exist") from exc
+        except paramiko.PasswordRequiredException as exc:
+            raise ConnectError(f"key file {path} is encrypted: pass passphrase=") from exc
+        except (paramiko.SSHException, ValueError, TypeError, OSError) as exc:
+            if passphrase is None and "password" in str(exc).lower():
+                raise ConnectError(f"key file {path} is encrypted: pass passphrase=") from exc
+            hint = "wrong passphrase, or " if passphrase else ""
+            raise ConnectError(
+                f"cannot load key file {path}: {hint}not an OpenSSH/PEM private key"
+            ) from exc
+
+    # -------------------------------------------------------------- commands
+    def _channel(self) -> paramiko.Channel:
+        client = self._client
+        if client is None or not client.is_active():
+            raise TransportError(f"the connection to {self.where} is closed")
+        try:
+            return client.open_session(timeout=self.settings["timeout"])
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise TransportError(f"cannot open a channel to {self.where}: {exc}") from exc
+
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        if self.mode == "shell":
+            host = self._host
+            if host is None or not host.alive():
+                raise TransportError(f"the shell on {self.where} is not running")
+            request = framing.build_request([command])
+            [out] = host.exchange(request, timeout)
+            stdout, stderr, status = out.stdout, out.stderr, out.exit_status
+        else:
+            stdout, stderr, status = self._exec(command, timeout)
+        return CommandResult(
+            command,
+            stdout,
+            stderr,
+            status,
+            duration=time.perf_counter() - t0,
+            target=self.target.address,
+            started=started,
+        )
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        request = framing.build_request(commands, stop_on_error=stop_on_error)
+        if self.mode == "shell":
+            host = self._host
+            if host is None or not host.alive():
+                raise TransportError(f"the shell on {self.where} is not running")
+            outputs = host.exchange(request, timeout)
+        else:
+            shell = _RemoteShell(self._require_client(), self.settings["shell"], self.where)
+            try:
+                outputs = shell.exchange(request, timeout, last=True)
+            finally:
+                shell.close()
+        wall = time.perf_counter() - t0
+        fallback = wall / max(1, len(outputs))
+        return [
+            CommandResult(
+                command,
+                out.stdout,
+                out.stderr,
+                out.exit_status,
+                duration=out.duration if out.duration is not None else fallback,
+                target=self.target.address,
+                started=started,
+            )
+            for command, out in zip(commands, outputs, strict=False)
+        ]
+
+    def _require_client(self) -> _Transport:
+        if self._client is None or not self._client.is_active():
+            raise TransportError(f"the connection to {self.where} is closed")
+        return self._client
+
+    def _exec(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        chan = self._channel()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        broke = (
+            f"the connection to {self.where} broke during {command[:80]!r}; the command is "
+            "not re-run"
+        )
+        try:
+            try:
+                # The login shell reports its pid, the command's process group: a
+                # timeout kills that group even where the server refuses "signal".
+                chan.exec_command(_PREAMBLE + command)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise TransportError(f"cannot start a command on {self.where}: {exc}") from exc
+            exit_seen: float | None = None
+            while True:
+                _drain(chan, out, err)
+                if self._client_gone() and not chan.status_event.is_set():
+                    raise TransportError(broke)
+                if chan.exit_status_ready():
+                    if chan.closed and chan.exit_status == -1 and self._client_gone():
+                        raise TransportError(broke)
+                    if chan.closed or (
+                        chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()
+                    ):
+                        break
+                    if exit_seen is None:
+                        exit_seen = time.monotonic()
+                    elif time.monotonic() - exit_seen > _DRAIN_GRACE:
+                        break  # a background process holds the output open: done anyway
+                wait = 1.0 if exit_seen is None else _DRAIN_GRACE
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        _drain(chan, out, err)
+                        pid, stderr = _split_pid(b"".join(err))
+                        _signal(chan, "KILL")
+                        self._kill_group(pid)
+                        raise CommandTimeout(
+                            f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
+                            f"{self.where}; it and what it started were killed",
+                            command=command,
+                            timeout=timeout,
+                            stdout=_last(out),
+                            stderr=stderr[-_PARTIAL_LIMIT:],
+                        )
+                    wait = min(wait, remaining)
+                _wait(chan, wait)
+            _drain(chan, out, err)
+            _, stderr = _split_pid(b"".join(err))
+            return b"".join(out), stderr, chan.exit_status
+        finally:
+            with contextlib.suppress(Exception):
+                chan.close()
+
+    def _kill_group(self, pid: int | None) -> None:
+        """Kill a remote process group over a fresh channel (``signal`` needs privsep)."""
+        if pid is None or self._client_gone():
+            return
+        with contextlib.suppress(Exception):
+            chan = self._channel()
+            try:
+                chan.exec_command(f"kill -KILL -- -{pid} {pid} 2>/dev/null; true")
+                chan.status_event.wait(5)
+            finally:
+                chan.close()
+
+    def _client_gone(self) -> bool:
+        client = self._client
+        return client is None or not client.is_active()
+
+    # ------------------------------------------------------------------ files
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        with self._sftp_lock:
+            if self._sftp is None:
+                client = self._require_client()
+                try:
+                    sftp = client.open_sftp_client()
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    raise TransportError(f"cannot open SFTP on {self.where}: {exc}") from exc
+                if sftp is None:
+                    raise TransportError(f"{self.where} refused the SFTP subsystem")
+                self._sftp = sftp
+            return self._sftp
+
+    def read_file(self, path: str) -> bytes:
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(path, "rb") as handle:
+                handle.prefetch()
+                data: bytes = handle.read()
+                return data
+        except OSError as exc:
+            raise self._file_error(exc, path) from exc
+        except (paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"reading {path} on {self.where} failed: {exc}") from exc
+
+    def stat(self, path: str) -> FileStat:
+        sftp = self._sftp_client()
+        try:
+            info = sftp.stat(path)
+        except OSError as exc:
+            raise self._file_error(exc, path) from exc
+        except (paramiko.SSHException, EOFError) as exc:
+            raise TransportError(f"stat of {path} on {self.where} failed: {exc}") from exc
+        mode = info.st_mode or 0
+        return FileStat(
+            path=path,
+            type=_file_type(mode),
+            size=info.st_size or 0,
+            mode=stat_module.S_IMODE(mode),
+            uid=info.st_uid or 0,
+            gid=info.st_gid or 0,
+            mtime=float(info.st_mtime or 0),
+        )
+
+    def upload(self, local: str, remote: str) -> int:
+        sftp = self._sftp_client()
+        try:
+            attrs = sftp.put(local, remote)
+        except FileNotFoundError as exc:
+            if not os.path.exists(local):
+                raise FileMissing(errno.ENOENT, f"{local}: no such local file") from exc
+            raise self._file_error(exc, remote) from exc
+        except OSError as exc:
+            raise self._file_error(exc, remote) from exc
+        return int(attrs.st_size or 0)
+
+    def download(self, remote: str, local: str) -> int:
+        sftp = self._sftp_client()
+        try:
+            sftp.get(remote, local)
+        except OSError as exc:
+            raise self._file_error(exc, remote) from exc
+        return os.path.getsize(local)
+
+    def _file_error(self, exc: OSError, path: str) -> FileError:
+        code = exc.errno or 0
+        if code == errno.ENOENT or isinstance(exc, FileNotFoundError):
+            return FileMissing(errno.ENOENT, f"{path}: no such file on {self.where}")
+        reason = exc.strerror or str(exc) or "failed"
+        return FileError(code, f"{path} on {self.where}: {reason}")
+
+
+# ------------------------------------------------------------- the kept shell
+
+
+class _RemoteShell:
+    """bash on one SSH channel, answering framed requests (see ``trainlab.framing``)."""
+
+    def __init__(self, client: paramiko.Transport, shell: str, where: str) -> None:
+        self.where = where
+        self.client = client
+        self.broken = False
+        self.pid: int | None = None
+        try:
+            self.chan = client.open_session()
+            script = shlex.quote(framing.HOST_SCRIPT)
+            self.chan.exec_command(
+                f"echo $$; exec {shlex.quote(shell)} --noprofile --norc -c {script}"
+            )
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
+        self.pid = self._read_pid()
+
+    def _read_pid(self) -> int:
+        buffer = b""
+        deadline = time.monotonic() + 30
+        while b"\n" not in buffer:
+            if self.chan.recv_ready():
+                buffer += self.chan.recv(64)
+                continue
+            if self.chan.exit_status_ready() or time.monotonic() > deadline:
+                err = self.chan.recv_stderr(4096) if self.chan.recv_stderr_ready() else b""
+                self.close()
+                raise TransportError(
+                    f"cannot start bash on {self.where} for shell mode"
+                    f"{': ' + err.decode(errors='replace').strip() if err else ''}; "
+                    "mode=exec works without bash"
+                )
+            _wait(self.chan, 0.5)
+        line, _, rest = buffer.partition(b"\n")
+        if rest:
+            raise TransportError(f"unexpected output from the shell on {self.where}: {rest!r}")
+        return int(line)
+
+    def alive(self) -> bool:
+        chan = self.chan
+        return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
+
+    def exchange(
+        self, request: framing.Request, timeout: float | None, *, last: bool = False
+    ) -> list[framing.FramedOutput]:
+        chan = self.chan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        junk: list[bytes] = []
+        _drain(chan, junk, junk)  # late output of earlier background jobs
+        try:
+            chan.sendall(request.wire)
+            if last:
+                chan.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.broken = True
+            raise TransportError(f"the shell on {self.where} is gone: {exc}") from exc
+        out_tail = err_tail = b""
+        out_done = err_done = False
+        nonce = request.nonce
+        try:
+            while not (out_done and err_done):
+                got_out, got_err = _drain(chan, out, err)
+                if got_out:
+                    out_tail = (out_tail + b"".join(out[-got_out:]))[-_READ:]
+                    out_done = framing.is_done(out_tail, nonce)
+                if got_err:
+                    err_tail = (err_tail + b"".join(err[-got_err:]))[-_READ:]
+                    err_done = framing.is_done(err_tail, nonce)
+                if out_done and err_done:
+                    break
+                if chan.closed or chan.eof_received or chan.exit_status_ready():
+                    _drain(chan, out, err)
+                    out_done = framing.is_done(b"".join(out)[-_READ:], nonce)
+                    err_done = framing.is_done(b"".join(err)[-_READ:], nonce)
+                    if out_done and err_done:
+                        break
+                    self.broken = True
+                    raise TransportError(
+                        f"the shell on {self.where} ended during the command; it is not "
+                        "re-run, and the next call starts a new shell"
+                    )
+                wait = 1.0
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise _Deadline
+                    wait = min(wait, remaining)
+                _wait(chan, wait)
+        except _Deadline:
+            self.broken = True
+            self.kill()
+            stdout, stderr = b"".join(out), b"".join(err)
+            outputs = framing.parse_response(stdout, stderr, request, complete=False)
+            current = min(len(outputs), len(request.commands) - 1)
+            partial = None
+            if len(request.commands) > 1:
+                partial = BatchResult(
+                    [
+                        CommandResult(c, o.stdout, o.stderr, o.exit_status, target=self.where)
+                        for c, o in zip(request.commands, outputs, strict=False)
+                    ]
+                )
+            raise CommandTimeout(
+                f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
+                f"deadline on {self.where}; the shell and what it started were killed",
+                command=request.commands[current],
+                timeout=timeout,
+                stdout=_after_marker(stdout, nonce),
+                stderr=_after_marker(stderr, nonce),
+                partial=partial,
+            ) from None
+        except BaseException:
+            self.broken = True
+            self.kill()
+            raise
+        return framing.parse_response(b"".join(out), b"".join(err), request)
+
+    def kill(self) -> None:
+        """Stop the shell and everything in its process group (it leads its session).
+
+        The ``signal`` request is tried first; OpenSSH refuses it for root logins
+        (no privilege separation there), so a second channel runs ``kill`` too.
+        """
+        _signal(self.chan, "KILL")
+        if self.pid is not None and self.client.is_active():
+            with contextlib.suppress(Exception):
+                chan = self.client.open_session(timeout=10)
+                try:
+                    chan.exec_command(f"kill -KILL -- -{self.pid} {self.pid} 2>/dev/null; true")
+                    chan.status_event.wait(5)
+                finally:
+                    chan.close()
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.chan.close()
+
+
+class _Deadline(Exception):
+    """Internal: the deadline passed."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
+    """Move what the channel holds into the lists; return how many chunks each got."""
+    got_out = got_err = 0
+    while chan.recv_ready():
+        data = chan.recv(_READ)
+        if not data:
+            break
+        out.append(data)
+        got_out += 1
+    while chan.recv_stderr_ready():
+        data = chan.recv_stderr(_READ)
+        if not data:
+            break
+        err.append(data)
+        got_err += 1
+    return got_out, got_err
+
+
+def _wait(chan: paramiko.Channel, seconds: float) -> None:
+    """Sleep until the channel has data, status or EOF, or ``seconds`` pass."""
+    if chan.recv_ready() or chan.recv_stderr_ready() or chan.exit_status_ready():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        select.select([chan], [], [], max(0.0, seconds))
+
+
+def _signal(chan: paramiko.Channel, name: str) -> None:
+    """Send an RFC 4254 "signal" request; OpenSSH delivers it to the session's
+    process group (killpg), which takes the command's children with it."""
+    if chan.closed:
+        return
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(chan.remote_chanid)
+    message.add_string("signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    transport: Any = chan.transport
+    with contextlib.suppress(Exception):
+        transport._send_user_message(message)
+
+
+def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
+    """Take the preamble's pid line off the front of stderr."""
+    line, newline, rest = stderr.partition(b"\n")
+    if newline and line.isdigit():
+        return int(line), rest
+    return None, stderr
+
+
+def _last(chunks: list[bytes]) -> bytes:
+    kept: list[bytes] = []
+    size = 0
+    for chunk in reversed(chunks):
+        kept.append(chunk)
+        size += len(chunk)
+        if size >= _PARTIAL_LIMIT:
+            break
+    return b"".join(reversed(kept))[-_PARTIAL_LIMIT:]
+
+
+def _after_marker(stream: bytes, nonce: bytes) -> bytes:
+    cut = stream.rfind(nonce)
+    if cut >= 0:
+        line_end = stream.find(b"\n", cut)
+        stream = stream[line_end + 1 :] if line_end >= 0 else b""
+    return stream[-_PARTIAL_LIMIT:]
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return str(key.fingerprint)
+
+
+def _append_known_host(path: Path, host_id: str, key: paramiko.PKey) -> None:
+    """Learn a new host (accept-new): append one line, as OpenSSH does."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    line = f"{host_id} {key.get_name()} {key.get_base64()}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat_module.S_ISREG, "file"),
+        (stat_module.S_ISDIR, "directory"),
+        (stat_module.S_ISLNK, "symlink"),
+        (stat_module.S_ISFIFO, "fifo"),
+        (stat_module.S_ISSOCK, "socket"),
+        (stat_module.S_ISCHR, "char"),
+        (stat_module.S_ISBLK, "block"),
+    ):
+        if test(mode):
+            return name
+    return "other"

@@ -139,6 +139,8 @@ class SSHTransport(Transport):
         self._client: _Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._host: _RemoteShell | None = None
+        self._batch_host: _RemoteShell | None = None
+        self._batch_lock = threading.Lock()
         self.host, self.port, self.user, self._config_keys = self._resolve()
 
     # ------------------------------------------------------------ identity
@@ -198,9 +200,10 @@ class SSHTransport(Transport):
             self._drop()
 
     def _drop(self) -> None:
-        if self._host is not None:
-            self._host.close()
-            self._host = None
+        for host in (self._host, self._batch_host):
+            if host is not None:
+                host.close()
+        self._host = self._batch_host = None
         if self._sftp is not None:
             with contextlib.suppress(Exception):
                 self._sftp.close()
@@ -460,11 +463,16 @@ class SSHTransport(Transport):
                 raise TransportError(f"the shell on {self.where} is not running")
             outputs = host.exchange(request, timeout)
         else:
-            shell = _RemoteShell(self._require_client(), self.settings["shell"], self.where)
-            try:
-                outputs = shell.exchange(request, timeout, last=True)
-            finally:
-                shell.close()
+            # Exec mode keeps one shell channel for batches, opened on the first
+            # batch, so every batch after it is one round trip too.
+            with self._batch_lock:
+                if self._batch_host is None or not self._batch_host.alive():
+                    if self._batch_host is not None:
+                        self._batch_host.close()
+                    self._batch_host = _RemoteShell(
+                        self._require_client(), self.settings["shell"], self.where
+                    )
+                outputs = self._batch_host.exchange(request, timeout)
         wall = time.perf_counter() - t0
         fallback = wall / max(1, len(outputs))
         return [
@@ -678,7 +686,7 @@ class _RemoteShell:
         return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
 
     def exchange(
-        self, request: framing.Request, timeout: float | None, *, last: bool = False
+        self, request: framing.Request, timeout: float | None
     ) -> list[framing.FramedOutput]:
         chan = self.chan
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -688,8 +696,6 @@ class _RemoteShell:
         _drain(chan, junk, junk)  # late output of earlier background jobs
         try:
             chan.sendall(request.wire)
-            if last:
-                chan.shutdown_write()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.broken = True
             raise TransportError(f"the shell on {self.where} is gone: {exc}") from exc

@@ -1,0 +1,140 @@
+"""A TCP proxy on loopback that delays every chunk: a WAN in a box (no netem needed).
+
+>>> with LatencyProxy("127.0.0.1", 22, rtt=0.010) as proxy:   # doctest: +SKIP
+...     trainlab.connect(f"ssh://user@127.0.0.1:{proxy.port}")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import socket
+import threading
+import time
+from types import TracebackType
+
+__all__ = ["LatencyProxy"]
+
+
+class LatencyProxy:
+    """Forward 127.0.0.1:``port`` to ``upstream``, adding ``rtt`` seconds per round trip.
+
+    Each direction delays every chunk by ``rtt / 2`` and keeps the order of
+    chunks, so a request-response exchange costs ``rtt`` more, as on a real link
+    (bandwidth is not limited). Both sockets have ``TCP_NODELAY``.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, rtt: float) -> None:
+        if rtt < 0:
+            raise ValueError("rtt must be >= 0")
+        self.upstream = (upstream_host, upstream_port)
+        self.rtt = rtt
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.connections = 0
+
+    def start(self) -> LatencyProxy:
+        self._listener.listen(128)
+        self._spawn(self._accept)
+        return self
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        with self._lock:
+            self._threads.append(thread)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._sockets += [client, upstream]
+                self.connections += 1
+            self._pipe(client, upstream)
+            self._pipe(upstream, client)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        queue: list[tuple[float, int, bytes]] = []
+        ready = threading.Condition()
+        counter = [0]
+        delay = self.rtt / 2
+
+        def reader() -> None:
+            while True:
+                try:
+                    data = source.recv(65536)
+                except OSError:
+                    data = b""
+                with ready:
+                    counter[0] += 1
+                    heapq.heappush(queue, (time.monotonic() + delay, counter[0], data))
+                    ready.notify()
+                if not data:
+                    return
+
+        def writer() -> None:
+            while True:
+                with ready:
+                    while not queue:
+                        ready.wait()
+                    due, _, data = queue[0]
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        ready.wait(wait)
+                        continue
+                    heapq.heappop(queue)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        sink.shutdown(socket.SHUT_WR)
+                    return
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+        self._spawn(reader)
+        self._spawn(writer)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        for thread in list(self._threads):
+            thread.join(timeout=2)
+
+    def __enter__(self) -> LatencyProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

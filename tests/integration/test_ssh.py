@@ -288,3 +288,54 @@ def test_registry_reuses_the_live_ssh_session(sshd: SSHServer, ssh_options: dict
     a = trainlab.connect(sshd.uri, **ssh_options)
     assert trainlab.connect(sshd.uri, **ssh_options) is a
     assert trainlab.connect(sshd.uri, mode="shell", **ssh_options) is not a
+
+
+# -------------------------------------------------------------- jump hosts
+
+
+def test_through_a_jump_host_that_is_shared(
+    sshd: SSHServer, jump_sshd: SSHServer, jump_options: dict[str, Any]
+) -> None:
+    jump = f"{jump_sshd.user}@127.0.0.1:{jump_sshd.port}"
+    before = len(jump_sshd.connection_pids())
+    a = trainlab.connect(sshd.uri, proxy_jump=jump, **jump_options)
+    b = trainlab.connect(sshd.uri, mode="shell", proxy_jump=jump, **jump_options)
+    assert a.run("echo via-jump").stdout == "via-jump\n"
+    assert b.run_many(["echo one", "echo two"])[1].stdout == "two\n"
+    targets = trainlab.sessions()["target"].tolist()
+    assert targets.count(f"ssh://{jump}") == 1  # one kept jump session, shared
+    assert len(jump_sshd.connection_pids()) == before + 1
+    assert a.transport.identity()[-1] == jump
+    direct = trainlab.connect(sshd.uri, **jump_options)
+    assert direct._key("run", "x") != a._key("run", "x")
+
+
+def test_jump_chain_and_ssh_config(
+    sshd: SSHServer, jump_sshd: SSHServer, jump_options: dict[str, Any], tmp_path: Path
+) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host target\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  ProxyJump {jump_sshd.user}@127.0.0.1:{jump_sshd.port}\n"
+    )
+    s = trainlab.connect("ssh://target", **{**jump_options, "ssh_config": str(config)})
+    assert s.run("echo configured").stdout == "configured\n"
+    hop = f"{jump_sshd.user}@127.0.0.1:{jump_sshd.port}"
+    chained = trainlab.connect(sshd.uri, proxy_jump=f"{hop},{hop}", **jump_options)
+    assert chained.run("echo two-hops").stdout == "two-hops\n"
+
+
+def test_jump_host_that_cannot_reach_the_target(
+    jump_sshd: SSHServer, jump_options: dict[str, Any]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    jump = f"{jump_sshd.user}@127.0.0.1:{jump_sshd.port}"
+    s = trainlab.connect(
+        f"ssh://{jump_sshd.user}@127.0.0.1:{closed}", proxy_jump=jump, **jump_options
+    )
+    with pytest.raises(trainlab.ConnectError, match=r"could not reach 127\.0\.0\.1"):
+        s.run("true")

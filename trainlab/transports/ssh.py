@@ -57,6 +57,22 @@ _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # Prepended to every exec-mode command: its first stderr line is the login shell's
 # pid (the session leader, so the process group of everything the command starts).
 _PREAMBLE = "echo $$ >&2; "
+# Login options a jump host takes from the session that goes through it.
+_JUMP_INHERITS = (
+    "key_file",
+    "passphrase",
+    "password",
+    "agent",
+    "look_for_keys",
+    "host_key_policy",
+    "known_hosts",
+    "ssh_config",
+    "timeout",
+    "connect_retries",
+    "retry_backoff",
+    "keepalive",
+    "ciphers",
+)
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -128,6 +144,12 @@ class SSHTransport(Transport):
         "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
         "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
         "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
+        "proxy_jump": Option(
+            str,
+            None,
+            "jump host(s), user@host[:port] or ssh:// URIs, comma-separated "
+            "('none' ignores ssh_config's ProxyJump)",
+        ),
     }
 
     def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
@@ -141,10 +163,13 @@ class SSHTransport(Transport):
         self._host: _RemoteShell | None = None
         self._batch_host: _RemoteShell | None = None
         self._batch_lock = threading.Lock()
-        self.host, self.port, self.user, self._config_keys = self._resolve()
+        self.host, self.port, self.user, self._config_keys, jump = self._resolve()
+        given = self.settings.get("proxy_jump")
+        self.proxy_jump: str | None = None if given == "none" else (given or jump)
+        self._jump: Any = None
 
     # ------------------------------------------------------------ identity
-    def _resolve(self) -> tuple[str, int, str, list[str]]:
+    def _resolve(self) -> tuple[str, int, str, list[str], str | None]:
         host = self.target.host
         config: dict[str, Any] = {}
         path = self.settings.get("ssh_config")
@@ -159,10 +184,12 @@ class SSHTransport(Transport):
         port = self.target.port or int(config.get("port", 22))
         user = self.target.user or str(config.get("user") or getpass.getuser())
         keys = [str(Path(k).expanduser()) for k in config.get("identityfile", [])]
-        return hostname, port, user, keys
+        jump = config.get("proxyjump")
+        return hostname, port, user, keys, (str(jump) if jump and jump != "none" else None)
 
     def identity(self) -> tuple[Any, ...]:
-        return ("ssh", self.user, self.host, self.port)
+        # Behind different jump hosts, one address can name different machines.
+        return ("ssh", self.user, self.host, self.port, self.proxy_jump)
 
     @property
     def where(self) -> str:
@@ -233,7 +260,9 @@ class SSHTransport(Transport):
             raise
         return client
 
-    def _socket(self) -> socket.socket:
+    def _socket(self) -> Any:
+        if self.proxy_jump:
+            return self._through_jump(self.proxy_jump)
         attempts = 1 + self.settings["connect_retries"]
         delay = self.settings["retry_backoff"]
         timeout = self.settings["timeout"]
@@ -259,6 +288,46 @@ class SSHTransport(Transport):
             f"cannot connect to {self.host}:{self.port}: {reason} "
             f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
         ) from last
+
+    def _through_jump(self, spec: str) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from the (shared, kept) jump session to the target.
+
+        The jump host is an ordinary live session from the registry, so every
+        session through the same jump host shares its one connection. The jump
+        takes this session's login options unless its URI gives its own.
+        """
+        from trainlab.session import connect
+        from trainlab.uri import parse_target
+
+        hops = [hop.strip() for hop in spec.split(",") if hop.strip()]
+        last = hops[-1] if "://" in hops[-1] else f"ssh://{hops[-1]}"
+        own = set(parse_target(last).query)
+        inherited: dict[str, Any] = {
+            name: self.settings[name]
+            for name in _JUMP_INHERITS
+            if self.settings.get(name) is not None and name not in own
+        }
+        if "proxy_jump" not in own:
+            inherited["proxy_jump"] = ",".join(hops[:-1]) or "none"
+        jump = connect(last, **inherited)
+        jump.open()
+        self._jump = jump
+        client = jump.transport._require_client()  # type: ignore[attr-defined]
+        try:
+            channel: paramiko.Channel = client.open_channel(
+                "direct-tcpip",
+                (self.host, self.port),
+                ("127.0.0.1", 0),
+                timeout=self.settings["timeout"],
+            )
+        except paramiko.ChannelException as exc:
+            raise ConnectError(
+                f"jump host {jump.uri} could not reach {self.host}:{self.port}: {exc.text} "
+                "(is TCP forwarding allowed there, and the address right from there?)"
+            ) from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise ConnectError(f"jump host {jump.uri} failed: {exc}") from exc
+        return channel
 
     def _configure(self, client: _Transport) -> None:
         security = client.get_security_options()

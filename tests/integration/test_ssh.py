@@ -177,7 +177,7 @@ def test_ssh_config_alias(sshd: SSHServer, ssh_options: dict[str, Any], tmp_path
     options = {**ssh_options, "ssh_config": str(config), "key_file": None}
     s = trainlab.connect("ssh://lab-alias", reuse=False, **options)
     assert s.run("echo via-config").stdout == "via-config\n"
-    assert s.transport.identity() == ("ssh", sshd.user, "127.0.0.1", sshd.port)
+    assert s.transport.identity() == ("ssh", sshd.user, "127.0.0.1", sshd.port, None)
 
 
 # -------------------------------------------------------- timeouts, daemons

@@ -79,7 +79,38 @@ def _demo(repeat: int, markdown: bool) -> int:
         f"{median['batched']:.3f} ms per command; a cached answer "
         f"{median['cached'] * 1000:.1f} us."
     )
+    _demo_ssh(repeat, markdown)
     return 0
+
+
+def _demo_ssh(repeat: int, markdown: bool) -> None:
+    from trainlab.sandbox.sshd import INSTALL_HINT, SSHServer, sshd_path
+
+    print()
+    if sshd_path() is None:
+        print(f"SSH: skipped, OpenSSH's server is not installed ({INSTALL_HINT}).")
+        return
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        print("SSH: skipped, paramiko is not installed (pip install 'trainlab[ssh]').")
+        return
+    with SSHServer() as server:
+        print(f"SSH: a private OpenSSH server on 127.0.0.1:{server.port} (sandbox)\n")
+        result = trainlab.bench.compare(
+            server.uri,
+            ["true", "uname -r"],
+            repeat=max(10, repeat // 2),
+            warmup=3,
+            **server.client_options,
+        )
+        _print_bench(result, markdown)
+        median = {str(k): float(v) for k, v in result.summary["median_ms"].items()}
+        print(
+            f"\nOver SSH a fresh connection per command costs {median['fresh']:.1f} ms; "
+            f"a kept connection {median['reused']:.2f} ms, a kept shell {median['shell']:.2f} ms "
+            f"({median['fresh'] / median['shell']:.0f}x less)."
+        )
 
 
 def _run(uri: str, command: list[str], timeout: float | None) -> int:

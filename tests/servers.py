@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +52,59 @@ def jump_options(ssh_options: dict[str, object], jump_sshd: SSHServer) -> dict[s
     known = Path(str(ssh_options["known_hosts"]))
     known.write_text(known.read_text() + Path(jump_sshd.known_hosts).read_text())
     return ssh_options
+
+
+SUDOERS = Path("/etc/sudoers.d/trainlab-tests")
+TEST_USERS = ("tl-pass", "tl-nopass", "tl-tty")
+
+
+@pytest.fixture(scope="session")
+def test_users() -> Iterator[dict[str, str]]:
+    """System users for the password and sudo tests, created for the run and removed after.
+
+    tl-pass needs its password for sudo, tl-nopass does not, tl-tty's sudo requires a
+    tty. Passwords are random per run.
+    """
+    if os.geteuid() != 0:
+        pytest.fail(
+            "the password and sudo tests create system users and need root: "
+            "run the suite as root, as `bash .ci/run` does in CI"
+        )
+    if shutil.which("sudo") is None:
+        pytest.fail("the sudo tests need sudo, which is not installed: apt-get install -y sudo")
+    passwords = {name: secrets.token_urlsafe(16) for name in TEST_USERS}
+    for name, password in passwords.items():
+        if subprocess.run(["id", name], capture_output=True, check=False).returncode != 0:
+            subprocess.run(
+                ["useradd", "--create-home", "--shell", "/bin/bash", name],
+                check=True,
+                capture_output=True,
+            )
+        subprocess.run(
+            ["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True
+        )
+    SUDOERS.write_text(
+        "tl-pass ALL=(ALL) ALL\n"
+        "tl-nopass ALL=(ALL) NOPASSWD: ALL\n"
+        "Defaults:tl-tty requiretty\n"
+        "tl-tty ALL=(ALL) NOPASSWD: ALL\n"
+    )
+    SUDOERS.chmod(0o440)
+    try:
+        yield passwords
+    finally:
+        SUDOERS.unlink(missing_ok=True)
+        for name in TEST_USERS:
+            subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def users_sshd(
+    test_users: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SSHServer]:
+    """An OpenSSH server that also takes passwords, for the test users."""
+    _need_sshd()
+    # Their own homes: the sandbox's private HOME is not readable by other users.
+    server = SSHServer(tmp_path_factory.mktemp("users-sshd"), passwords=True, private_home=False)
+    with server:
+        yield server

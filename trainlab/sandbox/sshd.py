@@ -53,6 +53,8 @@ class SSHServer:
         Extra ``sshd_config`` lines (``Match`` blocks, ``ForceCommand``, ...).
     key_types
         Client key types to generate; the first is ``key_file``.
+    passwords
+        Accept password logins (for users with a password; off by default).
     private_home
         Give sessions a private, empty ``HOME`` (``SetEnv HOME=...``), so the login
         shell reads no ``~/.bashrc``: here root's runs ``pyenv init``, 80 ms on
@@ -69,6 +71,7 @@ class SSHServer:
         config: str = "",
         key_types: tuple[str, ...] = ("ed25519",),
         private_home: bool = True,
+        passwords: bool = False,
     ) -> None:
         executable = sshd_path()
         if executable is None:
@@ -79,6 +82,7 @@ class SSHServer:
         self.extra_config = config
         self.key_types = key_types
         self.private_home = private_home
+        self.passwords = passwords
         self.user = getpass.getuser()
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -149,7 +153,7 @@ class SSHServer:
                     f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
                     "StrictModes no",
                     "UsePAM no",
-                    "PasswordAuthentication no",
+                    f"PasswordAuthentication {'yes' if self.passwords else 'no'}",
                     "KbdInteractiveAuthentication no",
                     "PermitRootLogin prohibit-password",
                     "Subsystem sftp internal-sftp",

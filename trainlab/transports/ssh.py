@@ -16,6 +16,7 @@ import contextlib
 import errno
 import getpass
 import os
+import re
 import select
 import shlex
 import socket
@@ -54,9 +55,9 @@ _PARTIAL_LIMIT = 1024 * 1024
 # output before deciding a background process holds the stream open.
 _DRAIN_GRACE = 0.2
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
-# Prepended to every exec-mode command: its first stderr line is the login shell's
-# pid (the session leader, so the process group of everything the command starts).
-_PREAMBLE = "echo $$ >&2; "
+# Prepended to every exec-mode command: a stderr line with the login shell's pid
+# (the session leader, so the process group of everything the command starts).
+_PREAMBLE = 'echo "__tl_pid $$" >&2; '
 # Login options a jump host takes from the session that goes through it.
 _JUMP_INHERITS = (
     "key_file",
@@ -75,6 +76,64 @@ _JUMP_INHERITS = (
 )
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+# Printed by the command's own shell once sudo has let it start: everything on
+# stderr before it is sudo's (prompts, "Sorry, try again"), everything after the command's.
+_SUDO_OK = b"__tl_sudo_ok\n"
+_SUDO_REFUSALS = ("password", "sudoers", "not allowed", "tty", "incorrect", "sorry")
+
+
+class _Sudo:
+    """How commands go through sudo: a unique prompt to watch for, and the password.
+
+    The password is written to the channel only when sudo's own prompt appears,
+    once; it is never part of a command line.
+    """
+
+    def __init__(self, user: str, password: str | None) -> None:
+        self.user = user
+        self._password = password
+        self.prompt = f"[trainlab-sudo:{framing.new_nonce().decode()}]".encode()
+
+    def command(self, inner: str) -> str:
+        return (
+            f"sudo -S -p {shlex.quote(self.prompt.decode())} -H -u {shlex.quote(self.user)} "
+            f"-- {inner}"
+        )
+
+    def answer(self, chan: paramiko.Channel, stderr: bytes, answered: int) -> int:
+        """Answer each new prompt in ``stderr``; returns how many prompts were answered."""
+        prompts = stderr.count(self.prompt)
+        while answered < prompts:
+            answered += 1
+            if self._password is None or answered > 1:
+                with contextlib.suppress(Exception):
+                    chan.shutdown_write()  # no (or a refused) password: let sudo fail
+            else:
+                chan.sendall(self._password.encode() + b"\n")
+        return answered
+
+    def refusal(self, stderr: bytes, where: str) -> ConnectError:
+        text = stderr.replace(self.prompt, b"").decode(errors="replace").strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        said = lines[-1] if lines else "no reason given"
+        if "must have a tty" in text:
+            fix = "this host's sudoers requires a tty (requiretty): allow it with !requiretty"
+        elif "not found" in text:
+            fix = "sudo is not installed there"
+        elif self._password is not None and (
+            "incorrect password" in text or "Sorry, try again" in text
+        ):
+            fix = "sudo_password is wrong"
+        elif "password" in text:
+            fix = "pass sudo_password="
+        else:
+            fix = f"check the sudoers rules for this user and sudo_user={self.user}"
+        return ConnectError(f"sudo on {where} refused: {said} ({fix})")
+
+    def forget(self) -> None:
+        self._password = None
 
 
 class InsecureHostKeyWarning(UserWarning):
@@ -144,6 +203,11 @@ class SSHTransport(Transport):
         "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
         "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
         "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
+        "sudo": Option(bool, False, "run every command through sudo", affects_result=True),
+        "sudo_user": Option(str, "root", "the user sudo runs commands as", affects_result=True),
+        "sudo_password": Option(
+            str, None, "sudo's password, sent over the channel when sudo asks", secret=True
+        ),
         "proxy_jump": Option(
             str,
             None,
@@ -167,6 +231,11 @@ class SSHTransport(Transport):
         given = self.settings.get("proxy_jump")
         self.proxy_jump: str | None = None if given == "none" else (given or jump)
         self._jump: Any = None
+        self._sudo: _Sudo | None = (
+            _Sudo(self.settings["sudo_user"], self.settings.get("sudo_password"))
+            if self.settings.get("sudo")
+            else None
+        )
 
     # ------------------------------------------------------------ identity
     def _resolve(self) -> tuple[str, int, str, list[str], str | None]:
@@ -220,11 +289,18 @@ class SSHTransport(Transport):
             if self.mode == "shell" and (self._host is None or not self._host.alive()):
                 if self._host is not None:
                     self._host.close()
-                self._host = _RemoteShell(self._client, self.settings["shell"], self.where)
+                self._host = _RemoteShell(
+                    self._client, self.settings["shell"], self.where, self._sudo
+                )
 
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+    def forget_secrets(self) -> None:
+        super().forget_secrets()
+        if self._sudo is not None:
+            self._sudo.forget()
 
     def _drop(self) -> None:
         for host in (self._host, self._batch_host):
@@ -539,7 +615,7 @@ class SSHTransport(Transport):
                     if self._batch_host is not None:
                         self._batch_host.close()
                     self._batch_host = _RemoteShell(
-                        self._require_client(), self.settings["shell"], self.where
+                        self._require_client(), self.settings["shell"], self.where, self._sudo
                     )
                 outputs = self._batch_host.exchange(request, timeout)
         wall = time.perf_counter() - t0
@@ -571,16 +647,24 @@ class SSHTransport(Transport):
             f"the connection to {self.where} broke during {command[:80]!r}; the command is "
             "not re-run"
         )
+        sudo = self._sudo
+        line = command
+        if sudo is not None:
+            inner = f"echo {_SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
+            line = sudo.command(f"{shlex.quote(self.settings['shell'])} -c {shlex.quote(inner)}")
+        answered = 0
         try:
             try:
                 # The login shell reports its pid, the command's process group: a
                 # timeout kills that group even where the server refuses "signal".
-                chan.exec_command(_PREAMBLE + command)
+                chan.exec_command(_PREAMBLE + line)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise TransportError(f"cannot start a command on {self.where}: {exc}") from exc
             exit_seen: float | None = None
             while True:
-                _drain(chan, out, err)
+                _, got_err = _drain(chan, out, err)
+                if sudo is not None and got_err and answered < 2:
+                    answered = sudo.answer(chan, b"".join(err), answered)
                 if self._client_gone() and not chan.status_event.is_set():
                     raise TransportError(broke)
                 if chan.exit_status_ready():
@@ -614,6 +698,11 @@ class SSHTransport(Transport):
                 _wait(chan, wait)
             _drain(chan, out, err)
             _, stderr = _split_pid(b"".join(err))
+            if sudo is not None:
+                before, found, after = stderr.partition(_SUDO_OK)
+                if not found:
+                    raise sudo.refusal(before, self.where)
+                stderr = after
             return b"".join(out), stderr, chan.exit_status
         finally:
             with contextlib.suppress(Exception):
@@ -621,15 +710,8 @@ class SSHTransport(Transport):
 
     def _kill_group(self, pid: int | None) -> None:
         """Kill a remote process group over a fresh channel (``signal`` needs privsep)."""
-        if pid is None or self._client_gone():
-            return
-        with contextlib.suppress(Exception):
-            chan = self._channel()
-            try:
-                chan.exec_command(f"kill -KILL -- -{pid} {pid} 2>/dev/null; true")
-                chan.status_event.wait(5)
-            finally:
-                chan.close()
+        if pid is not None and not self._client_gone():
+            _kill_remote_group(self._require_client(), pid, self._sudo)
 
     def _client_gone(self) -> bool:
         client = self._client
@@ -650,6 +732,11 @@ class SSHTransport(Transport):
             return self._sftp
 
     def read_file(self, path: str) -> bytes:
+        if self._sudo is not None:  # as sudo_user, which SFTP (the login user) is not
+            out, err, status = self._exec(f"cat -- {shlex.quote(path)}", None)
+            if status != 0:
+                raise self._command_file_error(err, path)
+            return out
         sftp = self._sftp_client()
         try:
             with sftp.open(path, "rb") as handle:
@@ -662,6 +749,23 @@ class SSHTransport(Transport):
             raise TransportError(f"reading {path} on {self.where} failed: {exc}") from exc
 
     def stat(self, path: str) -> FileStat:
+        if self._sudo is not None:
+            out, err, status = self._exec(
+                f"stat -L -c '%f %s %u %g %Y' -- {shlex.quote(path)}", None
+            )
+            if status != 0:
+                raise self._command_file_error(err, path)
+            raw_mode, size, uid, gid, mtime = out.split()
+            mode = int(raw_mode, 16)
+            return FileStat(
+                path=path,
+                type=_file_type(mode),
+                size=int(size),
+                mode=stat_module.S_IMODE(mode),
+                uid=int(uid),
+                gid=int(gid),
+                mtime=float(mtime),
+            )
         sftp = self._sftp_client()
         try:
             info = sftp.stat(path)
@@ -700,6 +804,13 @@ class SSHTransport(Transport):
             raise self._file_error(exc, remote) from exc
         return os.path.getsize(local)
 
+    def _command_file_error(self, stderr: bytes, path: str) -> FileError:
+        text = stderr.decode(errors="replace").strip()
+        if "No such file" in text:
+            return FileMissing(errno.ENOENT, f"{path}: no such file on {self.where}")
+        code = errno.EACCES if "ermission denied" in text else errno.EIO
+        return FileError(code, f"{path} on {self.where}: {text or 'failed'}")
+
     def _file_error(self, exc: OSError, path: str) -> FileError:
         code = exc.errno or 0
         if code == errno.ENOENT or isinstance(exc, FileNotFoundError):
@@ -714,41 +825,59 @@ class SSHTransport(Transport):
 class _RemoteShell:
     """bash on one SSH channel, answering framed requests (see ``trainlab.framing``)."""
 
-    def __init__(self, client: paramiko.Transport, shell: str, where: str) -> None:
+    def __init__(
+        self, client: paramiko.Transport, shell: str, where: str, sudo: _Sudo | None = None
+    ) -> None:
         self.where = where
         self.client = client
+        self.sudo = sudo
         self.broken = False
         self.pid: int | None = None
+        host = f"{shlex.quote(shell)} --noprofile --norc -c " + shlex.quote(
+            "echo __tl_ready; " + framing.HOST_SCRIPT
+        )
+        if sudo is not None:
+            host = sudo.command(host)
         try:
             self.chan = client.open_session()
-            script = shlex.quote(framing.HOST_SCRIPT)
-            self.chan.exec_command(
-                f"echo $$; exec {shlex.quote(shell)} --noprofile --norc -c {script}"
-            )
+            self.chan.exec_command(f'echo "__tl_pid $$"; exec {host}')
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
-        self.pid = self._read_pid()
+        self.pid = self._handshake()
 
-    def _read_pid(self) -> int:
-        buffer = b""
+    def _handshake(self) -> int:
+        """Read the login shell's pid and bash's ready line, answering sudo on the way."""
+        out: list[bytes] = []
+        err: list[bytes] = []
+        answered = 0
         deadline = time.monotonic() + 30
-        while b"\n" not in buffer:
-            if self.chan.recv_ready():
-                buffer += self.chan.recv(64)
-                continue
-            if self.chan.exit_status_ready() or time.monotonic() > deadline:
-                err = self.chan.recv_stderr(4096) if self.chan.recv_stderr_ready() else b""
+        while True:
+            _drain(self.chan, out, err)
+            stdout = b"".join(out)
+            if _READY.search(stdout):
+                break
+            if self.sudo is not None and err and answered < 2:
+                answered = self.sudo.answer(self.chan, b"".join(err), answered)
+            ended = self.chan.exit_status_ready() or self.chan.eof_received
+            if ended or time.monotonic() > deadline:
+                _drain(self.chan, out, err)
                 self.close()
+                stderr = b"".join(err)
+                if self.sudo is not None and _PID_LINE.search(stdout):
+                    raise self.sudo.refusal(stderr, self.where)
+                text = stderr.decode(errors="replace").strip()
                 raise TransportError(
                     f"cannot start bash on {self.where} for shell mode"
-                    f"{': ' + err.decode(errors='replace').strip() if err else ''}; "
-                    "mode=exec works without bash"
+                    f"{': ' + text if text else ''}; mode=exec works without bash"
                 )
             _wait(self.chan, 0.5)
-        line, _, rest = buffer.partition(b"\n")
-        if rest:
-            raise TransportError(f"unexpected output from the shell on {self.where}: {rest!r}")
-        return int(line)
+        # Anything else the login shell printed (a chatty .bashrc) is left behind.
+        pid = _PID_LINE.search(stdout)
+        ready = _READY.search(stdout)
+        if pid is None or ready is None or stdout[ready.end() :]:
+            self.close()
+            raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
+        return int(pid.group(1))
 
     def alive(self) -> bool:
         chan = self.chan
@@ -837,13 +966,7 @@ class _RemoteShell:
         """
         _signal(self.chan, "KILL")
         if self.pid is not None and self.client.is_active():
-            with contextlib.suppress(Exception):
-                chan = self.client.open_session(timeout=10)
-                try:
-                    chan.exec_command(f"kill -KILL -- -{self.pid} {self.pid} 2>/dev/null; true")
-                    chan.status_event.wait(5)
-                finally:
-                    chan.close()
+            _kill_remote_group(self.client, self.pid, self.sudo)
         self.close()
 
     def close(self) -> None:
@@ -900,12 +1023,39 @@ def _signal(chan: paramiko.Channel, name: str) -> None:
         transport._send_user_message(message)
 
 
+def _kill_remote_group(client: paramiko.Transport, pid: int, sudo: _Sudo | None) -> None:
+    """``kill -KILL`` a process group, through sudo when the session uses it."""
+    # /bin/kill (procps), not a shell's builtin: dash's kill takes no "--" and reads a
+    # negative pid as an option. pkill -g is the second try.
+    command = f"env kill -KILL -- -{pid} {pid} 2>/dev/null; pkill -KILL -g {pid} 2>/dev/null; true"
+    if sudo is not None:
+        command = f"{command}; " + sudo.command(f"sh -c {shlex.quote(command)}")
+    with contextlib.suppress(Exception):
+        chan = client.open_session(timeout=10)
+        try:
+            chan.exec_command(command)
+            deadline = time.monotonic() + 5
+            err: list[bytes] = []
+            answered = 0
+            while not chan.exit_status_ready() and time.monotonic() < deadline:
+                _drain(chan, [], err)
+                if sudo is not None and answered < 2:
+                    answered = sudo.answer(chan, b"".join(err), answered)
+                _wait(chan, 0.2)
+        finally:
+            chan.close()
+
+
+_PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
+_READY = re.compile(rb"(?:^|\n)__tl_ready\n")
+
+
 def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
-    """Take the preamble's pid line off the front of stderr."""
-    line, newline, rest = stderr.partition(b"\n")
-    if newline and line.isdigit():
-        return int(line), rest
-    return None, stderr
+    """Take the preamble's pid line out of stderr (a login shell may write before it)."""
+    match = _PID_LINE.search(stderr)
+    if match is None:
+        return None, stderr
+    return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
 
 
 def _last(chunks: list[bytes]) -> bytes:

@@ -108,3 +108,15 @@ def users_sshd(
     server = SSHServer(tmp_path_factory.mktemp("users-sshd"), passwords=True, private_home=False)
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def cli_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    """An OpenSSH server whose every session is the scripted device CLI."""
+    _need_sshd()
+    script = Path(__file__).parent / "fixtures" / "fake_junos.sh"
+    server = SSHServer(
+        tmp_path_factory.mktemp("cli-sshd"), config=f"ForceCommand /bin/bash {script}"
+    )
+    with server:
+        yield server

@@ -70,10 +70,15 @@ class Platform:
         return family == self.name or family in self.families
 
     def __repr__(self) -> str:
-        return (
-            f"<Platform {self.name} {self.release} ({self.family}) {self.arch}, "
-            f"kernel {self.kernel} {self.kernel_release}>"
-        )
+        head = " ".join(part for part in (self.name, self.release) if part)
+        tail = " ".join(part for part in (self.arch,) if part)
+        kernel = " ".join(part for part in (self.kernel, self.kernel_release) if part)
+        text = f"<Platform {head} ({self.family})"
+        if tail:
+            text += f" {tail}"
+        if kernel and kernel != self.name:
+            text += f", kernel {kernel}"
+        return text + ">"
 
 
 def detect(session: Session) -> Platform:

@@ -339,3 +339,56 @@ def test_jump_host_that_cannot_reach_the_target(
     )
     with pytest.raises(trainlab.ConnectError, match=r"could not reach 127\.0\.0\.1"):
         s.run("true")
+
+
+# ------------------------------------------------------------ device CLI
+
+
+@pytest.fixture
+def cli(cli_sshd: SSHServer, tmp_path: Path) -> trainlab.Session:
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(cli_sshd.known_hosts).read_text())
+    options = {**cli_sshd.client_options, "known_hosts": str(known)}
+    return trainlab.connect(cli_sshd.uri, mode="cli", device="junos", reuse=False, **options)
+
+
+def test_cli_outputs_are_cut_at_the_prompt(cli: trainlab.Session) -> None:
+    r = cli.run("show version")
+    assert (r.stdout, r.stderr, r.exit_status) == (
+        "Hostname: lab-router\nModel: vmx\nJunos: 21.4R1.12\n",
+        "",
+        0,
+    )
+    table = cli.run("show interfaces terse").table()
+    assert len(table) == 30  # paging was turned off on open: no ---(more)---
+    assert table.loc[29, "Local"] == "10.0.29.1/24"
+
+
+def test_cli_errors_fail_the_result(cli: trainlab.Session) -> None:
+    r = cli.run("show bogus")
+    assert r.exit_status == 1
+    assert r.stderr == "syntax error, expecting <command>.\n"
+    with pytest.raises(trainlab.CommandFailed, match="syntax error"):
+        cli.run("show bogus", check=True)
+
+
+def test_cli_timeout_interrupts_and_the_session_goes_on(cli: trainlab.Session) -> None:
+    with pytest.raises(trainlab.CommandTimeout, match="interrupted"):
+        cli.run("show slow", timeout=1)
+    assert cli.run("show version").exit_status == 0
+
+
+def test_cli_batches_run_one_by_one_and_say_so(cli: trainlab.Session) -> None:
+    batch = cli.run_many(["show version", "show bogus"])
+    assert [r.exit_status for r in batch] == [0, 1]
+    assert batch.round_trips == 2
+    assert cli.platform.name == "junos"
+
+
+def test_cli_without_paging_off_would_hang_on_more(cli_sshd: SSHServer, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(cli_sshd.known_hosts).read_text())
+    options = {**cli_sshd.client_options, "known_hosts": str(known)}
+    s = trainlab.connect(cli_sshd.uri, mode="cli", cli_paging="", reuse=False, **options)
+    with pytest.raises(trainlab.CommandTimeout):
+        s.run("show interfaces terse", timeout=1)

@@ -136,6 +136,32 @@ class _Sudo:
         self._password = None
 
 
+# Device CLI families: paging off, a failed command's lines, the prompt (last line).
+_DEVICES: dict[str, dict[str, Any]] = {
+    "generic": {
+        "paging": [],
+        "error": r"^\s*(% ?\S|error\b|syntax error|invalid input|unknown command)",
+        "prompt": r"^[^\s]*[>#%$] ?$",
+    },
+    "junos": {
+        "paging": ["set cli screen-length 0"],
+        "error": r"^\s*(syntax error|error:|unknown command)",
+        "prompt": r"^([\w.\-]+@)?[\w.\-]+[>#%] ?$",
+    },
+    "ios": {
+        "paging": ["terminal length 0"],
+        "error": r"^\s*% ",
+        "prompt": r"^[\w.\-()]+[>#] ?$",
+    },
+    "eos": {
+        "paging": ["terminal length 0"],
+        "error": r"^\s*% ",
+        "prompt": r"^[\w.\-()]+[>#] ?$",
+    },
+}
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]")
+
+
 class InsecureHostKeyWarning(UserWarning):
     """``host_key_policy=off``: the server's identity is not checked."""
 
@@ -175,9 +201,19 @@ class SSHTransport(Transport):
         "mode": Option(
             str,
             "exec",
-            "exec: a channel per command; shell: one kept bash channel",
-            choices=("exec", "shell"),
+            "exec: a channel per command; shell: one kept bash channel; "
+            "cli: one interactive channel to a network device's CLI",
+            choices=("exec", "shell", "cli"),
         ),
+        "device": Option(
+            str,
+            "generic",
+            "CLI family for mode=cli: its paging command, error and prompt patterns",
+            choices=tuple(_DEVICES),
+        ),
+        "cli_prompt": Option(str, None, "regex for the CLI prompt (the last line)"),
+        "cli_error": Option(str, None, "regex for lines that mean the command failed"),
+        "cli_paging": Option(str, None, "commands that turn paging off, ';'-separated"),
         "key_file": Option(str, None, "private key file (ed25519, ecdsa or rsa)"),
         "passphrase": Option(str, None, "passphrase of key_file", secret=True),
         "password": Option(str, None, "password for password authentication", secret=True),
@@ -226,6 +262,7 @@ class SSHTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         self._host: _RemoteShell | None = None
         self._batch_host: _RemoteShell | None = None
+        self._cli: _DeviceCLI | None = None
         self._batch_lock = threading.Lock()
         self.host, self.port, self.user, self._config_keys, jump = self._resolve()
         given = self.settings.get("proxy_jump")
@@ -270,7 +307,7 @@ class SSHTransport(Transport):
 
     @property
     def supports_batch(self) -> bool:
-        return True
+        return self.mode != "cli"  # a device CLI takes one command at a time
 
     # ----------------------------------------------------------- lifecycle
     def alive(self) -> bool:
@@ -279,6 +316,8 @@ class SSHTransport(Transport):
             return False
         if self.mode == "shell":
             return self._host is not None and self._host.alive()
+        if self.mode == "cli":
+            return self._cli is not None and self._cli.alive()
         return True
 
     def open(self) -> None:
@@ -292,6 +331,10 @@ class SSHTransport(Transport):
                 self._host = _RemoteShell(
                     self._client, self.settings["shell"], self.where, self._sudo
                 )
+            if self.mode == "cli" and (self._cli is None or not self._cli.alive()):
+                if self._cli is not None:
+                    self._cli.close()
+                self._cli = _DeviceCLI(self._client, self.where, **self._cli_settings())
 
     def close(self) -> None:
         with self._lock:
@@ -303,10 +346,36 @@ class SSHTransport(Transport):
             self._sudo.forget()
 
     def _drop(self) -> None:
-        for host in (self._host, self._batch_host):
+        for host in (self._host, self._batch_host, self._cli):
             if host is not None:
                 host.close()
-        self._host = self._batch_host = None
+        self._host = self._batch_host = self._cli = None
+
+    def _cli_settings(self) -> dict[str, Any]:
+        preset = _DEVICES[self.settings["device"]]
+        paging = self.settings.get("cli_paging")
+        commands = (
+            preset["paging"]
+            if paging is None
+            else [c.strip() for c in paging.split(";") if c.strip()]
+        )
+        try:
+            prompt = re.compile(self.settings.get("cli_prompt") or preset["prompt"])
+            error = re.compile(self.settings.get("cli_error") or preset["error"], re.I | re.M)
+        except re.error as exc:
+            raise TargetError(f"cli_prompt or cli_error is not a valid regex: {exc}") from exc
+        return {
+            "prompt": prompt,
+            "error": error,
+            "paging": commands,
+            "timeout": self.settings["timeout"],
+        }
+
+    def platform_facts(self) -> dict[str, str] | None:
+        if self.mode != "cli":
+            return None
+        device = self.settings["device"]
+        return {"kernel": device, "id": device, "release": "", "arch": ""}
         if self._sftp is not None:
             with contextlib.suppress(Exception):
                 self._sftp.close()
@@ -584,6 +653,11 @@ class SSHTransport(Transport):
             request = framing.build_request([command])
             [out] = host.exchange(request, timeout)
             stdout, stderr, status = out.stdout, out.stderr, out.exit_status
+        elif self.mode == "cli":
+            cli = self._cli
+            if cli is None or not cli.alive():
+                raise TransportError(f"the CLI session on {self.where} is not running")
+            stdout, stderr, status = cli.send(command, timeout)
         else:
             stdout, stderr, status = self._exec(command, timeout)
         return CommandResult(
@@ -968,6 +1042,105 @@ class _RemoteShell:
         if self.pid is not None and self.client.is_active():
             _kill_remote_group(self.client, self.pid, self.sudo)
         self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.chan.close()
+
+
+class _DeviceCLI:
+    """A network device's CLI on one interactive channel (a pty, as devices expect).
+
+    Each command's output is what arrives between its echo and the next prompt;
+    there is no exit status, so a line matching the device's error pattern makes
+    the result fail (exit status 1, the error lines on stderr).
+    """
+
+    def __init__(
+        self,
+        client: paramiko.Transport,
+        where: str,
+        *,
+        prompt: re.Pattern[str],
+        error: re.Pattern[str],
+        paging: list[str],
+        timeout: float,
+    ) -> None:
+        self.where = where
+        self.prompt = prompt
+        self.error = error
+        self.broken = False
+        try:
+            self.chan = client.open_session(timeout=timeout)
+            self.chan.get_pty(term="vt100", width=511, height=1000)
+            self.chan.invoke_shell()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise TransportError(f"cannot open a CLI session on {where}: {exc}") from exc
+        self.banner = self._until_prompt(time.monotonic() + timeout, what="the first prompt")
+        for command in paging:
+            self.send(command, timeout)
+
+    def alive(self) -> bool:
+        chan = self.chan
+        return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
+
+    def _until_prompt(self, deadline: float | None, *, what: str) -> str:
+        buffer = b""
+        while True:
+            while self.chan.recv_ready():
+                buffer += self.chan.recv(_READ)
+            while self.chan.recv_stderr_ready():
+                buffer += self.chan.recv_stderr(_READ)
+            text = _ANSI.sub(b"", buffer).decode("utf-8", "replace").replace("\r", "")
+            last = text.rsplit("\n", 1)[-1]
+            if last and self.prompt.search(last):
+                return text
+            if self.chan.closed or self.chan.eof_received or self.chan.exit_status_ready():
+                self.broken = True
+                raise TransportError(f"the CLI on {self.where} closed while waiting for {what}")
+            wait = 1.0
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise _Deadline
+            _wait(self.chan, min(wait, 1.0))
+
+    def send(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        if "\n" in command or "\r" in command:
+            raise TargetError("mode=cli takes one line per command; use run_many for several")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.chan.sendall(command.encode() + b"\n")
+            text = self._until_prompt(deadline, what=f"the prompt after {command[:60]!r}")
+        except _Deadline:
+            self._interrupt()
+            raise CommandTimeout(
+                f"command {command[:80]!r} ran past its {timeout:g} s deadline on the CLI of "
+                f"{self.where}; it was interrupted (Ctrl-C)",
+                command=command,
+                timeout=timeout,
+            ) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.broken = True
+            raise TransportError(f"the CLI on {self.where} is gone: {exc}") from exc
+        lines = text.split("\n")
+        if lines and lines[0].strip().endswith(command.strip()):
+            lines = lines[1:]  # the device's echo of the command
+        output = "\n".join(lines[:-1])  # the last line is the next prompt
+        output = output + "\n" if output else ""
+        errors = [line for line in lines[:-1] if self.error.search(line)]
+        status = 1 if errors else 0
+        stderr = ("\n".join(errors) + "\n") if errors else ""
+        return output.encode(), stderr.encode(), status
+
+    def _interrupt(self) -> None:
+        """Ctrl-C, then wait briefly for the prompt; a CLI that does not come back is closed."""
+        try:
+            self.chan.sendall(b"\x03")
+            self._until_prompt(time.monotonic() + 5, what="the prompt after Ctrl-C")
+        except (_Deadline, TransportError, OSError, EOFError, paramiko.SSHException):
+            self.broken = True
+            self.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -392,3 +392,17 @@ def test_cli_without_paging_off_would_hang_on_more(cli_sshd: SSHServer, tmp_path
     s = trainlab.connect(cli_sshd.uri, mode="cli", cli_paging="", reuse=False, **options)
     with pytest.raises(trainlab.CommandTimeout):
         s.run("show interfaces terse", timeout=1)
+
+
+def test_close_releases_the_connection(
+    session: trainlab.Session, sshd: SSHServer, tmp_path: Path
+) -> None:
+    before = set(sshd.connection_pids())
+    session.run("true")
+    session.read_bytes("/etc/hostname")
+    assert set(sshd.connection_pids()) - before
+    session.close()
+    deadline = time.monotonic() + 10
+    while set(sshd.connection_pids()) - before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not set(sshd.connection_pids()) - before

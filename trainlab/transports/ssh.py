@@ -350,6 +350,14 @@ class SSHTransport(Transport):
             if host is not None:
                 host.close()
         self._host = self._batch_host = self._cli = None
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
 
     def _cli_settings(self) -> dict[str, Any]:
         preset = _DEVICES[self.settings["device"]]
@@ -376,14 +384,6 @@ class SSHTransport(Transport):
             return None
         device = self.settings["device"]
         return {"kernel": device, "id": device, "release": "", "arch": ""}
-        if self._sftp is not None:
-            with contextlib.suppress(Exception):
-                self._sftp.close()
-            self._sftp = None
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
 
     def _connect(self) -> _Transport:
         sock = self._socket()

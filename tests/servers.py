@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,3 +121,28 @@ def cli_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     )
     with server:
         yield server
+
+
+@pytest.fixture
+def ssh_agent(sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private ssh-agent holding the server's rsa client key; SSH_AUTH_SOCK points at it."""
+    if shutil.which("ssh-agent") is None:
+        pytest.fail("the agent test needs ssh-agent: apt-get install -y openssh-client")
+    sock = str(tmp_path / "agent.sock")
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(250):  # up to 5 s for the socket to appear
+            if Path(sock).exists():
+                break
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": sock}
+        subprocess.run(
+            ["ssh-add", str(sshd.dir / "client_rsa")], env=env, check=True, capture_output=True
+        )
+        monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

@@ -406,3 +406,12 @@ def test_close_releases_the_connection(
     while set(sshd.connection_pids()) - before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not set(sshd.connection_pids()) - before
+
+
+def test_agent_keys(sshd: SSHServer, ssh_options: dict[str, Any], ssh_agent: str) -> None:
+    options = {**ssh_options, "key_file": None, "agent": True}
+    s = trainlab.connect(sshd.uri, reuse=False, **options)
+    assert s.run("echo via-agent").stdout == "via-agent\n"
+    without = {**options, "agent": False}
+    with pytest.raises(trainlab.ConnectError, match="tried nothing"):
+        trainlab.connect(sshd.uri, reuse=False, **without).open()

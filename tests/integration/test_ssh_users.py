@@ -90,6 +90,7 @@ def test_sudo_without_password_rules(
         **options(users_sshd, tmp_path, password=test_users["tl-nopass"], sudo=True),
     )
     assert s.run("id -un").stdout == "root\n"
+    assert s.read_text("/etc/shadow").startswith("root:")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -155,14 +156,27 @@ def test_timeout_under_sudo_kills_the_root_process(
     with reaped([child]):
         assert wait_gone(child)
     assert s.run("id -un").stdout == "root\n"
+    assert s.read_text("/etc/shadow").startswith("root:")
 
 
-def test_requiretty_is_named(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("mode", MODES)
+def test_sudo_on_a_requiretty_host(
+    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
 ) -> None:
     s = trainlab.connect(
         uri(users_sshd, "tl-tty"),
+        mode=mode,
         **options(users_sshd, tmp_path, password=test_users["tl-tty"], sudo=True),
     )
-    with pytest.raises(trainlab.ConnectError, match="requiretty"):
-        s.run("id")
+    r = s.run("id -un; echo to-stderr >&2; printf 'no newline'; exit 4")
+    assert (r.stdout, r.stderr, r.exit_status) == ("root\nno newline", "to-stderr\n", 4)
+    batch = s.run_many(["printf 'a\\nb\\n'", "echo e >&2", "head -c 5 /etc/shadow"])
+    assert [(b.stdout, b.stderr) for b in batch] == [("a\nb\n", ""), ("", "e\n"), ("root:", "")]
+    assert s.transport._sudo.tty  # type: ignore[attr-defined]
+    with pytest.raises(trainlab.CommandTimeout) as info:
+        s.run("sleep 300 & echo $!; wait", timeout=1.5)
+    child = int(info.value.stdout.decode().split()[0])
+    with reaped([child]):
+        assert wait_gone(child)
+    assert s.run("id -un").stdout == "root\n"
+    assert s.read_text("/etc/shadow").startswith("root:")

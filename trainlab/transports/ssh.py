@@ -84,6 +84,10 @@ _SUDO_OK = b"__tl_sudo_ok\n"
 _SUDO_REFUSALS = ("password", "sudoers", "not allowed", "tty", "incorrect", "sorry")
 
 
+class _NeedsTTY(ConnectError):
+    """Internal: sudo refused for want of a tty; the caller retries on a pty."""
+
+
 class _Sudo:
     """How commands go through sudo: a unique prompt to watch for, and the password.
 
@@ -95,6 +99,9 @@ class _Sudo:
         self.user = user
         self._password = password
         self.prompt = f"[trainlab-sudo:{framing.new_nonce().decode()}]".encode()
+        # Set once sudo says it must have a tty (sudoers requiretty): from then on
+        # sudo runs on a pty channel and stderr comes back through a FIFO.
+        self.tty = False
 
     def command(self, inner: str) -> str:
         return (
@@ -119,7 +126,7 @@ class _Sudo:
         lines = [line for line in text.splitlines() if line.strip()]
         said = lines[-1] if lines else "no reason given"
         if "must have a tty" in text:
-            fix = "this host's sudoers requires a tty (requiretty): allow it with !requiretty"
+            return _NeedsTTY(f"sudo on {where} needs a tty (requiretty)")
         elif "not found" in text:
             fix = "sudo is not installed there"
         elif self._password is not None and (
@@ -263,7 +270,7 @@ class SSHTransport(Transport):
         self._host: _RemoteShell | None = None
         self._batch_host: _RemoteShell | None = None
         self._cli: _DeviceCLI | None = None
-        self._batch_lock = threading.Lock()
+        self._batch_lock = threading.RLock()
         self.host, self.port, self.user, self._config_keys, jump = self._resolve()
         given = self.settings.get("proxy_jump")
         self.proxy_jump: str | None = None if given == "none" else (given or jump)
@@ -328,9 +335,7 @@ class SSHTransport(Transport):
             if self.mode == "shell" and (self._host is None or not self._host.alive()):
                 if self._host is not None:
                     self._host.close()
-                self._host = _RemoteShell(
-                    self._client, self.settings["shell"], self.where, self._sudo
-                )
+                self._host = self._new_shell()
             if self.mode == "cli" and (self._cli is None or not self._cli.alive()):
                 if self._cli is not None:
                     self._cli.close()
@@ -659,7 +664,7 @@ class SSHTransport(Transport):
                 raise TransportError(f"the CLI session on {self.where} is not running")
             stdout, stderr, status = cli.send(command, timeout)
         else:
-            stdout, stderr, status = self._exec(command, timeout)
+            stdout, stderr, status = self._exec_mode(command, timeout)
         return CommandResult(
             command,
             stdout,
@@ -684,14 +689,8 @@ class SSHTransport(Transport):
         else:
             # Exec mode keeps one shell channel for batches, opened on the first
             # batch, so every batch after it is one round trip too.
-            with self._batch_lock:
-                if self._batch_host is None or not self._batch_host.alive():
-                    if self._batch_host is not None:
-                        self._batch_host.close()
-                    self._batch_host = _RemoteShell(
-                        self._require_client(), self.settings["shell"], self.where, self._sudo
-                    )
-                outputs = self._batch_host.exchange(request, timeout)
+            with self._batch_lock:  # one request at a time on the kept channel
+                outputs = self._kept_shell().exchange(request, timeout)
         wall = time.perf_counter() - t0
         fallback = wall / max(1, len(outputs))
         return [
@@ -706,6 +705,43 @@ class SSHTransport(Transport):
             )
             for command, out in zip(commands, outputs, strict=False)
         ]
+
+    def _exec_mode(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        if self._sudo is not None and self._sudo.tty:
+            return self._through_kept_shell(command, timeout)
+        try:
+            return self._exec(command, timeout)
+        except _NeedsTTY:  # sudo refused before the command started: nothing ran
+            if self._sudo is None:
+                raise
+            self._sudo.tty = True
+            return self._through_kept_shell(command, timeout)
+
+    def _new_shell(self) -> _RemoteShell:
+        client = self._require_client()
+        try:
+            return _RemoteShell(client, self.settings["shell"], self.where, self._sudo)
+        except _NeedsTTY:
+            if self._sudo is None:
+                raise
+            self._sudo.tty = True  # requiretty: sudo on a pty, stderr through a FIFO
+            return _RemoteShell(client, self.settings["shell"], self.where, self._sudo)
+
+    def _kept_shell(self) -> _RemoteShell:
+        """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts)."""
+        with self._batch_lock:
+            if self._batch_host is None or not self._batch_host.alive():
+                if self._batch_host is not None:
+                    self._batch_host.close()
+                self._batch_host = self._new_shell()
+            return self._batch_host
+
+    def _through_kept_shell(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        # With requiretty every sudo needs a pty; one kept sudo shell (stderr kept
+        # apart through a FIFO) serves exec mode's commands instead of a pty each.
+        with self._batch_lock:
+            [out] = self._kept_shell().exchange(framing.build_request([command]), timeout)
+        return out.stdout, out.stderr, out.exit_status
 
     def _require_client(self) -> _Transport:
         if self._client is None or not self._client.is_active():
@@ -807,7 +843,7 @@ class SSHTransport(Transport):
 
     def read_file(self, path: str) -> bytes:
         if self._sudo is not None:  # as sudo_user, which SFTP (the login user) is not
-            out, err, status = self._exec(f"cat -- {shlex.quote(path)}", None)
+            out, err, status = self._exec_mode(f"cat -- {shlex.quote(path)}", None)
             if status != 0:
                 raise self._command_file_error(err, path)
             return out
@@ -824,7 +860,7 @@ class SSHTransport(Transport):
 
     def stat(self, path: str) -> FileStat:
         if self._sudo is not None:
-            out, err, status = self._exec(
+            out, err, status = self._exec_mode(
                 f"stat -L -c '%f %s %u %g %Y' -- {shlex.quote(path)}", None
             )
             if status != 0:
@@ -897,7 +933,12 @@ class SSHTransport(Transport):
 
 
 class _RemoteShell:
-    """bash on one SSH channel, answering framed requests (see ``trainlab.framing``)."""
+    """bash on one SSH channel, answering framed requests (see ``trainlab.framing``).
+
+    Under sudo with ``requiretty`` the shell runs on a pty channel (raw mode, no
+    echo) and its stderr goes to a FIFO that a second channel reads, so stdout and
+    stderr stay apart.
+    """
 
     def __init__(
         self, client: paramiko.Transport, shell: str, where: str, sudo: _Sudo | None = None
@@ -907,17 +948,44 @@ class _RemoteShell:
         self.sudo = sudo
         self.broken = False
         self.pid: int | None = None
-        host = f"{shlex.quote(shell)} --noprofile --norc -c " + shlex.quote(
-            "echo __tl_ready; " + framing.HOST_SCRIPT
-        )
-        if sudo is not None:
-            host = sudo.command(host)
+        self.err_chan: paramiko.Channel | None = None
+        tty = sudo is not None and sudo.tty
+        inner = "echo __tl_ready; " + framing.HOST_SCRIPT
+        suffix = ""
         try:
+            if tty:
+                fifo = self._open_stderr_fifo()
+                inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
+                suffix = " " + shlex.quote(fifo)
+            host = f"{shlex.quote(shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
+            if sudo is not None:
+                host = sudo.command(host)
             self.chan = client.open_session()
+            if tty:
+                self.chan.get_pty(term="dumb", width=4096, height=100)
             self.chan.exec_command(f'echo "__tl_pid $$"; exec {host}')
         except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.close()
             raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
         self.pid = self._handshake()
+
+    def _open_stderr_fifo(self) -> str:
+        """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
+        self.err_chan = self.client.open_session()
+        self.err_chan.exec_command(
+            'd=$(mktemp -d /tmp/trainlab-XXXXXX) && chmod 711 "$d" && '
+            'mkfifo -m 622 "$d/err" && echo "$d/err" && cat "$d/err"; rm -rf "$d"'
+        )
+        line = b""
+        deadline = time.monotonic() + 30
+        while not line.endswith(b"\n"):
+            if self.err_chan.recv_ready():
+                line += self.err_chan.recv(1)
+                continue
+            if self.err_chan.exit_status_ready() or time.monotonic() > deadline:
+                raise TransportError(f"cannot make a FIFO for stderr on {self.where}")
+            _wait(self.err_chan, 0.5)
+        return line.decode().strip()
 
     def _handshake(self) -> int:
         """Read the login shell's pid and bash's ready line, answering sudo on the way."""
@@ -925,18 +993,21 @@ class _RemoteShell:
         err: list[bytes] = []
         answered = 0
         deadline = time.monotonic() + 30
+        tty = self.err_chan is not None
         while True:
             _drain(self.chan, out, err)
-            stdout = b"".join(out)
+            stdout = b"".join(out).replace(b"\r", b"")
             if _READY.search(stdout):
                 break
-            if self.sudo is not None and err and answered < 2:
-                answered = self.sudo.answer(self.chan, b"".join(err), answered)
+            # On a pty sudo prompts on the merged output; otherwise on stderr.
+            said = stdout if tty else b"".join(err)
+            if self.sudo is not None and said and answered < 2:
+                answered = self.sudo.answer(self.chan, said, answered)
             ended = self.chan.exit_status_ready() or self.chan.eof_received
             if ended or time.monotonic() > deadline:
                 _drain(self.chan, out, err)
                 self.close()
-                stderr = b"".join(err)
+                stderr = b"".join(err) + (stdout if tty else b"")
                 if self.sudo is not None and _PID_LINE.search(stdout):
                     raise self.sudo.refusal(stderr, self.where)
                 text = stderr.decode(errors="replace").strip()
@@ -965,7 +1036,7 @@ class _RemoteShell:
         out: list[bytes] = []
         err: list[bytes] = []
         junk: list[bytes] = []
-        _drain(chan, junk, junk)  # late output of earlier background jobs
+        self._drain(junk, junk)  # late output of earlier background jobs
         try:
             chan.sendall(request.wire)
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -976,7 +1047,7 @@ class _RemoteShell:
         nonce = request.nonce
         try:
             while not (out_done and err_done):
-                got_out, got_err = _drain(chan, out, err)
+                got_out, got_err = self._drain(out, err)
                 if got_out:
                     out_tail = (out_tail + b"".join(out[-got_out:]))[-_READ:]
                     out_done = framing.is_done(out_tail, nonce)
@@ -986,7 +1057,7 @@ class _RemoteShell:
                 if out_done and err_done:
                     break
                 if chan.closed or chan.eof_received or chan.exit_status_ready():
-                    _drain(chan, out, err)
+                    self._drain(out, err)
                     out_done = framing.is_done(b"".join(out)[-_READ:], nonce)
                     err_done = framing.is_done(b"".join(err)[-_READ:], nonce)
                     if out_done and err_done:
@@ -1002,7 +1073,7 @@ class _RemoteShell:
                     if remaining <= 0:
                         raise _Deadline
                     wait = min(wait, remaining)
-                _wait(chan, wait)
+                self._wait(wait)
         except _Deadline:
             self.broken = True
             self.kill()
@@ -1032,6 +1103,22 @@ class _RemoteShell:
             raise
         return framing.parse_response(b"".join(out), b"".join(err), request)
 
+    def _drain(self, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
+        if self.err_chan is None:
+            return _drain(self.chan, out, err)
+        got_out, _ = _drain(self.chan, out, err)
+        got_err, _ = _drain(self.err_chan, err, err)
+        return got_out, got_err
+
+    def _wait(self, seconds: float) -> None:
+        if self.err_chan is None:
+            _wait(self.chan, seconds)
+            return
+        if self.chan.recv_ready() or self.err_chan.recv_ready():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            select.select([self.chan, self.err_chan], [], [], max(0.0, seconds))
+
     def kill(self) -> None:
         """Stop the shell and everything in its process group (it leads its session).
 
@@ -1044,8 +1131,10 @@ class _RemoteShell:
         self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.chan.close()
+        for chan in (getattr(self, "chan", None), self.err_chan):
+            if chan is not None:
+                with contextlib.suppress(Exception):
+                    chan.close()
 
 
 class _DeviceCLI:
@@ -1206,14 +1295,16 @@ def _kill_remote_group(client: paramiko.Transport, pid: int, sudo: _Sudo | None)
     with contextlib.suppress(Exception):
         chan = client.open_session(timeout=10)
         try:
+            if sudo is not None and sudo.tty:
+                chan.get_pty(term="dumb")
             chan.exec_command(command)
             deadline = time.monotonic() + 5
-            err: list[bytes] = []
+            said: list[bytes] = []
             answered = 0
             while not chan.exit_status_ready() and time.monotonic() < deadline:
-                _drain(chan, [], err)
+                _drain(chan, said, said)
                 if sudo is not None and answered < 2:
-                    answered = sudo.answer(chan, b"".join(err), answered)
+                    answered = sudo.answer(chan, b"".join(said), answered)
                 _wait(chan, 0.2)
         finally:
             chan.close()

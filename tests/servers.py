@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,13 @@ def ssh_agent(sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """moto's AWS server on 127.0.0.1, throwaway credentials, and a seeded fleet."""
+    from trainlab.sandbox.aws import FLEET_REGIONS, MotoServer, fake_credentials, seed_fleet
+
+    with fake_credentials(), MotoServer() as server:
+        server.fleet = seed_fleet(server.endpoint_url, regions=FLEET_REGIONS, per_region=40)
+        yield server

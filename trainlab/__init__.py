@@ -38,7 +38,9 @@ from trainlab.transports.base import Transport
 from trainlab.uri import Target, parse_target
 
 if TYPE_CHECKING:
+    from trainlab import aws as aws
     from trainlab import bench as bench
+    from trainlab import sandbox as sandbox
 
 __version__ = "0.1.0"
 
@@ -65,15 +67,17 @@ __all__ = [
     "TransportError",
     "__version__",
     "available_schemes",
+    "aws",
     "bench",
     "close_all",
     "connect",
     "describe",
     "parse_target",
+    "sandbox",
     "sessions",
 ]
 
-_LAZY_MODULES = {"bench"}
+_LAZY_MODULES = {"aws", "bench", "sandbox"}
 
 
 def describe(scheme: str) -> str:

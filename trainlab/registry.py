@@ -32,6 +32,7 @@ BUILTIN: dict[str, _Known] = {
     "local": _Known("trainlab.transports.local", "LocalTransport", None),
     "mock": _Known("trainlab.transports.mock", "MockTransport", None),
     "ssh": _Known("trainlab.transports.ssh", "SSHTransport", "ssh", "paramiko"),
+    "aws": _Known("trainlab.transports.aws", "AWSAccountTransport", "aws", "boto3"),
 }
 
 _loaded: dict[str, type[Transport]] = {}

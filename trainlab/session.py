@@ -627,7 +627,8 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
                     return existing
                 existing.close()  # dead: replace it
         transport = cls(plain_target, transport_options)
-        session = Session(transport, options=session_options)
+        session_class = getattr(cls, "session_class", Session)
+        session = session_class(transport, options=session_options)
         _every.add(session)
         if reuse:
             _live[key] = session

@@ -152,8 +152,38 @@ def ssh_agent(sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[Any]:
     """moto's AWS server on 127.0.0.1, throwaway credentials, and a seeded fleet."""
+    from trainlab.sandbox import ssm_agent
     from trainlab.sandbox.aws import FLEET_REGIONS, MotoServer, fake_credentials, seed_fleet
 
+    ssm_agent.install()
     with fake_credentials(), MotoServer() as server:
         server.fleet = seed_fleet(server.endpoint_url, regions=FLEET_REGIONS, per_region=40)
         yield server
+
+
+@pytest.fixture(scope="session")
+def ssm_target(moto_server: Any) -> dict[str, Any]:
+    """A running, SSM-managed instance in moto, an unmanaged one, and an output bucket."""
+    import boto3
+
+    region = "eu-west-1"
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=moto_server.endpoint_url)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    managed, unmanaged = (
+        i["InstanceId"]
+        for i in ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2)["Instances"]
+    )
+    ec2.create_tags(Resources=[unmanaged], Tags=[{"Key": "ssm", "Value": "unmanaged"}])
+    s3 = boto3.client("s3", region_name=region, endpoint_url=moto_server.endpoint_url)
+    bucket = "trainlab-ssm-output"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    return {
+        "instance": managed,
+        "unmanaged": unmanaged,
+        "bucket": bucket,
+        "options": {
+            "region": region,
+            "endpoint_url": moto_server.endpoint_url,
+            "poll_interval": 0.05,
+        },
+    }

@@ -83,6 +83,7 @@ class Platform:
 
 def detect(session: Session) -> Platform:
     """Ask the target once; transports with native facts skip the command."""
+    session.open()  # a transport knows its native facts once connected
     facts = session.transport.platform_facts()
     if facts is not None:
         return from_facts(facts)

@@ -33,6 +33,7 @@ BUILTIN: dict[str, _Known] = {
     "mock": _Known("trainlab.transports.mock", "MockTransport", None),
     "ssh": _Known("trainlab.transports.ssh", "SSHTransport", "ssh", "paramiko"),
     "aws": _Known("trainlab.transports.aws", "AWSAccountTransport", "aws", "boto3"),
+    "ssm": _Known("trainlab.transports.ssm", "SSMTransport", "aws", "boto3"),
 }
 
 _loaded: dict[str, type[Transport]] = {}

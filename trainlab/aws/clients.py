@@ -180,6 +180,8 @@ def map_aws_errors(what: str) -> Iterator[None]:
                 "lower the concurrency"
             ) from exc
         raise AWSError(code, message, what) from exc
+    except bx.WaiterError:
+        raise  # the caller reads the waiter's last response
     except bx.BotoCoreError as exc:
         raise TransportError(f"AWS call for {what} failed: {exc}") from exc
 

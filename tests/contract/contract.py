@@ -154,7 +154,7 @@ class TransportContract:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
-        assert not errors
+        assert not errors, [repr(e) for e in errors[:3]]
         assert answers == {n: f"t{n}\n" for n in range(160)}
 
     def test_metrics_record_every_operation(self, session: trainlab.Session) -> None:

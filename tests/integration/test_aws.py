@@ -220,3 +220,24 @@ def test_bad_arguments(moto_server: Any) -> None:
         ec2_inventory(regions=[], endpoint_url=moto_server.endpoint_url)
     with pytest.raises(trainlab.TargetError, match="no values"):
         ec2_inventory(regions=["eu-west-1"], filters={"tag:x": []})
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "fragment"),
+    [
+        ("ExpiredToken", trainlab.ConnectError, "have expired"),
+        ("AuthFailure", trainlab.ConnectError, "rejected the credentials"),
+        ("RequestLimitExceeded", trainlab.TransportError, "throttled"),
+        ("UnauthorizedOperation", clients.AWSError, "AWS refused"),
+    ],
+)
+def test_aws_errors_are_named(
+    moto_server: Any, code: str, error: type[Exception], fragment: str
+) -> None:
+    client = aws_client("ec2", region="us-west-2", endpoint_url="https://ec2.errors.invalid")
+    with Stubber(client) as stub:
+        stub.add_client_error("describe_instances", service_error_code=code, service_message="nope")
+        with pytest.raises(error, match=fragment):
+            ec2_inventory(
+                regions=["us-west-2"], endpoint_url="https://ec2.errors.invalid", page_size=5
+            )

@@ -8,6 +8,14 @@
 from __future__ import annotations
 
 from trainlab.aws.clients import aws_client, clear_clients
+from trainlab.aws.fanout import SSM_RUN_COLUMNS, ssm_run
 from trainlab.aws.inventory import INVENTORY_COLUMNS, ec2_inventory
 
-__all__ = ["INVENTORY_COLUMNS", "aws_client", "clear_clients", "ec2_inventory"]
+__all__ = [
+    "INVENTORY_COLUMNS",
+    "SSM_RUN_COLUMNS",
+    "aws_client",
+    "clear_clients",
+    "ec2_inventory",
+    "ssm_run",
+]

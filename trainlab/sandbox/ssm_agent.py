@@ -94,6 +94,15 @@ def _patch() -> None:
                     f"Instances [[{instance_id}]] not in a valid state for account",
                 )
         command = original_send(self, **kwargs)
+        # moto adds every instance of the region when no Targets are given, and does
+        # not skip unmanaged ones for tag targets; SSM does neither.
+        if kwargs.get("targets"):
+            chosen = [i for i in command.instance_ids if _managed(self, i) is not None]
+        else:
+            chosen = list(dict.fromkeys(instance_ids))
+        command.instance_ids = chosen
+        command.invocations = [i for i in command.invocations if i["InstanceId"] in set(chosen)]
+        command.target_count = len(chosen)
         command.status = "InProgress"
         command.completed_count = 0
         parameters = kwargs.get("parameters") or {}

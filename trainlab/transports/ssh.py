@@ -52,8 +52,10 @@ __all__ = ["InsecureHostKeyWarning", "SSHTransport"]
 _READ = 256 * 1024
 _PARTIAL_LIMIT = 1024 * 1024
 # After a command's exit status arrives, how long to wait for the end of its
-# output before deciding a background process holds the stream open.
-_DRAIN_GRACE = 0.2
+# output before deciding a background process holds the stream open. OpenSSH
+# sends the exit status before the last output when the command exits quickly,
+# so this also covers a busy client whose reader thread is slow to catch up.
+_DRAIN_GRACE = 0.5
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # Prepended to every exec-mode command: a stderr line with the login shell's pid
 # (the session leader, so the process group of everything the command starts).

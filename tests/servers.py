@@ -187,3 +187,23 @@ def ssm_target(moto_server: Any) -> dict[str, Any]:
             "poll_interval": 0.05,
         },
     }
+
+
+@pytest.fixture(scope="session")
+def api_server() -> Iterator[Any]:
+    """The HTTPS test API with a certificate from a throwaway CA."""
+    from trainlab.sandbox.api import APIServer
+
+    with APIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def api_options(api_server: Any) -> dict[str, Any]:
+    return {
+        "ca_bundle": api_server.ca_file,
+        "token_url": api_server.token_url,
+        "client_id": "lab",
+        "client_secret": api_server.client_secret,
+        "backoff": 0.01,
+    }

@@ -13,6 +13,7 @@ family and still see the cause::
     │   └── SessionClosed  the session was closed; connect() opens a new one
     ├── CommandTimeout     a command exceeded its deadline (TimeoutError); session usable
     ├── CommandFailed      non-zero exit when check=True; carries the CommandResult
+    ├── HTTPError          a 4xx or 5xx answer when check=True; .status and a trimmed .body
     ├── OutputError        output could not be parsed as asked (json(), table()) (ValueError)
     ├── FileError          a file on the target could not be read (OSError, with errno)
     │   └── FileMissing    it does not exist (also a FileNotFoundError)
@@ -35,6 +36,7 @@ __all__ = [
     "FileError",
     "FileMissing",
     "FleetError",
+    "HTTPError",
     "HostKeyError",
     "InvalidCommand",
     "OutputError",
@@ -111,6 +113,18 @@ class CommandFailed(TrainlabError):
         if tail_out:
             lines.append(f"stdout (last lines):\n{tail_out}")
         super().__init__("\n".join(lines))
+
+
+class HTTPError(TrainlabError):
+    """An HTTP answer with a 4xx or 5xx status, raised when the caller asks (``check``)."""
+
+    def __init__(self, status: int, method: str, url: str, body: str) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.body = body[:500]
+        kind = "client error" if status < 500 else "server error"
+        super().__init__(f"{method} {url} answered {status} ({kind}): {self.body[:200]}")
 
 
 class OutputError(TrainlabError, ValueError):

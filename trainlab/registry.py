@@ -34,6 +34,8 @@ BUILTIN: dict[str, _Known] = {
     "ssh": _Known("trainlab.transports.ssh", "SSHTransport", "ssh", "paramiko"),
     "aws": _Known("trainlab.transports.aws", "AWSAccountTransport", "aws", "boto3"),
     "ssm": _Known("trainlab.transports.ssm", "SSMTransport", "aws", "boto3"),
+    "https": _Known("trainlab.transports.rest", "RESTTransport", "rest", "requests"),
+    "http": _Known("trainlab.transports.rest", "HTTPTransport", "rest", "requests"),
 }
 
 _loaded: dict[str, type[Transport]] = {}

@@ -1,0 +1,608 @@
+"""``http://`` and ``https://``: a REST API over one kept-alive ``requests.Session``.
+
+Paths join the base URL and can never leave it; every call has connect and read
+timeouts; idempotent methods are retried on connection errors, 429 and 5xx with
+backoff and ``Retry-After`` (urllib3's ``Retry``); auth is basic, a bearer token,
+or a token endpoint whose token is renewed once on ``401 invalid_token``.
+Answers become DataFrames with ``frame()`` and ``get_all()``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import posixpath
+import re
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urljoin, urlsplit
+
+from trainlab.errors import (
+    ConnectError,
+    HTTPError,
+    OutputError,
+    TargetError,
+    TransportError,
+)
+from trainlab.metrics import Record
+from trainlab.options import Option
+from trainlab.result import CommandResult
+from trainlab.session import Session
+from trainlab.transports.base import Transport
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import requests
+
+__all__ = ["APIResponse", "InsecureTLSWarning", "RESTSession", "RESTTransport"]
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_warned_insecure: set[str] = set()
+
+
+class InsecureTLSWarning(UserWarning):
+    """``verify=False``: the server's certificate is not checked."""
+
+
+class APIResponse:
+    """One HTTP answer: status, headers, elapsed, ``json()``, ``frame()``."""
+
+    def __init__(self, response: requests.Response, *, reused: bool, cached: bool = False) -> None:
+        self.status: int = response.status_code
+        self.headers: dict[str, str] = dict(response.headers)
+        self.url: str = response.url
+        self.method: str = response.request.method or "GET"
+        self.content: bytes = response.content
+        self.elapsed: float = response.elapsed.total_seconds()
+        self.reused = reused
+        self.cached = cached
+        self.links: dict[str, Any] = dict(response.links)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.content) + 512
+
+    def json(self) -> Any:
+        """The body as JSON; ``OutputError`` says where it is not."""
+        try:
+            return json.loads(self.content)
+        except json.JSONDecodeError as exc:
+            raise OutputError(
+                f"{self.method} {self.url} answered {self.status} with a body that is not JSON: "
+                f"{exc.msg} at character {exc.pos} ({self.text[:80]!r})"
+            ) from None
+
+    def frame(self, record_path: str | list[str] | None = None, **normalize: Any) -> pd.DataFrame:
+        """The JSON records as a DataFrame (``pandas.json_normalize``).
+
+        Without ``record_path`` a list is taken as is, and a dict's ``results``,
+        ``items``, ``data`` or ``records`` list is used when there is one.
+        """
+        import pandas as pd
+
+        data = self.json()
+        if record_path is None:
+            data = records_of(data)
+        return pd.json_normalize(data, record_path=record_path, **normalize)
+
+    def check(self) -> APIResponse:
+        if not self.ok:
+            raise HTTPError(self.status, self.method, self.url, self.text)
+        return self
+
+    def __repr__(self) -> str:
+        flags = " cached" if self.cached else ""
+        return (
+            f"<APIResponse {self.method} {self.url} {self.status} "
+            f"{len(self.content):,} bytes {self.elapsed * 1e3:.1f} ms{flags}>"
+        )
+
+    def _repr_html_(self) -> str:
+        body = self.text[:5000]
+        return (
+            f"<div><code>{html.escape(self.method)} {html.escape(self.url)}</code> "
+            f"<b>{self.status}</b><pre>{html.escape(body)}</pre></div>"
+        )
+
+
+def records_of(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key in ("results", "items", "data", "records"):
+            if isinstance(data.get(key), list):
+                return data[key]
+    return data
+
+
+class RESTSession(Session):
+    """A session on a REST API: ``get``, ``post``, ... and ``get_all`` for every page."""
+
+    def request(
+        self,
+        method: str,
+        path: str = "",
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        ttl: float | None = None,
+        refresh: bool = False,
+        check: bool = False,
+        retry: bool | None = None,
+    ) -> APIResponse:
+        """Send one request. ``ttl`` caches GET answers; ``check`` raises ``HTTPError``.
+
+        Per-request ``headers`` apply to this request only. Non-idempotent methods
+        are not retried unless ``retry=True``.
+        """
+        transport = self.transport
+        if not isinstance(transport, RESTTransport):  # pragma: no cover - by construction
+            raise TargetError("not a REST session")
+        method = method.upper()
+        url = transport.url_for(path)
+        lifetime = self._ttl if ttl is None else ttl
+        key = None
+        if method == "GET" and lifetime > 0:
+            key = self._key("GET", url + "?" + json_dumps(params) + json_dumps(headers))
+            if not refresh:
+                hit: APIResponse | None = self.cache.get(key)
+                if hit is not None:
+                    self._record_hit(method, url, hit.nbytes)
+                    answer = _copy(hit, cached=True)
+                    return answer.check() if check else answer
+        self._ensure_open()
+        begun = self.recorder.begin(method, target=self.uri, transport="rest", command=url)
+        try:
+            answer = transport.send(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                retry=retry,
+            )
+        except BaseException as exc:
+            self.recorder.end(begun, exc)
+            raise
+        record: Record = begun[0]
+        record.bytes = len(answer.content)
+        record.ok = answer.ok
+        record.detail = f"{answer.status}{' reused' if answer.reused else ' new connection'}"
+        record.extra["status"] = answer.status
+        record.reconnected = False
+        self.recorder.end(begun)
+        self.commands += 1
+        if key is not None and answer.ok:
+            self.cache.put(key, answer, ttl=lifetime, cost=answer.elapsed)
+        return answer.check() if check else answer
+
+    def get(self, path: str = "", **options: Any) -> APIResponse:
+        return self.request("GET", path, **options)
+
+    def post(self, path: str = "", **options: Any) -> APIResponse:
+        return self.request("POST", path, **options)
+
+    def put(self, path: str = "", **options: Any) -> APIResponse:
+        return self.request("PUT", path, **options)
+
+    def patch(self, path: str = "", **options: Any) -> APIResponse:
+        return self.request("PATCH", path, **options)
+
+    def delete(self, path: str = "", **options: Any) -> APIResponse:
+        return self.request("DELETE", path, **options)
+
+    def pages(
+        self,
+        path: str = "",
+        *,
+        params: Mapping[str, Any] | None = None,
+        cursor_param: str = "cursor",
+        max_pages: int = 1000,
+        **options: Any,
+    ) -> Iterator[APIResponse]:
+        """Every page: a ``Link: rel="next"`` header, a ``next`` URL, or a ``next_cursor``."""
+        current: str | None = path
+        query: dict[str, Any] | None = dict(params or {})
+        for _ in range(max_pages):
+            if current is None:
+                return
+            answer = self.request("GET", current, params=query, check=True, **options)
+            yield answer
+            nxt = answer.links.get("next", {}).get("url")
+            body: Any = None
+            if nxt is None and answer.content[:1] in (b"{", b"["):
+                body = answer.json()
+            if nxt is None and isinstance(body, dict):
+                if isinstance(body.get("next"), str):
+                    nxt = body["next"]
+                else:
+                    token = body.get("next_cursor") or body.get("nextToken") or body.get("cursor")
+                    if token:
+                        query = {**(query or {}), cursor_param: token}
+                        continue
+            if nxt is None:
+                return
+            current, query = nxt, None  # the next URL carries its own query
+        raise TransportError(f"{path} had more than {max_pages} pages; raise max_pages=")
+
+    def get_all(
+        self, path: str = "", *, record_path: str | list[str] | None = None, **options: Any
+    ) -> pd.DataFrame:
+        """Every page of a collection as one DataFrame."""
+        import pandas as pd
+
+        frames = [page.frame(record_path) for page in self.pages(path, **options)]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str) if value is not None else ""
+
+
+def _copy(answer: APIResponse, *, cached: bool) -> APIResponse:
+    clone = object.__new__(APIResponse)
+    clone.__dict__.update(answer.__dict__)
+    clone.cached = cached
+    return clone
+
+
+class RESTTransport(Transport):
+    """A kept-alive ``requests.Session`` for one API base URL."""
+
+    scheme: ClassVar[str] = "https"
+    session_class: ClassVar[type[Session]] = RESTSession
+    options: ClassVar[Mapping[str, Option]] = {
+        "token": Option(str, None, "bearer token", secret=True),
+        "username": Option(str, None, "basic auth user", affects_result=True),
+        "password": Option(str, None, "basic auth password", secret=True),
+        "token_url": Option(str, None, "OAuth2 client-credentials token endpoint"),
+        "client_id": Option(str, None, "client id for token_url", affects_result=True),
+        "client_secret": Option(str, None, "client secret for token_url", secret=True),
+        "verify": Option(bool, True, "check the server's certificate (False warns)"),
+        "ca_bundle": Option(str, None, "CA file for a private CA"),
+        "timeout": Option(float, 10.0, "connect timeout, seconds", minimum=0.001),
+        "read_timeout": Option(float, 60.0, "read timeout, seconds", minimum=0.001),
+        "retries": Option(int, 3, "retries on connection errors, 429 and 5xx", minimum=0),
+        "backoff": Option(float, 0.3, "retry backoff factor, seconds", minimum=0),
+        "pool": Option(int, 32, "connections kept per host", minimum=1),
+        "headers": Option(dict, None, "headers sent with every request"),
+    }
+
+    def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
+        super().__init__(target, options)
+        if not target.host:
+            raise TargetError(f"{target.scheme}:// needs a host: {target.scheme}://api.example.com")
+        path = target.path.rstrip("/") + "/"
+        port = f":{target.port}" if target.port else ""
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        self.base = f"{target.scheme}://{host}{port}{path}"
+        self._session: requests.Session | None = None
+        self._adapter: Any = None
+        self._extra: dict[str, tuple[requests.Session, Any]] = {}
+        # Passed with every request: requests lets REQUESTS_CA_BUNDLE in the
+        # environment override a Session's own verify setting, not a request's.
+        self._verify: bool | str = (
+            False if not self.settings["verify"] else (self.settings.get("ca_bundle") or True)
+        )
+        self._token: str | None = self.settings.get("token")
+        self._lock = threading.Lock()
+        if self.settings.get("token_url") and not self.settings.get("client_secret"):
+            raise TargetError("token_url needs client_id= and client_secret=")
+
+    def identity(self) -> tuple[Any, ...]:
+        from trainlab.options import frozen_items
+
+        secrets_in_key = frozen_items(
+            self.options,
+            {k: self.settings.get(k) for k in ("token", "password", "client_secret")},
+        )
+        return ("rest", self.base, self.settings.get("username"), secrets_in_key)
+
+    @property
+    def mode(self) -> str:
+        return "api"
+
+    @property
+    def concurrent(self) -> bool:
+        return True
+
+    def url_for(self, path: str) -> str:
+        """``base + path``, refusing anything that would leave the base URL."""
+        if not isinstance(path, str):
+            raise TargetError(f"a path is a string, got {type(path).__name__}")
+        if re.match(r"^[a-z][a-z0-9+.-]*://", path, re.I):
+            if not path.startswith(self.base) and path.rstrip("/") + "/" != self.base:
+                raise TargetError(f"{path} is outside the session's base URL {self.base}")
+            url = path
+        else:
+            url = urljoin(self.base, path.lstrip("/"))
+        parts = urlsplit(url)
+        normal = posixpath.normpath(parts.path) + ("/" if parts.path.endswith("/") else "")
+        base_path = urlsplit(self.base).path
+        if not (normal + "/").startswith(base_path) and normal + "/" != base_path:
+            raise TargetError(f"{path!r} leaves the base URL {self.base}")
+        if "\r" in url or "\n" in url:
+            raise TargetError("a path cannot contain line breaks")
+        return url
+
+    # ----------------------------------------------------------- lifecycle
+    def open(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            self._session, self._adapter = self._new_session("idempotent")
+            if not self.settings["verify"] and self.base not in _warned_insecure:
+                _warned_insecure.add(self.base)
+                warnings.warn(
+                    f"verify=False: the certificate of {self.base} is not checked",
+                    InsecureTLSWarning,
+                    stacklevel=4,
+                )
+            if self.settings.get("token_url") and self._token is None:
+                self._renew_token()
+
+    def _new_session(self, policy: str) -> tuple[requests.Session, Any]:
+        """A requests.Session whose adapter retries as ``policy`` says.
+
+        ``idempotent``: connection errors always (nothing was sent), 429 and 5xx
+        for idempotent methods only; ``all``: also POST and PATCH (asked for with
+        ``retry=True``); ``none``: never (``retry=False``).
+        """
+        try:
+            import requests
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+        except ImportError as exc:  # pragma: no cover
+            raise TargetError("REST needs requests: pip install 'trainlab[rest]'") from exc
+        count = 0 if policy == "none" else self.settings["retries"]
+        retry = Retry(
+            total=count,
+            connect=count,
+            read=0,  # a request that got no answer in time is a timeout, not retried
+            status=count,
+            backoff_factor=self.settings["backoff"],
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=None if policy == "all" else IDEMPOTENT,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(
+            max_retries=retry, pool_connections=4, pool_maxsize=self.settings["pool"]
+        )
+        session = requests.Session()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update({"User-Agent": "trainlab", **(self.settings.get("headers") or {})})
+        if not self.settings["verify"]:
+            session.verify = False
+        elif self.settings.get("ca_bundle"):
+            session.verify = self.settings["ca_bundle"]
+        if self.settings.get("username"):
+            session.auth = (self.settings["username"], self.settings.get("password") or "")
+        return session, adapter
+
+    def _session_for(self, method: str, retry: bool | None) -> tuple[requests.Session, Any]:
+        if retry is None or (retry and method in IDEMPOTENT):
+            if self._session is None:
+                raise TransportError("the REST session is closed")
+            return self._session, self._adapter
+        policy = "all" if retry else "none"
+        with self._lock:
+            found = self._extra.get(policy)
+            if found is None:
+                found = self._extra[policy] = self._new_session(policy)
+            return found
+
+    def alive(self) -> bool:
+        return self._session is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+            for session, _ in self._extra.values():
+                session.close()
+            self._extra.clear()
+
+    def forget_secrets(self) -> None:
+        super().forget_secrets()
+        self._token = None
+
+    # -------------------------------------------------------------- calls
+    def _renew_token(self) -> None:
+        import requests
+
+        if self._session is None:
+            raise TransportError("the REST session is closed")
+        try:
+            answer = self._session.post(
+                self.settings["token_url"],
+                verify=self._verify,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.settings.get("client_id") or "",
+                    "client_secret": self.settings.get("client_secret") or "",
+                },
+                timeout=(self.settings["timeout"], self.settings["read_timeout"]),
+            )
+        except requests.RequestException as exc:
+            raise ConnectError(
+                f"the token endpoint {self.settings['token_url']} failed: {exc}"
+            ) from exc
+        if answer.status_code != 200:
+            raise ConnectError(
+                f"the token endpoint refused the client credentials ({answer.status_code}); "
+                "check client_id and client_secret"
+            )
+        try:
+            self._token = answer.json()["access_token"]
+        except (ValueError, KeyError) as exc:
+            raise ConnectError("the token endpoint's answer has no access_token") from exc
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        retry: bool | None,
+    ) -> APIResponse:
+        renewed = False
+        while True:
+            answer = self._send_once(method, url, params, json, data, headers, timeout, retry)
+            if answer.status == 401 and self._renewable(answer) and not renewed:
+                with self._lock:
+                    self._renew_token()
+                renewed = True
+                continue  # replay once with the new token
+            if answer.status == 401 and renewed:
+                raise ConnectError(
+                    f"{method} {url}: the API refused a freshly renewed token; check the "
+                    "client's permissions"
+                )
+            return answer
+
+    def _renewable(self, answer: APIResponse) -> bool:
+        if not self.settings.get("token_url"):
+            return False
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        return "invalid_token" in challenge or b"invalid_token" in answer.content[:200]
+
+    def _send_once(  # noqa: PLR0917 - the one internal call site passes them in order
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+        retry: bool | None,
+    ) -> APIResponse:
+        import requests
+
+        session, adapter = self._session_for(method, retry)
+        merged = dict(headers or {})
+        if self._token:
+            merged.setdefault("Authorization", f"Bearer {self._token}")
+        read = timeout if timeout is not None else self.settings["read_timeout"]
+        pool = adapter.poolmanager.connection_from_url(url)
+        before = pool.num_connections
+        try:
+            with warnings.catch_warnings():
+                if self._verify is False:  # our own warning said it, once
+                    warnings.simplefilter("ignore")
+                response = session.request(
+                    method,
+                    url,
+                    verify=self._verify,
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=merged,
+                    timeout=(self.settings["timeout"], read),
+                )
+        except requests.exceptions.SSLError as exc:
+            raise ConnectError(
+                f"TLS verification of {self.base} failed: pass ca_bundle= for a private CA "
+                f"(or verify=False, which warns): {_short(exc)}"
+            ) from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ConnectError(f"connecting to {self.base} timed out") from exc
+        except requests.exceptions.ReadTimeout as exc:
+            from trainlab.errors import CommandTimeout
+
+            raise CommandTimeout(
+                f"{method} {url} got no answer within {read:g} s", command=url, timeout=read
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            if "Read timed out" in str(exc):
+                from trainlab.errors import CommandTimeout
+
+                raise CommandTimeout(
+                    f"{method} {url} got no answer within {read:g} s", command=url, timeout=read
+                ) from exc
+            raise ConnectError(f"cannot reach {self.base}: {_short(exc)}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(f"{method} {url} failed: {_short(exc)}") from exc
+        reused = pool.num_connections == before
+        return APIResponse(response, reused=reused)
+
+    # ------------------------------------------------- the command seam
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        """``run("GET /path")``: a request as a command, for uniformity with hosts."""
+        method, _, path = command.strip().partition(" ")
+        if method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}:
+            raise TargetError(f"a REST command is 'METHOD /path' (GET /items), got {command!r}")
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        answer = self.send(
+            method.upper(),
+            self.url_for(path.strip()),
+            params=None,
+            json=None,
+            data=None,
+            headers=None,
+            timeout=timeout,
+            retry=None,
+        )
+        status = 0 if answer.ok else answer.status
+        return CommandResult(
+            command,
+            answer.content,
+            b"",
+            status,
+            duration=time.perf_counter() - t0,
+            target=self.target.address,
+            started=started,
+        )
+
+    def read_file(self, path: str) -> bytes:
+        answer = self.send(
+            "GET",
+            self.url_for(path),
+            params=None,
+            json=None,
+            data=None,
+            headers=None,
+            timeout=None,
+            retry=None,
+        )
+        if answer.status == 404:
+            from trainlab.errors import FileMissing
+
+            raise FileMissing(2, f"{path}: 404 at {answer.url}")
+        return answer.check().content
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+class HTTPTransport(RESTTransport):
+    """The same over plain HTTP (for local services; prefer https)."""
+
+    scheme: ClassVar[str] = "http"

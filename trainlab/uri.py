@@ -73,18 +73,23 @@ def parse_target(uri: str) -> Target:
     if not text:
         raise TargetError("empty target: write a URI such as 'local://' or 'ssh://user@host'")
     if any(ord(ch) < 32 or ch == "\x7f" for ch in text) or " " in text:
-        raise TargetError(f"target {text!r} contains spaces or control characters")
+        raise TargetError(f"target {_redact(text)!r} contains spaces or control characters")
     if "://" not in text:
-        example = f"{text.lower()}://" if text.lower() in _SCHEME_WORDS else f"ssh://{text}"
-        raise TargetError(f"target {text!r} has no scheme; write it as {example!r}")
+        shown = _redact(text)
+        example = f"{shown.lower()}://" if text.lower() in _SCHEME_WORDS else f"ssh://{shown}"
+        raise TargetError(f"target {shown!r} has no scheme; write it as {example!r}")
     scheme = text.split("://", 1)[0].lower()
     if not _SCHEME.match(scheme):
         raise TargetError(f"target {text!r} has an invalid scheme {scheme!r}")
     try:
         parts = urlsplit(text)
         port = parts.port
-    except ValueError as exc:
-        raise TargetError(f"target {_redact(text)!r} is malformed: {exc}") from None
+    except ValueError:
+        # The parser's own message may quote part of a password: not repeated here.
+        raise TargetError(
+            f"target {_redact(text)!r} is malformed: check the port (1-65535) and any "
+            "'[' ']' around an IPv6 address"
+        ) from None
     if parts.fragment:
         raise TargetError(f"target {_redact(text)!r} has a '#' fragment; remove it")
     query: dict[str, str] = {}
@@ -92,6 +97,8 @@ def parse_target(uri: str) -> Target:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
         raise TargetError(f"target {_redact(text)!r} has a malformed query: {exc}") from None
+    if port == 0:
+        raise TargetError(f"target {_redact(text)!r} has port 0; ports are 1 to 65535")
     for key, value in pairs:
         if key in query:
             raise TargetError(f"option {key!r} is given twice in {_redact(text)!r}")
@@ -108,5 +115,17 @@ def parse_target(uri: str) -> Target:
 
 
 def _redact(text: str) -> str:
-    """Hide a ``user:password@`` password in a URI for an error message."""
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", text)
+    """Hide the password of ``user:password@host`` in text for an error message.
+
+    The password may hold '/', ' ' or '@': everything between the first ':' of the
+    user part and the last '@' goes.
+    """
+    start = text.find("://")
+    start = start + 3 if start >= 0 else 0
+    at = text.rfind("@")
+    if at < start:
+        return text
+    colon = text.find(":", start, at)
+    if colon < 0:
+        return text
+    return text[: colon + 1] + "***" + text[at:]

@@ -60,6 +60,9 @@ _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # Prepended to every exec-mode command: a stderr line with the login shell's pid
 # (the session leader, so the process group of everything the command starts).
 _PREAMBLE = 'echo "__tl_pid $$" >&2; '
+# Longer exec-mode commands go through the kept shell: one argument of a command
+# line may not pass 128 KiB on Linux (sshd hands it to `shell -c`).
+_MAX_EXEC_COMMAND = 100_000
 # Login options a jump host takes from the session that goes through it.
 _JUMP_INHERITS = (
     "key_file",
@@ -267,6 +270,7 @@ class SSHTransport(Transport):
             raise TargetError("ssh:// needs a host: ssh://user@host[:port]")
         self._lock = threading.RLock()
         self._sftp_lock = threading.Lock()
+        self._sftp_ops_lock = threading.RLock()
         self._client: _Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._host: _RemoteShell | None = None
@@ -293,12 +297,25 @@ class SSHTransport(Transport):
             if full.is_file():
                 try:
                     config = dict(paramiko.SSHConfig.from_path(str(full)).lookup(host))
-                except (OSError, paramiko.SSHException) as exc:
+                except (OSError, paramiko.SSHException, UnicodeDecodeError, ValueError) as exc:
                     raise TargetError(f"cannot read ssh config {full}: {exc}") from exc
+                if "proxycommand" in config:
+                    raise TargetError(
+                        f"{full} gives {host} a ProxyCommand, which trainlab does not run; "
+                        "use ProxyJump (or proxy_jump=), or ssh_config='' to ignore the file"
+                    )
         hostname = str(config.get("hostname", host))
-        port = self.target.port or int(config.get("port", 22))
+        try:
+            port = self.target.port or int(config.get("port", 22))
+        except ValueError as exc:
+            raise TargetError(f"ssh config gives {host} a port that is not a number") from exc
         user = self.target.user or str(config.get("user") or getpass.getuser())
-        keys = [str(Path(k).expanduser()) for k in config.get("identityfile", [])]
+        # As OpenSSH, an IdentityFile that does not exist is skipped.
+        keys = [
+            str(Path(k).expanduser())
+            for k in config.get("identityfile", [])
+            if Path(k).expanduser().is_file()
+        ]
         jump = config.get("proxyjump")
         return hostname, port, user, keys, (str(jump) if jump and jump != "none" else None)
 
@@ -394,21 +411,38 @@ class SSHTransport(Transport):
 
     def _connect(self) -> _Transport:
         sock = self._socket()
-        client = _Transport(sock)
+        timeout = self.settings["timeout"]
+        try:
+            client = _Transport(sock)
+        except BaseException:
+            sock.close()
+            raise
+        client.banner_timeout = timeout
+        client.auth_timeout = timeout
         try:
             self._configure(client)
             try:
-                client.start_client(timeout=self.settings["timeout"])
+                client.start_client(timeout=timeout)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise ConnectError(
-                    f"SSH handshake with {self.where} failed: {exc or type(exc).__name__}"
+                    f"SSH handshake with {self.where} failed within {timeout:g} s: "
+                    f"{exc or type(exc).__name__} (is it an SSH server?)"
                 ) from exc
+            if getattr(client, "host_key", None) is None:  # start_client gave up quietly
+                raise ConnectError(
+                    f"SSH handshake with {self.where} failed within {timeout:g} s: no answer "
+                    "(is it an SSH server?)"
+                )
             self._check_host_key(client)
             self._authenticate(client)
             if self.settings["keepalive"]:
                 client.set_keepalive(int(max(1, self.settings["keepalive"])))
-        except BaseException:
+        except BaseException as exc:
             client.close()
+            with contextlib.suppress(Exception):
+                sock.close()  # paramiko's close() skips a transport that never started
+            if isinstance(exc, paramiko.SSHException | EOFError | OSError):
+                raise ConnectError(f"connecting to {self.where} failed: {exc}") from exc
             raise
         return client
 
@@ -494,7 +528,7 @@ class SSHTransport(Transport):
             fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
             security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
         client.use_compression(bool(self.settings["compression"]))
-        known = self._known_types()
+        known = [name for name in self._known_types() if name in security.key_types]
         if known:  # prefer the key types we can verify, as OpenSSH does
             security.key_types = tuple(known) + tuple(
                 k for k in security.key_types if k not in known
@@ -510,21 +544,58 @@ class SSHTransport(Transport):
     def _host_id(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
-    def _known_hosts(self) -> paramiko.HostKeys:
-        keys = paramiko.HostKeys()
+    def _known_keys(self) -> tuple[list[paramiko.PKey], list[paramiko.PKey]]:
+        """(keys, revoked keys) that the known_hosts file lists for this host.
+
+        Read line by line as OpenSSH does: a host may have several keys of one
+        type, ``@revoked`` keys are refused, ``@cert-authority`` and unreadable
+        lines are skipped rather than failing the connection.
+        """
         path = Path(self.settings["known_hosts"]).expanduser()
-        if path.is_file():
+        if not path.exists():
+            return [], []
+        if not path.is_file():
+            raise ConnectError(f"known_hosts {path} is not a file")
+        try:
+            text = path.read_bytes().decode("utf-8", "replace")
+        except OSError as exc:
+            raise ConnectError(f"cannot read known_hosts {path}: {exc.strerror}") from exc
+        keys: list[paramiko.PKey] = []
+        revoked: list[paramiko.PKey] = []
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            marker = ""
+            if line.startswith("@"):
+                marker, _, line = line.partition(" ")
+                if marker != "@revoked":
+                    continue
             try:
-                keys.load(str(path))
-            except (OSError, paramiko.SSHException) as exc:
-                raise ConnectError(f"cannot read known_hosts {path}: {exc}") from exc
-        return keys
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+            except (
+                paramiko.SSHException,
+                paramiko.hostkeys.InvalidHostKey,
+                ValueError,
+                TypeError,
+            ):
+                continue  # OpenSSH skips what it cannot read
+            if entry is None or entry.key is None:
+                continue
+            if any(_host_matches(pattern, self._host_id) for pattern in entry.hostnames):
+                (revoked if marker == "@revoked" else keys).append(entry.key)
+        return keys, revoked
 
     def _known_types(self) -> list[str]:
         if self.settings["host_key_policy"] == "off":
             return []
-        entry = self._known_hosts().lookup(self._host_id)
-        return list(entry.keys()) if entry else []
+        keys, _ = self._known_keys()
+        names: list[str] = []
+        for key in keys:
+            for name in _ALGORITHMS.get(key.get_name(), (key.get_name(),)):
+                if name not in names:
+                    names.append(name)
+        return names
 
     def _check_host_key(self, client: _Transport) -> None:
         key = client.get_remote_server_key()
@@ -541,10 +612,14 @@ class SSHTransport(Transport):
                 )
             return
         path = Path(self.settings["known_hosts"]).expanduser()
-        entry = self._known_hosts().lookup(self._host_id)
-        if entry is not None and key.get_name() in entry:
-            if entry[key.get_name()] == key:
-                return
+        keys, revoked = self._known_keys()
+        if any(key == bad for bad in revoked):
+            raise HostKeyError(
+                f"the host key of {self._host_id} ({fingerprint}) is marked @revoked in {path}"
+            )
+        if any(key == good for good in keys):
+            return
+        if any(good.get_name() == key.get_name() for good in keys):
             raise HostKeyError(
                 f"the {key.get_name()} host key of {self._host_id} has CHANGED "
                 f"(now {fingerprint}); this may be an attack, or a reinstalled host. "
@@ -572,11 +647,17 @@ class SSHTransport(Transport):
                 allowed = list(exc.allowed_types)
                 tried.append(label)
                 continue
-            except paramiko.AuthenticationException:
+            except paramiko.AuthenticationException as exc:
+                if not client.is_active():
+                    raise ConnectError(
+                        f"the connection to {self.where} closed during login"
+                    ) from exc
                 tried.append(label)
                 continue
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectError(f"login to {self.where} failed: {exc}") from exc
+                raise ConnectError(
+                    f"login to {self.where} failed: {exc or type(exc).__name__}"
+                ) from exc
             if client.is_authenticated():
                 return
         password = self.settings.get("password")
@@ -585,10 +666,15 @@ class SSHTransport(Transport):
                 client.auth_password(user, password)
             except paramiko.BadAuthenticationType as exc:
                 allowed = list(exc.allowed_types)
-            except paramiko.AuthenticationException:
-                pass
+            except paramiko.AuthenticationException as exc:
+                if not client.is_active():
+                    raise ConnectError(
+                        f"the connection to {self.where} closed during login"
+                    ) from exc
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ConnectError(f"login to {self.where} failed: {exc}") from exc
+                raise ConnectError(
+                    f"login to {self.where} failed: {exc or type(exc).__name__}"
+                ) from exc
             tried.append("password")
             if client.is_authenticated():
                 return
@@ -722,12 +808,16 @@ class SSHTransport(Transport):
     def _new_shell(self) -> _RemoteShell:
         client = self._require_client()
         try:
-            return _RemoteShell(client, self.settings["shell"], self.where, self._sudo)
+            return _RemoteShell(
+                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
+            )
         except _NeedsTTY:
             if self._sudo is None:
                 raise
             self._sudo.tty = True  # requiretty: sudo on a pty, stderr through a FIFO
-            return _RemoteShell(client, self.settings["shell"], self.where, self._sudo)
+            return _RemoteShell(
+                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
+            )
 
     def _kept_shell(self) -> _RemoteShell:
         """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts)."""
@@ -751,74 +841,136 @@ class SSHTransport(Transport):
         return self._client
 
     def _exec(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        """One command on its own channel, in the login shell.
+
+        The command is wrapped: before it, the shell reports its pid (the process
+        group a timeout kills) and takes stdin from /dev/null; after it, the shell
+        writes end markers with the exit status on both streams. The markers end
+        the exchange even when a background process keeps the output open, and
+        they arrive after all of the command's output, which the exit-status
+        message need not (OpenSSH may send it first). A command that exits the
+        shell itself never reaches them; then the channel's EOF and exit status do.
+        """
+        if len(command.encode()) > _MAX_EXEC_COMMAND:  # past ARG_MAX: the kept shell reads it
+            return self._through_kept_shell(command, timeout)
         chan = self._channel()
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
-        broke = (
-            f"the connection to {self.where} broke during {command[:80]!r}; the command is "
-            "not re-run"
-        )
+        nonce = framing.new_nonce()
+        end = nonce + b" E"
         sudo = self._sudo
-        line = command
         if sudo is not None:
             inner = f"echo {_SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
-            line = sudo.command(f"{shlex.quote(self.settings['shell'])} -c {shlex.quote(inner)}")
+            body = sudo.command(f"{shlex.quote(self.settings['shell'])} -c {shlex.quote(inner)}")
+            head = _PREAMBLE
+        else:
+            body = command
+            head = _PREAMBLE + "exec </dev/null; "
+        line = (
+            f"{head}{body}\n__tl_rc=$?; printf '%s E\\n' {nonce.decode()} >&2; "
+            f'printf \'%s E %d\\n\' {nonce.decode()} "$__tl_rc"; exit "$__tl_rc"'
+        )
         answered = 0
+        out_tail = err_tail = b""
         try:
             try:
-                # The login shell reports its pid, the command's process group: a
-                # timeout kills that group even where the server refuses "signal".
-                chan.exec_command(_PREAMBLE + line)
+                chan.exec_command(line)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise TransportError(f"cannot start a command on {self.where}: {exc}") from exc
-            exit_seen: float | None = None
+            quiet_since: float | None = None
             while True:
-                _, got_err = _drain(chan, out, err)
-                if sudo is not None and got_err and answered < 2:
-                    answered = sudo.answer(chan, b"".join(err), answered)
+                got_out, got_err = _drain(chan, out, err)
+                if got_out:
+                    out_tail = (out_tail + b"".join(out[-got_out:]))[-_READ:]
+                if got_err:
+                    err_tail = (err_tail + b"".join(err[-got_err:]))[-_READ:]
+                    if sudo is not None and answered < 2:
+                        answered = sudo.answer(chan, b"".join(err), answered)
+                if _marked(out_tail, end, status=True) and _marked(err_tail, end, status=False):
+                    break  # the command's own output is complete
                 if self._client_gone() and not chan.status_event.is_set():
-                    raise TransportError(broke)
+                    raise TransportError(self._broke(command))
                 if chan.exit_status_ready():
                     if chan.closed and chan.exit_status == -1 and self._client_gone():
-                        raise TransportError(broke)
+                        raise TransportError(self._broke(command))
                     if chan.closed or (
                         chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()
                     ):
                         break
-                    if exit_seen is None:
-                        exit_seen = time.monotonic()
-                    elif time.monotonic() - exit_seen > _DRAIN_GRACE:
-                        break  # a background process holds the output open: done anyway
-                wait = 1.0 if exit_seen is None else _DRAIN_GRACE
+                    # The shell exited without its markers (the command ran `exit`)
+                    # and something still holds the output open: wait while data
+                    # flows, then stop.
+                    if got_out or got_err or quiet_since is None:
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since > _DRAIN_GRACE:
+                        break
+                wait = 1.0 if quiet_since is None else _DRAIN_GRACE / 2
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        _drain(chan, out, err)
-                        pid, stderr = _split_pid(b"".join(err))
-                        _signal(chan, "KILL")
-                        self._kill_group(pid)
-                        raise CommandTimeout(
-                            f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
-                            f"{self.where}; it and what it started were killed",
-                            command=command,
-                            timeout=timeout,
-                            stdout=_last(out),
-                            stderr=stderr[-_PARTIAL_LIMIT:],
-                        )
+                        raise self._exec_timeout(chan, command, timeout, out, err)
                     wait = min(wait, remaining)
                 _wait(chan, wait)
             _drain(chan, out, err)
-            _, stderr = _split_pid(b"".join(err))
+            stdout, stderr = b"".join(out), b"".join(err)
+            _, stderr = _split_pid(stderr)
+            status = chan.exit_status
+            cut = stdout.rfind(end + b" ")
+            if cut >= 0:
+                line_end = stdout.find(b"\n", cut)
+                with contextlib.suppress(ValueError):
+                    status = int(stdout[cut + len(end) + 1 : line_end])
+                stdout = stdout[:cut]
+                err_cut = stderr.rfind(end + b"\n")
+                if err_cut >= 0:
+                    stderr = stderr[:err_cut]
             if sudo is not None:
                 before, found, after = stderr.partition(_SUDO_OK)
                 if not found:
                     raise sudo.refusal(before, self.where)
                 stderr = after
-            return b"".join(out), stderr, chan.exit_status
+            return stdout, stderr, status
         finally:
             with contextlib.suppress(Exception):
                 chan.close()
+
+    def _broke(self, command: str) -> str:
+        return (
+            f"the connection to {self.where} broke during {command[:80]!r}; the command is "
+            "not re-run"
+        )
+
+    def _exec_timeout(
+        self,
+        chan: paramiko.Channel,
+        command: str,
+        timeout: float | None,
+        out: list[bytes],
+        err: list[bytes],
+    ) -> CommandTimeout:
+        """Kill the command's process group; wait a little for its pid if it is late."""
+        _signal(chan, "KILL")
+        pid, stderr = _split_pid(b"".join(err))
+        patience = time.monotonic() + 5
+        while pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
+            _wait(chan, 0.1)  # on a slow link the pid line may still be on its way
+            _drain(chan, out, err)
+            pid, stderr = _split_pid(b"".join(err))
+        self._kill_group(pid)
+        killed = (
+            "it and what it started were killed"
+            if pid is not None or (chan.exit_status_ready())
+            else "the remote shell never reported its pid, so it may still be running"
+        )
+        return CommandTimeout(
+            f"command {command[:80]!r} ran past its {timeout:g} s deadline on {self.where}; "
+            f"{killed}",
+            command=command,
+            timeout=timeout,
+            stdout=_last(out),
+            stderr=stderr[-_PARTIAL_LIMIT:],
+        )
 
     def _kill_group(self, pid: int | None) -> None:
         """Kill a remote process group over a fresh channel (``signal`` needs privsep)."""
@@ -849,16 +1001,15 @@ class SSHTransport(Transport):
             if status != 0:
                 raise self._command_file_error(err, path)
             return out
-        sftp = self._sftp_client()
-        try:
+
+        def read(sftp: paramiko.SFTPClient) -> bytes:
             with sftp.open(path, "rb") as handle:
                 handle.prefetch()
                 data: bytes = handle.read()
                 return data
-        except OSError as exc:
-            raise self._file_error(exc, path) from exc
-        except (paramiko.SSHException, EOFError) as exc:
-            raise TransportError(f"reading {path} on {self.where} failed: {exc}") from exc
+
+        content: bytes = self._sftp_call("reading", path, read)
+        return content
 
     def stat(self, path: str) -> FileStat:
         if self._sudo is not None:
@@ -878,13 +1029,7 @@ class SSHTransport(Transport):
                 gid=int(gid),
                 mtime=float(mtime),
             )
-        sftp = self._sftp_client()
-        try:
-            info = sftp.stat(path)
-        except OSError as exc:
-            raise self._file_error(exc, path) from exc
-        except (paramiko.SSHException, EOFError) as exc:
-            raise TransportError(f"stat of {path} on {self.where} failed: {exc}") from exc
+        info = self._sftp_call("stat of", path, lambda sftp: sftp.stat(path))
         mode = info.st_mode or 0
         return FileStat(
             path=path,
@@ -897,24 +1042,39 @@ class SSHTransport(Transport):
         )
 
     def upload(self, local: str, remote: str) -> int:
-        sftp = self._sftp_client()
-        try:
-            attrs = sftp.put(local, remote)
-        except FileNotFoundError as exc:
-            if not os.path.exists(local):
-                raise FileMissing(errno.ENOENT, f"{local}: no such local file") from exc
-            raise self._file_error(exc, remote) from exc
-        except OSError as exc:
-            raise self._file_error(exc, remote) from exc
+        if not os.path.isfile(local):
+            raise FileMissing(errno.ENOENT, f"{local}: no such local file")
+        attrs = self._sftp_call("uploading to", remote, lambda sftp: sftp.put(local, remote))
         return int(attrs.st_size or 0)
 
     def download(self, remote: str, local: str) -> int:
-        sftp = self._sftp_client()
-        try:
-            sftp.get(remote, local)
-        except OSError as exc:
-            raise self._file_error(exc, remote) from exc
+        self._sftp_call("downloading", remote, lambda sftp: sftp.get(remote, local))
         return os.path.getsize(local)
+
+    def _sftp_call(self, what: str, path: str, action: Any) -> Any:
+        """One SFTP operation at a time (paramiko's client hangs when threads share
+        it), with failures sorted: the file's own errors, or a broken connection."""
+        with self._sftp_ops_lock:
+            sftp = self._sftp_client()
+            try:
+                return action(sftp)
+            except OSError as exc:
+                if exc.errno is not None and not self._client_gone():
+                    raise self._file_error(exc, path) from exc
+                self._drop_sftp()
+                raise TransportError(
+                    f"{what} {path} on {self.where} failed: the connection broke ({exc})"
+                ) from exc
+            except (paramiko.SSHException, EOFError) as exc:
+                self._drop_sftp()
+                raise TransportError(f"{what} {path} on {self.where} failed: {exc}") from exc
+
+    def _drop_sftp(self) -> None:
+        with self._sftp_lock:
+            if self._sftp is not None:
+                with contextlib.suppress(Exception):
+                    self._sftp.close()
+                self._sftp = None
 
     def _command_file_error(self, stderr: bytes, path: str) -> FileError:
         text = stderr.decode(errors="replace").strip()
@@ -943,11 +1103,17 @@ class _RemoteShell:
     """
 
     def __init__(
-        self, client: paramiko.Transport, shell: str, where: str, sudo: _Sudo | None = None
+        self,
+        client: paramiko.Transport,
+        shell: str,
+        where: str,
+        sudo: _Sudo | None = None,
+        timeout: float = 30.0,
     ) -> None:
         self.where = where
         self.client = client
         self.sudo = sudo
+        self.timeout = timeout
         self.broken = False
         self.pid: int | None = None
         self.err_chan: paramiko.Channel | None = None
@@ -962,7 +1128,7 @@ class _RemoteShell:
             host = f"{shlex.quote(shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
             if sudo is not None:
                 host = sudo.command(host)
-            self.chan = client.open_session()
+            self.chan = client.open_session(timeout=timeout)
             if tty:
                 self.chan.get_pty(term="dumb", width=4096, height=100)
             self.chan.exec_command(f'echo "__tl_pid $$"; exec {host}')
@@ -973,13 +1139,13 @@ class _RemoteShell:
 
     def _open_stderr_fifo(self) -> str:
         """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
-        self.err_chan = self.client.open_session()
+        self.err_chan = self.client.open_session(timeout=self.timeout)
         self.err_chan.exec_command(
             'd=$(mktemp -d /tmp/trainlab-XXXXXX) && chmod 711 "$d" && '
             'mkfifo -m 622 "$d/err" && echo "$d/err" && cat "$d/err"; rm -rf "$d"'
         )
         line = b""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + max(self.timeout, 30.0)
         while not line.endswith(b"\n"):
             if self.err_chan.recv_ready():
                 line += self.err_chan.recv(1)
@@ -994,7 +1160,7 @@ class _RemoteShell:
         out: list[bytes] = []
         err: list[bytes] = []
         answered = 0
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + max(self.timeout, 30.0)  # a login shell may be slow
         tty = self.err_chan is not None
         while True:
             _drain(self.chan, out, err)
@@ -1316,6 +1482,18 @@ _PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
 _READY = re.compile(rb"(?:^|\n)__tl_ready\n")
 
 
+def _marked(tail: bytes, end: bytes, *, status: bool) -> bool:
+    """True when ``tail`` holds the whole end marker line (``<N> E <rc>`` or ``<N> E``)."""
+    at = tail.rfind(end)
+    if at < 0:
+        return False
+    line_end = tail.find(b"\n", at)
+    if line_end < 0:
+        return False
+    rest = tail[at + len(end) : line_end]
+    return rest.strip().isdigit() if status else rest == b""
+
+
 def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
     """Take the preamble's pid line out of stderr (a login shell may write before it)."""
     match = _PID_LINE.search(stderr)
@@ -1341,6 +1519,21 @@ def _after_marker(stream: bytes, nonce: bytes) -> bytes:
         line_end = stream.find(b"\n", cut)
         stream = stream[line_end + 1 :] if line_end >= 0 else b""
     return stream[-_PARTIAL_LIMIT:]
+
+
+# A key type in known_hosts -> the host key algorithms that prove it.
+_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def _host_matches(pattern: str, host_id: str) -> bool:
+    """An OpenSSH known_hosts host field: plain, or hashed as |1|salt|hash."""
+    if pattern.startswith("|1|"):
+        try:
+            salt = pattern.split("|")[2]
+            return paramiko.HostKeys.hash_host(host_id, salt) == pattern
+        except (IndexError, ValueError, TypeError):
+            return False
+    return pattern == host_id
 
 
 def _fingerprint(key: paramiko.PKey) -> str:

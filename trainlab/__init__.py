@@ -74,12 +74,20 @@ __all__ = [
     "close_all",
     "connect",
     "describe",
+    "load_ipython_extension",
     "parse_target",
     "sandbox",
     "sessions",
 ]
 
 _LAZY_MODULES = {"aws", "bench", "sandbox"}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext trainlab``: registers the ``%train`` magics."""
+    from trainlab.magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def describe(scheme: str) -> str:

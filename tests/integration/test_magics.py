@@ -1,0 +1,90 @@
+"""%train and %%train through a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+import trainlab
+
+
+@pytest.fixture
+def ip() -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "trainlab")
+    yield shell
+    shell.reset()
+
+
+def cell(shell: InteractiveShell, code: str) -> Any:
+    result = shell.run_cell(code)
+    result.raise_error()
+    return result.result
+
+
+def test_connect_run_and_assign(ip: InteractiveShell) -> None:
+    session = ip.run_line_magic("train", "connect local://?mode=shell --as box")
+    assert isinstance(session, trainlab.Session)
+    cell(ip, "out = %train run -s box echo hi; echo err >&2")
+    out = ip.user_ns["out"]
+    assert (out.stdout, out.stderr) == ("hi\n", "err\n")
+    assert ip.run_line_magic("train", "run uname -s").stdout.strip() == "Linux"  # current session
+
+
+def test_variables_expand(ip: InteractiveShell) -> None:
+    ip.run_line_magic("train", "connect local:// --as box")
+    ip.user_ns["word"] = "expanded"
+    assert cell(ip, "%train run echo {word}").stdout == "expanded\n"
+
+
+def test_cell_is_one_batch_as_a_frame(ip: InteractiveShell) -> None:
+    ip.run_line_magic("train", "connect local://?mode=shell --as box")
+    ip.user_ns["n"] = 3
+    frame = cell(ip, "%%train box\nhostname\n# a comment\nexit {n}\necho done\n")
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["exit_status"].tolist() == [0, 3, 0]
+    assert frame["command"].tolist()[1] == "exit 3"
+
+
+def test_errors_are_one_line(ip: InteractiveShell) -> None:
+    with pytest.raises(UsageError, match=r"TargetError: unknown option 'mdoe'"):
+        ip.run_line_magic("train", "connect local://?mdoe=shell")
+    with pytest.raises(UsageError, match="no session"):
+        ip.run_line_magic("train", "run -s nope true")
+    with pytest.raises(UsageError, match="unknown %train subcommand"):
+        ip.run_line_magic("train", "frobnicate")
+    ip.run_line_magic("train", "connect local:// --as box")
+    with pytest.raises(UsageError, match="CommandFailed"):
+        ip.run_line_magic("train", "run --check exit 5")
+
+
+def test_config_defaults(ip: InteractiveShell) -> None:
+    ip.run_line_magic("config", "TrainMagics.ttl = 60")
+    ip.run_line_magic("train", "connect local:// --as box")
+    ip.run_line_magic("train", "run date +%N")
+    assert ip.run_line_magic("train", "run date +%N").cached
+    ip.run_line_magic("config", "TrainMagics.ttl = 0")
+
+
+def test_sessions_use_close_metrics(ip: InteractiveShell) -> None:
+    ip.run_line_magic("train", "connect local:// --as a")
+    ip.run_line_magic("train", "connect local://?mode=shell --as b")
+    ip.run_line_magic("train", "use a")
+    assert ip.run_line_magic("train", "run echo x").target == "local://"
+    frame = ip.run_line_magic("train", "sessions")
+    assert len(frame) >= 2
+    assert "run" in ip.run_line_magic("train", "metrics a")["operation"].tolist()
+    ip.run_line_magic("train", "close b")
+    with pytest.raises(UsageError, match="no session named 'b'"):
+        ip.run_line_magic("train", "run -s b true")
+
+
+def test_bench_on_an_alias(ip: InteractiveShell) -> None:
+    ip.run_line_magic("train", "connect local:// --as box")
+    result = ip.run_line_magic("train", 'bench box "true" --repeat 3 --warmup 1')
+    assert set(result.summary.index) == {"fresh", "reused", "shell", "batched", "cached"}

@@ -1,0 +1,219 @@
+"""``%train`` and ``%%train``: drive sessions from notebook cells.
+
+    %load_ext trainlab
+    %train connect ssh://deploy@web1 --as web      # an alias, and the current session
+    %train run -s web uname -a                     # a CommandResult (assign it: x = %train run ...)
+    %%train web                                    # every line a command, one batch
+    hostname
+    uptime
+    %train ec2 --region eu-west-1 --filter tag:role=web
+    %train bench web "uname -a" --repeat 30
+    %train sessions
+    %train close web
+
+Settings through ``%config TrainMagics.ttl = 60`` (``timeout``, ``ttl``). Errors of
+trainlab show as one line (a ``UsageError``), not a traceback; the Python API
+still raises the real exceptions.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Float
+
+import trainlab
+from trainlab.errors import TrainlabError
+from trainlab.session import Session
+
+__all__ = ["TrainMagics", "load_ipython_extension"]
+
+SUBCOMMANDS = ("connect", "run", "use", "sessions", "close", "ec2", "bench", "metrics")
+
+
+@magics_class
+class TrainMagics(Magics):
+    """The ``%train`` magic; its traits are settable with ``%config TrainMagics.*``."""
+
+    ttl = Float(0.0, help="Default cache lifetime, seconds, for %train run.").tag(config=True)
+    timeout = Float(600.0, help="Default command deadline, seconds.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.aliases: dict[str, Session] = {}
+        self.current: str | None = None
+
+    # ----------------------------------------------------------- dispatch
+    @line_cell_magic
+    def train(self, line: str, cell: str | None = None) -> Any:
+        """``%train SUBCOMMAND ...`` or ``%%train [NAME]`` with one command per line."""
+        try:
+            if cell is not None:
+                return self._cell(line, cell)
+            words = line.strip().split(None, 1)
+            if not words:
+                raise UsageError(f"%train needs a subcommand: {', '.join(SUBCOMMANDS)}")
+            name, rest = words[0], words[1] if len(words) > 1 else ""
+            if name not in SUBCOMMANDS:
+                raise UsageError(
+                    f"unknown %train subcommand {name!r}; use one of {', '.join(SUBCOMMANDS)}"
+                )
+            return getattr(self, f"_{name}")(rest)
+        except TrainlabError as exc:
+            raise UsageError(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        except SystemExit:  # argparse's --help or a usage error
+            raise UsageError(f"%train: bad arguments: {line!r}") from None
+
+    def _session(self, name: str | None) -> Session:
+        key = name or self.current
+        if key is None:
+            raise UsageError("no session: %train connect URI --as NAME first, or pass -s NAME")
+        found = self.aliases.get(key)
+        if found is None:
+            raise UsageError(
+                f"no session named {key!r}; known: {', '.join(sorted(self.aliases)) or 'none'}"
+            )
+        return found
+
+    # -------------------------------------------------------- subcommands
+    @magic_arguments()
+    @argument("uri", help="target URI, e.g. ssh://deploy@web1 or local://?mode=shell")
+    @argument("--as", dest="name", help="alias for the session (default: the URI)")
+    @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
+    def _connect(self, line: str) -> Session:
+        args = parse_argstring(self._connect, line)
+        options: dict[str, Any] = {}
+        for item in args.option:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"option {item!r} is not KEY=VALUE")
+            options[key] = value
+        session = trainlab.connect(args.uri, **options)
+        name = args.name or session.uri
+        self.aliases[name] = session
+        self.current = name
+        return session
+
+    @magic_arguments()
+    @argument("-s", "--session", help="session alias (default: the current one)")
+    @argument("--ttl", type=float, default=None, help="cache the answer this long")
+    @argument("--timeout", type=float, default=None, help="deadline in seconds")
+    @argument("--check", action="store_true", help="raise on a non-zero exit")
+    @argument("command", nargs="*", help="the command line")
+    def _run(self, line: str) -> Any:
+        # The command is everything after the options, kept as typed.
+        options, command = _split_options(
+            line, {"-s", "--session", "--ttl", "--timeout"}, {"--check"}
+        )
+        args = parse_argstring(self._run, options)
+        if not command.strip():
+            raise UsageError("%train run needs a command")
+        session = self._session(args.session)
+        return session.run(
+            command,
+            ttl=self.ttl if args.ttl is None else args.ttl,
+            timeout=args.timeout or self.timeout,
+            check=args.check,
+        )
+
+    def _cell(self, line: str, cell: str) -> Any:
+        name = line.strip() or None
+        session = self._session(name)
+        text = self.shell.var_expand(cell) if self.shell is not None else cell
+        commands = [
+            c for c in (x.strip() for x in text.splitlines()) if c and not c.startswith("#")
+        ]
+        if not commands:
+            raise UsageError("%%train: the cell has no commands")
+        batch = session.run_many(commands, timeout=self.timeout, ttl=self.ttl)
+        return batch.frame
+
+    def _use(self, line: str) -> Session:
+        name = line.strip()
+        session = self._session(name)
+        self.current = name
+        return session
+
+    def _sessions(self, line: str) -> Any:
+        return trainlab.sessions()
+
+    def _close(self, line: str) -> None:
+        name = line.strip() or self.current
+        session = self._session(name)
+        session.close()
+        for alias in [a for a, s in self.aliases.items() if s is session]:
+            del self.aliases[alias]
+        if self.current not in self.aliases:
+            self.current = next(iter(self.aliases), None)
+
+    def _metrics(self, line: str) -> Any:
+        return self._session(line.strip() or None).metrics
+
+    @magic_arguments()
+    @argument("--region", action="append", default=[], help="repeatable; 'all' for every region")
+    @argument("--filter", action="append", default=[], help="NAME=VALUE, repeatable")
+    @argument("--profile", default=None)
+    @argument("--endpoint-url", default=None)
+    def _ec2(self, line: str) -> Any:
+        args = parse_argstring(self._ec2, line)
+        filters: dict[str, list[str]] = {}
+        for item in args.filter:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"filter {item!r} is not NAME=VALUE")
+            filters.setdefault(key, []).append(value)
+        regions: Any = args.region or None
+        if regions == ["all"]:
+            regions = "all"
+        return trainlab.aws.ec2_inventory(
+            regions=regions, filters=filters, profile=args.profile, endpoint_url=args.endpoint_url
+        )
+
+    @magic_arguments()
+    @argument("target", help="a session alias or a URI")
+    @argument("commands", nargs="+", help="commands to time (quote each)")
+    @argument("--repeat", type=int, default=30)
+    @argument("--warmup", type=int, default=3)
+    def _bench(self, line: str) -> Any:
+        args = parse_argstring(self._bench, line)
+        target = args.target
+        options: dict[str, Any] = {}
+        if target in self.aliases:
+            session = self.aliases[target]
+            target = str(session.target)
+            options = {
+                k: v for k, v in session.transport.settings.items() if v is not None and k != "mode"
+            }
+        return trainlab.bench.compare(
+            target, args.commands, repeat=args.repeat, warmup=args.warmup, **options
+        )
+
+
+def _split_options(line: str, valued: set[str], flags: set[str]) -> tuple[str, str]:
+    """Leading options (as magic_arguments parses them) and the raw command after them."""
+    rest = line.strip()
+    taken: list[str] = []
+    while rest.startswith("-"):
+        word, _, after = rest.partition(" ")
+        if word in flags:
+            taken.append(word)
+            rest = after.lstrip()
+        elif word in valued:
+            value, _, after = after.lstrip().partition(" ")
+            taken += [word, shlex.quote(value)]
+            rest = after.lstrip()
+        elif word == "--":
+            rest = after.lstrip()
+            break
+        else:
+            break
+    return " ".join(taken), rest
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext trainlab``."""
+    ipython.register_magics(TrainMagics)

@@ -56,16 +56,19 @@ def jump_options(ssh_options: dict[str, object], jump_sshd: SSHServer) -> dict[s
     return ssh_options
 
 
-SUDOERS = Path("/etc/sudoers.d/trainlab-tests")
-TEST_USERS = ("tl-pass", "tl-nopass", "tl-tty")
+# Per-run names, so two test runs on one machine never share (or delete) users.
+_RUN = secrets.token_hex(3)
+SUDOERS = Path(f"/etc/sudoers.d/trainlab-tests-{_RUN}")
+TEST_USERS = {role: f"tl-{role}-{_RUN}" for role in ("pass", "nopass", "tty")}
 
 
 @pytest.fixture(scope="session")
-def test_users() -> Iterator[dict[str, str]]:
+def test_users() -> Iterator[dict[str, tuple[str, str]]]:
     """System users for the password and sudo tests, created for the run and removed after.
 
-    tl-pass needs its password for sudo, tl-nopass does not, tl-tty's sudo requires a
-    tty. Passwords are random per run.
+    Keyed by role: "pass" needs its password for sudo, "nopass" does not, "tty"'s
+    sudo requires a tty. Names and passwords are random per run; each value is
+    (user name, password).
     """
     if os.geteuid() != 0:
         pytest.fail(
@@ -74,8 +77,8 @@ def test_users() -> Iterator[dict[str, str]]:
         )
     if shutil.which("sudo") is None:
         pytest.fail("the sudo tests need sudo, which is not installed: apt-get install -y sudo")
-    passwords = {name: secrets.token_urlsafe(16) for name in TEST_USERS}
-    for name, password in passwords.items():
+    accounts = {role: (name, secrets.token_urlsafe(16)) for role, name in TEST_USERS.items()}
+    for name, password in accounts.values():
         if subprocess.run(["id", name], capture_output=True, check=False).returncode != 0:
             subprocess.run(
                 ["useradd", "--create-home", "--shell", "/bin/bash", name],
@@ -86,23 +89,23 @@ def test_users() -> Iterator[dict[str, str]]:
             ["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True
         )
     SUDOERS.write_text(
-        "tl-pass ALL=(ALL) ALL\n"
-        "tl-nopass ALL=(ALL) NOPASSWD: ALL\n"
-        "Defaults:tl-tty requiretty\n"
-        "tl-tty ALL=(ALL) NOPASSWD: ALL\n"
+        f"{TEST_USERS['pass']} ALL=(ALL) ALL\n"
+        f"{TEST_USERS['nopass']} ALL=(ALL) NOPASSWD: ALL\n"
+        f"Defaults:{TEST_USERS['tty']} requiretty\n"
+        f"{TEST_USERS['tty']} ALL=(ALL) NOPASSWD: ALL\n"
     )
     SUDOERS.chmod(0o440)
     try:
-        yield passwords
+        yield accounts
     finally:
         SUDOERS.unlink(missing_ok=True)
-        for name in TEST_USERS:
+        for name in TEST_USERS.values():
             subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")
 def users_sshd(
-    test_users: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    test_users: dict[str, tuple[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SSHServer]:
     """An OpenSSH server that also takes passwords, for the test users."""
     _need_sshd()

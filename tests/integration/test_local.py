@@ -44,7 +44,7 @@ def gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             state = handle.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except OSError:  # gone before the open, or between the open and the read
         return True
     return state in (b"Z", b"X")
 

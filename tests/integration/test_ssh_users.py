@@ -33,15 +33,18 @@ def uri(server: SSHServer, user: str) -> str:
     return f"ssh://{user}@127.0.0.1:{server.port}"
 
 
-def test_password_login(users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path) -> None:
-    password = test_users["tl-pass"]
+def test_password_login(
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path
+) -> None:
+    password = test_users["pass"][1]
     s = trainlab.connect(
-        uri(users_sshd, "tl-pass"), **options(users_sshd, tmp_path, password=password)
+        uri(users_sshd, test_users["pass"][0]), **options(users_sshd, tmp_path, password=password)
     )
-    assert s.run("id -un").stdout == "tl-pass\n"
+    assert s.run("id -un").stdout == test_users["pass"][0] + "\n"
     with pytest.raises(trainlab.ConnectError, match="tried password") as info:
         trainlab.connect(
-            uri(users_sshd, "tl-pass"), **options(users_sshd, tmp_path, password="not-it-42")
+            uri(users_sshd, test_users["pass"][0]),
+            **options(users_sshd, tmp_path, password="not-it-42"),
         ).open()
     assert "not-it-42" not in str(info.value)
     assert password not in repr(s) + s._repr_html_() + s.metrics.to_csv()
@@ -49,11 +52,11 @@ def test_password_login(users_sshd: SSHServer, test_users: dict[str, str], tmp_p
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sudo_with_a_password(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
-    password = test_users["tl-pass"]
+    password = test_users["pass"][1]
     s = trainlab.connect(
-        uri(users_sshd, "tl-pass"),
+        uri(users_sshd, test_users["pass"][0]),
         mode=mode,
         **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
     )
@@ -66,7 +69,7 @@ def test_sudo_with_a_password(
     exposed = repr(s) + s._repr_html_() + s.metrics.to_csv() + trainlab.sessions().to_csv()
     assert password not in exposed
     nobody = trainlab.connect(
-        uri(users_sshd, "tl-pass"),
+        uri(users_sshd, test_users["pass"][0]),
         mode=mode,
         **options(
             users_sshd,
@@ -82,12 +85,12 @@ def test_sudo_with_a_password(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sudo_without_password_rules(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
     s = trainlab.connect(
-        uri(users_sshd, "tl-nopass"),
+        uri(users_sshd, test_users["nopass"][0]),
         mode=mode,
-        **options(users_sshd, tmp_path, password=test_users["tl-nopass"], sudo=True),
+        **options(users_sshd, tmp_path, password=test_users["nopass"][1], sudo=True),
     )
     assert s.run("id -un").stdout == "root\n"
     assert s.read_text("/etc/shadow").startswith("root:")
@@ -95,11 +98,11 @@ def test_sudo_without_password_rules(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sudo_refusals_are_clear(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
-    login = test_users["tl-pass"]
+    login = test_users["pass"][1]
     base = options(users_sshd, tmp_path, password=login, sudo=True)
-    target = uri(users_sshd, "tl-pass")
+    target = uri(users_sshd, test_users["pass"][0])
     with pytest.raises(trainlab.ConnectError, match=r"sudo on .* refused.*pass sudo_password="):
         trainlab.connect(target, mode=mode, reuse=False, **base).run("id")
     with pytest.raises(trainlab.ConnectError, match="sudo_password is wrong") as info:
@@ -108,11 +111,11 @@ def test_sudo_refusals_are_clear(
 
 
 def test_sudo_password_never_on_a_command_line(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path
 ) -> None:
-    password = test_users["tl-pass"]
+    password = test_users["pass"][1]
     s = trainlab.connect(
-        uri(users_sshd, "tl-pass"),
+        uri(users_sshd, test_users["pass"][0]),
         **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
     )
     seen: list[str] = []
@@ -142,11 +145,11 @@ def test_sudo_password_never_on_a_command_line(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_timeout_under_sudo_kills_the_root_process(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
-    password = test_users["tl-pass"]
+    password = test_users["pass"][1]
     s = trainlab.connect(
-        uri(users_sshd, "tl-pass"),
+        uri(users_sshd, test_users["pass"][0]),
         mode=mode,
         **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
     )
@@ -161,12 +164,12 @@ def test_timeout_under_sudo_kills_the_root_process(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sudo_on_a_requiretty_host(
-    users_sshd: SSHServer, test_users: dict[str, str], tmp_path: Path, mode: str
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
     s = trainlab.connect(
-        uri(users_sshd, "tl-tty"),
+        uri(users_sshd, test_users["tty"][0]),
         mode=mode,
-        **options(users_sshd, tmp_path, password=test_users["tl-tty"], sudo=True),
+        **options(users_sshd, tmp_path, password=test_users["tty"][1], sudo=True),
     )
     r = s.run("id -un; echo to-stderr >&2; printf 'no newline'; exit 4")
     assert (r.stdout, r.stderr, r.exit_status) == ("root\nno newline", "to-stderr\n", 4)

@@ -241,3 +241,11 @@ def test_aws_errors_are_named(
             ec2_inventory(
                 regions=["us-west-2"], endpoint_url="https://ec2.errors.invalid", page_size=5
             )
+
+
+def test_cached_inventory_cells_cannot_be_edited_in_place(moto_server: Any) -> None:
+    first = ec2_inventory(regions=[FLEET_REGIONS[0]], endpoint_url=moto_server.endpoint_url)
+    groups = first["security_groups"].iloc[0]
+    assert isinstance(groups, tuple)
+    with pytest.raises(AttributeError):
+        groups.append("mutated")  # type: ignore[attr-defined]

@@ -165,3 +165,57 @@ def test_run_is_a_request(api: Any) -> None:
     assert "now" in r.json()
     with pytest.raises(trainlab.TargetError, match="METHOD /path"):
         api.run("uptime")
+
+
+# ------------------------------------------------- regressions from a review
+
+
+@pytest.mark.parametrize("path", ["%2e%2e/token", "x/%2e%2e/%2E%2E/token", "http:/api/x", "ftp:/x"])
+def test_encoded_and_scheme_tricks_cannot_leave_the_base(api: Any, path: str) -> None:
+    with pytest.raises(trainlab.TargetError):
+        api.get(path)
+
+
+def test_redirects_are_followed_only_inside_the_base(api: Any) -> None:
+    assert api.get("/redirect-in").json()["now"] > 0
+    out = api.get("/redirect-out")
+    assert out.status == 302  # handed back, not followed to /token
+
+
+def test_token_endpoint_tls_failure_names_the_fix(api_server: APIServer) -> None:
+    s = trainlab.connect(
+        api_server.url,
+        reuse=False,
+        token_url=api_server.token_url,
+        client_id="lab",
+        client_secret=api_server.client_secret,
+    )
+    with pytest.raises(trainlab.ConnectError, match="ca_bundle="):
+        s.get("/time")
+
+
+def test_own_authorization_header_is_not_renewed(api: Any, api_server: APIServer) -> None:
+    api.get("/time")
+    issued = api_server.issued
+    assert api.get("/time", headers={"Authorization": "Bearer bogus"}).status == 401
+    assert api_server.issued == issued
+
+
+def test_reuse_is_reported_truthfully(api: Any, api_server: APIServer) -> None:
+    api.get("/time")
+    before = api_server.connections
+    api.get("/time", retry=False)  # a separate, no-retry connection pool
+    assert api_server.connections == before + 1
+    assert api.metrics["detail"].tolist()[-1] == "200 new connection"
+    assert api.metrics["detail"].tolist()[-2] == "200 reused"
+
+
+def test_cached_answers_are_copies(api: Any) -> None:
+    first = api.get("/time", ttl=60)
+    first.headers["X-Mine"] = "1"
+    assert "X-Mine" not in api.get("/time", ttl=60).headers
+
+
+def test_requests_that_cannot_be_sent(api: Any) -> None:
+    with pytest.raises(trainlab.TargetError, match="cannot be sent"):
+        api.get("/time", headers={"X-Euro": "€"})

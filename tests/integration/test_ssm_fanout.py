@@ -102,3 +102,36 @@ def test_bad_arguments(moto_server: Any) -> None:
         ssm_run(["i-1"], "", region="eu-west-1")
     with pytest.raises(trainlab.TargetError, match="no targets"):
         ssm_run([], "true", region="eu-west-1")
+
+
+def test_tag_targets_matching_nothing_are_a_row(moto_server: Any) -> None:
+    result = ssm_run(
+        {"tag:role": "no-such-role"},
+        "true",
+        region="eu-west-1",
+        timeout=30,
+        endpoint_url=moto_server.endpoint_url,
+        poll_interval=0.05,
+    )
+    assert result["status"].tolist() == ["NoTargets"]
+    assert "matched" in result.loc[0, "error"]
+
+
+def test_stderr_and_duplicates(moto_server: Any, ssm_target: dict[str, Any]) -> None:
+    import pandas as pd
+
+    inv = pd.DataFrame({"instance_id": [ssm_target["instance"]] * 3, "region": ["eu-west-1"] * 3})
+    result = ssm_run(
+        inv,
+        "echo out; echo err >&2; exit 4",
+        endpoint_url=moto_server.endpoint_url,
+        poll_interval=0.05,
+    )
+    assert len(result) == 1
+    assert (result.loc[0, "stdout"], result.loc[0, "stderr"]) == ("out\n", "err\n")
+    assert result.loc[0, "exit_status"] == 4
+
+
+def test_ssm_region_typo(ssm_target: dict[str, Any]) -> None:
+    with pytest.raises(trainlab.TargetError, match="did you mean 'eu-west-1'"):
+        trainlab.connect(f"ssm://{ssm_target['instance']}?region=eu-wset-1")

@@ -143,6 +143,7 @@ _THROTTLE_CODES = {
 def map_aws_errors(what: str) -> Iterator[None]:
     """Translate botocore's exceptions into trainlab errors that name the fix."""
     from botocore import exceptions as bx
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
@@ -182,6 +183,8 @@ def map_aws_errors(what: str) -> Iterator[None]:
         raise AWSError(code, message, what) from exc
     except bx.WaiterError:
         raise  # the caller reads the waiter's last response
+    except ResponseParserError as exc:
+        raise TransportError(f"AWS's answer for {what} could not be parsed: {exc}") from exc
     except bx.BotoCoreError as exc:
         raise TransportError(f"AWS call for {what} failed: {exc}") from exc
 

@@ -98,7 +98,9 @@ def _plan(targets: Any, region: str | None, profile: str | None) -> dict[str, An
             where = row["region"] if "region" in targets.columns else default
             if not where:
                 raise TargetError("no region for some instances: add a region column or region=")
-            plan.setdefault(str(where), []).append(str(row["instance_id"]))
+            ids = plan.setdefault(str(where), [])
+            if str(row["instance_id"]) not in ids:
+                ids.append(str(row["instance_id"]))
         return plan
     if not default:
         raise TargetError("ssm_run needs region= (or AWS_DEFAULT_REGION)")
@@ -201,6 +203,13 @@ def _collect(
             invocations = _invocations(ssm, command_id, region)
             for item in invocations:
                 latest[(command_id, item["InstanceId"])] = item
+            if not invocations and _matched_nothing(ssm, command_id, region):
+                latest[(command_id, "")] = {
+                    "InstanceId": "",
+                    "Status": "NoTargets",
+                    "trainlab_error": "no managed instance matched the targets",
+                }
+                continue
             if not invocations or any(i["Status"] not in _TERMINAL for i in invocations):
                 still.append(command_id)
         pending = still
@@ -217,11 +226,23 @@ def _collect(
             break
         time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
     rows = [_invocation_row(region, command_id, item) for (command_id, _), item in latest.items()]
-    cut = [row for row in rows if row.pop("_cut")]
-    if cut:
-        with ThreadPoolExecutor(max_workers=min(16, len(cut))) as pool:
-            list(pool.map(lambda row: _full_output(ssm, row, region), cut))
+    # ListCommandInvocations' details carry 2,500 characters and no stderr: each
+    # finished instance's whole answer comes from GetCommandInvocation.
+    done = [row for row in rows if row.pop("_done")]
+    if done:
+        with ThreadPoolExecutor(max_workers=min(16, len(done))) as pool:
+            list(pool.map(lambda row: _full_output(ssm, row, region), done))
     return rows
+
+
+def _matched_nothing(ssm: Any, command_id: str, region: str) -> bool:
+    with map_aws_errors(f"list_commands in {region}"):
+        commands = ssm.list_commands(CommandId=command_id).get("Commands", [])
+    return (
+        bool(commands)
+        and commands[0].get("TargetCount") == 0
+        and (commands[0].get("Status") in _TERMINAL | {"Success"})
+    )
 
 
 def _invocations(ssm: Any, command_id: str, region: str) -> list[dict[str, Any]]:
@@ -253,7 +274,7 @@ def _invocation_row(region: str, command_id: str, item: dict[str, Any]) -> dict[
         stdout=output,
         error=item.get("trainlab_error", "") or ("" if status in ("Success", "Failed") else status),
     )
-    row["_cut"] = len(output) >= DETAIL_OUTPUT_LIMIT and status in ("Success", "Failed")
+    row["_done"] = status in ("Success", "Failed")
     return row
 
 

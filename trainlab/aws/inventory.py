@@ -256,9 +256,10 @@ def flatten(instance: Mapping[str, Any], region: str) -> dict[str, Any]:
         "image_id": instance.get("ImageId"),
         "key_name": instance.get("KeyName"),
         "iam_profile": profile.get("Arn"),
-        "security_groups": [
+        # A tuple, not a list: a caller's edit must not reach the cached inventory.
+        "security_groups": tuple(
             g.get("GroupName") or g.get("GroupId") for g in instance.get("SecurityGroups", [])
-        ],
+        ),
     }
     for key, value in tags.items():
         row[f"tag:{key}"] = value

@@ -181,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"{not json")
         elif path == "/api/headers":
             self._send(200, dict(self.headers))
+        elif path == "/api/redirect-in":
+            self._send(302, {}, {"Location": f"{owner.url}/time"})
+        elif path == "/api/redirect-out":
+            self._send(302, {}, {"Location": f"{owner.base}/token"})
         elif path == "/api/time":
             self._send(200, {"now": time.time()})
         else:

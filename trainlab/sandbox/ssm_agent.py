@@ -103,7 +103,7 @@ def _patch() -> None:
         command.instance_ids = chosen
         command.invocations = [i for i in command.invocations if i["InstanceId"] in set(chosen)]
         command.target_count = len(chosen)
-        command.status = "InProgress"
+        command.status = "InProgress" if chosen else "Success"
         command.completed_count = 0
         parameters = kwargs.get("parameters") or {}
         script = "\n".join(parameters.get("commands", []))

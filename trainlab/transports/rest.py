@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from trainlab.errors import (
     ConnectError,
@@ -187,8 +187,8 @@ class RESTSession(Session):
         record.reconnected = False
         self.recorder.end(begun)
         self.commands += 1
-        if key is not None and answer.ok:
-            self.cache.put(key, answer, ttl=lifetime, cost=answer.elapsed)
+        if key is not None and answer.ok:  # a copy: the caller may edit theirs
+            self.cache.put(key, _copy(answer, cached=False), ttl=lifetime, cost=answer.elapsed)
         return answer.check() if check else answer
 
     def get(self, path: str = "", **options: Any) -> APIResponse:
@@ -259,8 +259,16 @@ def json_dumps(value: Any) -> str:
 def _copy(answer: APIResponse, *, cached: bool) -> APIResponse:
     clone = object.__new__(APIResponse)
     clone.__dict__.update(answer.__dict__)
+    clone.headers = dict(answer.headers)
+    clone.links = dict(answer.links)
     clone.cached = cached
     return clone
+
+
+def _connections(adapter: Any) -> int:
+    """TCP connections the adapter's pools have opened so far (to tell reuse)."""
+    pools = adapter.poolmanager.pools
+    return sum(pools[key].num_connections for key in list(pools.keys()) if key in pools)
 
 
 class RESTTransport(Transport):
@@ -324,22 +332,29 @@ class RESTTransport(Transport):
         return True
 
     def url_for(self, path: str) -> str:
-        """``base + path``, refusing anything that would leave the base URL."""
+        """``base + path``, refusing anything that would leave the base URL.
+
+        The check runs on the decoded path (``%2e%2e`` is ``..`` to a server), and
+        any ``scheme:`` prefix must be the base URL itself.
+        """
         if not isinstance(path, str):
             raise TargetError(f"a path is a string, got {type(path).__name__}")
-        if re.match(r"^[a-z][a-z0-9+.-]*://", path, re.I):
+        if "\r" in path or "\n" in path:
+            raise TargetError("a path cannot contain line breaks")
+        if re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I):
             if not path.startswith(self.base) and path.rstrip("/") + "/" != self.base:
                 raise TargetError(f"{path} is outside the session's base URL {self.base}")
             url = path
         else:
             url = urljoin(self.base, path.lstrip("/"))
         parts = urlsplit(url)
-        normal = posixpath.normpath(parts.path) + ("/" if parts.path.endswith("/") else "")
-        base_path = urlsplit(self.base).path
-        if not (normal + "/").startswith(base_path) and normal + "/" != base_path:
+        base = urlsplit(self.base)
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
             raise TargetError(f"{path!r} leaves the base URL {self.base}")
-        if "\r" in url or "\n" in url:
-            raise TargetError("a path cannot contain line breaks")
+        decoded = unquote(parts.path).replace("\\", "/")
+        normal = posixpath.normpath(decoded) + ("/" if decoded.endswith("/") else "")
+        if not (normal + "/").startswith(base.path) and normal + "/" != base.path:
+            raise TargetError(f"{path!r} leaves the base URL {self.base}")
         return url
 
     # ----------------------------------------------------------- lifecycle
@@ -443,9 +458,14 @@ class RESTTransport(Transport):
                 },
                 timeout=(self.settings["timeout"], self.settings["read_timeout"]),
             )
+        except requests.exceptions.SSLError as exc:
+            raise ConnectError(
+                f"TLS verification of the token endpoint {self.settings['token_url']} failed: "
+                "pass ca_bundle= for a private CA"
+            ) from exc
         except requests.RequestException as exc:
             raise ConnectError(
-                f"the token endpoint {self.settings['token_url']} failed: {exc}"
+                f"the token endpoint {self.settings['token_url']} failed: {_short(exc)}"
             ) from exc
         if answer.status_code != 200:
             raise ConnectError(
@@ -470,11 +490,14 @@ class RESTTransport(Transport):
         retry: bool | None,
     ) -> APIResponse:
         renewed = False
+        own_auth = any(k.lower() == "authorization" for k in (headers or {}))
         while True:
+            used = self._token
             answer = self._send_once(method, url, params, json, data, headers, timeout, retry)
-            if answer.status == 401 and self._renewable(answer) and not renewed:
+            if answer.status == 401 and not own_auth and self._renewable(answer) and not renewed:
                 with self._lock:
-                    self._renew_token()
+                    if self._token == used:  # not renewed by another thread meanwhile
+                        self._renew_token()
                 renewed = True
                 continue  # replay once with the new token
             if answer.status == 401 and renewed:
@@ -500,6 +523,7 @@ class RESTTransport(Transport):
         headers: Mapping[str, str] | None,
         timeout: float | None,
         retry: bool | None,
+        redirects: int = 0,
     ) -> APIResponse:
         import requests
 
@@ -508,8 +532,7 @@ class RESTTransport(Transport):
         if self._token:
             merged.setdefault("Authorization", f"Bearer {self._token}")
         read = timeout if timeout is not None else self.settings["read_timeout"]
-        pool = adapter.poolmanager.connection_from_url(url)
-        before = pool.num_connections
+        before = _connections(adapter)
         try:
             with warnings.catch_warnings():
                 if self._verify is False:  # our own warning said it, once
@@ -523,7 +546,12 @@ class RESTTransport(Transport):
                     data=data,
                     headers=merged,
                     timeout=(self.settings["timeout"], read),
+                    allow_redirects=False,  # followed below, only inside the base URL
                 )
+        except (UnicodeError, TypeError, ValueError) as exc:
+            raise TargetError(
+                f"{method} {url}: the request cannot be sent as given: {exc}"
+            ) from exc
         except requests.exceptions.SSLError as exc:
             raise ConnectError(
                 f"TLS verification of {self.base} failed: pass ca_bundle= for a private CA "
@@ -547,7 +575,26 @@ class RESTTransport(Transport):
             raise ConnectError(f"cannot reach {self.base}: {_short(exc)}") from exc
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{method} {url} failed: {_short(exc)}") from exc
-        reused = pool.num_connections == before
+        reused = _connections(adapter) == before
+        location = response.headers.get("Location")
+        if response.is_redirect and location and redirects < 5:
+            target = urljoin(url, location)
+            try:
+                target = self.url_for(target)
+            except TargetError:
+                return APIResponse(response, reused=reused)  # not followed out of the base
+            follow = "GET" if response.status_code in (301, 302, 303) else method
+            return self._send_once(
+                follow,
+                target,
+                None,
+                None if follow == "GET" else json_body,
+                None if follow == "GET" else data,
+                headers,
+                timeout,
+                retry,
+                redirects + 1,
+            )
         return APIResponse(response, reused=reused)
 
     # ------------------------------------------------- the command seam

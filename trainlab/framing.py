@@ -33,8 +33,10 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from trainlab.errors import InvalidCommand, TransportError
+from trainlab.result import CommandResult
 
 __all__ = [
     "HOST_SCRIPT",
@@ -404,6 +406,29 @@ def parse_response(
         if last:
             break
     return results
+
+
+def framed_results(
+    commands: Sequence[str],
+    outputs: Sequence[FramedOutput],
+    target: str,
+    started: datetime | None,
+    wall: float,
+) -> list[CommandResult]:
+    """CommandResults of a batch; a command the host did not time gets an even share."""
+    fallback = wall / max(1, len(outputs))
+    return [
+        CommandResult(
+            command,
+            out.stdout,
+            out.stderr,
+            out.exit_status,
+            duration=out.duration if out.duration is not None else fallback,
+            target=target,
+            started=started,
+        )
+        for command, out in zip(commands, outputs, strict=False)
+    ]
 
 
 def _find_marker(stream: bytes, mark: bytes, start: int) -> int:

@@ -20,11 +20,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from trainlab.errors import TrainlabError
+from trainlab.sandbox._base import Background
 
 __all__ = ["APIServer"]
 
@@ -191,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "no such path"})
 
 
-class APIServer:
+class APIServer(Background):
     """The HTTPS test API, in threads of this process, stopped by ``stop()``."""
 
     def __init__(self, *, token_lifetime: float = 3600.0) -> None:
@@ -256,14 +256,3 @@ class APIServer:
         import shutil
 
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> APIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,17 +13,17 @@ import os
 import random
 import secrets
 from collections.abc import Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 from trainlab.errors import TrainlabError
+from trainlab.sandbox._base import Background
 
 __all__ = ["FLEET_REGIONS", "MotoServer", "fake_credentials", "seed_fleet"]
 
 FLEET_REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 
 
-class MotoServer:
+class MotoServer(Background):
     """moto's ThreadedMotoServer on 127.0.0.1 (a free port), in this process.
 
     Real HTTP, real request signing and real botocore retries; the state lives in
@@ -56,17 +56,6 @@ class MotoServer:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._server.stop()
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @contextlib.contextmanager

@@ -11,12 +11,13 @@ import heapq
 import socket
 import threading
 import time
-from types import TracebackType
+
+from trainlab.sandbox._base import Background
 
 __all__ = ["LatencyProxy"]
 
 
-class LatencyProxy:
+class LatencyProxy(Background):
     """Forward 127.0.0.1:``port`` to ``upstream``, adding ``rtt`` seconds per round trip.
 
     Each direction delays every chunk by ``rtt / 2`` and keeps the order of
@@ -127,14 +128,3 @@ class LatencyProxy:
                 sock.close()
         for thread in list(self._threads):
             thread.join(timeout=2)
-
-    def __enter__(self) -> LatencyProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

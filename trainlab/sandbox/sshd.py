@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from trainlab.errors import TrainlabError
+from trainlab.sandbox._base import Background
 
 __all__ = ["INSTALL_HINT", "SSHServer", "sshd_path"]
 
@@ -42,7 +42,7 @@ def _free_port() -> int:
         return port
 
 
-class SSHServer:
+class SSHServer(Background):
     """OpenSSH's sshd in the foreground on 127.0.0.1, stopped by its pid.
 
     Parameters
@@ -233,14 +233,3 @@ class SSHServer:
             log.close()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> SSHServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

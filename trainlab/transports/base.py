@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import getpass
+import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from trainlab.options import Option
@@ -105,6 +107,29 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release every socket, thread and process. Idempotent."""
+
+    def result(
+        self,
+        command: str,
+        stdout: bytes,
+        stderr: bytes,
+        status: int,
+        *,
+        started: datetime,
+        since: float,
+        truncated: bool = False,
+    ) -> CommandResult:
+        """A CommandResult for this target, timed from ``since`` (a perf_counter value)."""
+        return CommandResult(
+            command,
+            stdout,
+            stderr,
+            status,
+            duration=time.perf_counter() - since,
+            target=self.target.address,
+            started=started,
+            truncated=truncated,
+        )
 
     def forget_secrets(self) -> None:
         """Drop secret option values (called after ``close``)."""

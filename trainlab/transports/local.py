@@ -129,41 +129,16 @@ class LocalTransport(Transport):
     def run(self, command: str, timeout: float | None) -> CommandResult:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        if self.mode == "shell":
-            outputs = self._shell_exchange([command], timeout, stop_on_error=False)
-            out = outputs[0]
-            return CommandResult(
-                command,
-                out.stdout,
-                out.stderr,
-                out.exit_status,
-                duration=time.perf_counter() - t0,
-                target=self.target.address,
-                started=started,
-            )
-        if len(command) > _MAX_ARGUMENT // 4 and len(command.encode()) > _MAX_ARGUMENT:
-            outputs = self._exec_batch([command], timeout, stop_on_error=False)
-            out = outputs[0]
-            return CommandResult(
-                command,
-                out.stdout,
-                out.stderr,
-                out.exit_status,
-                duration=time.perf_counter() - t0,
-                target=self.target.address,
-                started=started,
-            )
-        argv = [self.settings["shell"], "-c", "--", command]
-        stdout, stderr, status = self._exec(argv, None, timeout, command)
-        return CommandResult(
-            command,
-            stdout,
-            stderr,
-            status,
-            duration=time.perf_counter() - t0,
-            target=self.target.address,
-            started=started,
-        )
+        if self.mode == "shell" or (
+            len(command) > _MAX_ARGUMENT // 4 and len(command.encode()) > _MAX_ARGUMENT
+        ):  # the kept shell, or a one-off bash reading a command too long for argv
+            exchange = self._shell_exchange if self.mode == "shell" else self._exec_batch
+            out = exchange([command], timeout, False)[0]
+            stdout, stderr, status = out.stdout, out.stderr, out.exit_status
+        else:
+            argv = [self.settings["shell"], "-c", "--", command]
+            stdout, stderr, status = self._exec(argv, None, timeout, command)
+        return self.result(command, stdout, stderr, status, started=started, since=t0)
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
@@ -175,7 +150,7 @@ class LocalTransport(Transport):
         else:
             outputs = self._exec_batch(commands, timeout, stop_on_error)
         wall = time.perf_counter() - t0
-        return _to_results(commands, outputs, self.target.address, started, wall)
+        return framing.framed_results(commands, outputs, self.target.address, started, wall)
 
     def _shell_exchange(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
@@ -562,28 +537,6 @@ def _read_into(fd: int, sink: list[bytes], open_fds: set[int], poller: select.po
     return True
 
 
-def _to_results(
-    commands: Sequence[str],
-    outputs: Sequence[framing.FramedOutput],
-    target: str,
-    started: datetime | None,
-    wall: float,
-) -> list[CommandResult]:
-    fallback = wall / max(1, len(outputs))
-    return [
-        CommandResult(
-            command,
-            out.stdout,
-            out.stderr,
-            out.exit_status,
-            duration=out.duration if out.duration is not None else fallback,
-            target=target,
-            started=started,
-        )
-        for command, out in zip(commands, outputs, strict=False)
-    ]
-
-
 def _timeout_error(
     request: framing.Request,
     out: list[bytes],
@@ -597,7 +550,7 @@ def _timeout_error(
     current = min(len(outputs), len(request.commands) - 1)
     partial = None
     if len(request.commands) > 1:
-        partial = BatchResult(_to_results(request.commands, outputs, target, None, 0.0))
+        partial = BatchResult(framing.framed_results(request.commands, outputs, target, None, 0.0))
     return CommandTimeout(
         f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
         f"deadline on {target}; the shell and what it started were killed "

@@ -753,15 +753,7 @@ class SSHTransport(Transport):
             stdout, stderr, status = cli.send(command, timeout)
         else:
             stdout, stderr, status = self._exec_mode(command, timeout)
-        return CommandResult(
-            command,
-            stdout,
-            stderr,
-            status,
-            duration=time.perf_counter() - t0,
-            target=self.target.address,
-            started=started,
-        )
+        return self.result(command, stdout, stderr, status, started=started, since=t0)
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
@@ -780,19 +772,7 @@ class SSHTransport(Transport):
             with self._batch_lock:  # one request at a time on the kept channel
                 outputs = self._kept_shell().exchange(request, timeout)
         wall = time.perf_counter() - t0
-        fallback = wall / max(1, len(outputs))
-        return [
-            CommandResult(
-                command,
-                out.stdout,
-                out.stderr,
-                out.exit_status,
-                duration=out.duration if out.duration is not None else fallback,
-                target=self.target.address,
-                started=started,
-            )
-            for command, out in zip(commands, outputs, strict=False)
-        ]
+        return framing.framed_results(commands, outputs, self.target.address, started, wall)
 
     def _exec_mode(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
         if self._sudo is not None and self._sudo.tty:

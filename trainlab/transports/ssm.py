@@ -93,7 +93,7 @@ class SSMTransport(Transport):
 
     @property
     def supports_batch(self) -> bool:
-        return True
+        return not self.windows  # a framed batch needs bash; Windows goes one by one
 
     @property
     def windows(self) -> bool:
@@ -164,22 +164,13 @@ class SSMTransport(Transport):
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         stdout, stderr, status, truncated = self._send([command], timeout, command)
-        return CommandResult(
-            command,
-            stdout,
-            stderr,
-            status,
-            duration=time.perf_counter() - t0,
-            target=self.target.address,
-            started=started,
-            truncated=truncated,
+        return self.result(
+            command, stdout, stderr, status, started=started, since=t0, truncated=truncated
         )
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
-        if self.windows:
-            raise NotImplementedError("batches on Windows instances go one at a time")
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         request = framing.build_request(commands, stop_on_error=stop_on_error)
@@ -195,18 +186,7 @@ class SSMTransport(Transport):
             )
         outputs = framing.parse_response(stdout, stderr, request)
         wall = time.perf_counter() - t0
-        return [
-            CommandResult(
-                command,
-                out.stdout,
-                out.stderr,
-                out.exit_status,
-                duration=out.duration if out.duration is not None else wall / len(outputs),
-                target=self.target.address,
-                started=started,
-            )
-            for command, out in zip(commands, outputs, strict=False)
-        ]
+        return framing.framed_results(commands, outputs, self.target.address, started, wall)
 
     def _send(
         self, lines: list[str], timeout: float | None, label: str

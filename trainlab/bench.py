@@ -65,6 +65,36 @@ class BenchResult:
         lines.extend(f"- {note}" for note in self.notes)
         return "\n".join(lines)
 
+    def plot(self, kind: str = "bar", *, log: bool | None = None) -> Any:
+        """A matplotlib Figure: ``bar`` (median, p5-p95), ``box`` or ``strip``."""
+        from trainlab.plots import bench_figure
+
+        return bench_figure(self.timings, kind=kind, title=self.target, log=log)
+
+    def to_html(self, path: str | None = None) -> str:
+        """A self-contained HTML report (plots embedded); written to ``path`` if given."""
+        from trainlab.report import to_html
+
+        return to_html(self, path)
+
+    def to_json(self) -> str:
+        """Timings, summary and environment as JSON."""
+        from trainlab.report import to_json
+
+        return to_json(self)
+
+    def round_trip_ms(self) -> float | None:
+        """The median of the kept-connection strategy (shell, else reused), in ms."""
+        for name in ("shell", "reused"):
+            chosen = self.timings.loc[self.timings["strategy"] == name, "seconds"]
+            if len(chosen):
+                return float(chosen.median() * 1e3)
+        return None
+
+    def _repr_html_(self) -> str:
+        table = self.summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
+        return f"<div><b>{self.target}</b>{table}</div>"
+
     def __repr__(self) -> str:
         return (
             f"<BenchResult {self.target} {len(self.timings)} timings>\n{self.summary.to_string()}"

@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="benchmark the kit on targets it needs nothing for")
     demo.add_argument("--repeat", type=int, default=50, help="timed calls per strategy")
     demo.add_argument("--markdown", action="store_true", help="print Markdown instead")
+    demo.add_argument("--report", default="report.html", help="HTML report to write ('' for none)")
 
     run = sub.add_parser("run", help="run one command on a target")
     run.add_argument("uri", help="target, e.g. local:// or local://?mode=shell")
@@ -43,11 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="comma-separated: " + ", ".join(trainlab.bench.STRATEGIES),
     )
     bench.add_argument("--markdown", action="store_true", help="print Markdown instead")
+    bench.add_argument("--report", default="", help="also write a self-contained HTML report")
 
     args = parser.parse_args(argv)
     try:
         if args.action == "demo":
-            return _demo(args.repeat, args.markdown)
+            return _demo(args.repeat, args.markdown, args.report)
         if args.action == "run":
             return _run(args.uri, args.command, args.timeout)
         return _bench(args)
@@ -61,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainlab.close_all()
 
 
-def _demo(repeat: int, markdown: bool) -> int:
+def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     session = trainlab.connect("local://?mode=shell")
     platform = session.platform
     print(
@@ -79,22 +81,30 @@ def _demo(repeat: int, markdown: bool) -> int:
         f"{median['batched']:.3f} ms per command; a cached answer "
         f"{median['cached'] * 1000:.1f} us."
     )
-    _demo_ssh(repeat, markdown)
+    results = [result]
+    ssh = _demo_ssh(repeat, markdown)
+    if ssh is not None:
+        results.append(ssh)
+    if report:
+        from trainlab.report import to_html
+
+        to_html(results, report)
+        print(f"\nReport: {report} (self-contained HTML: tables, plots, environment)")
     return 0
 
 
-def _demo_ssh(repeat: int, markdown: bool) -> None:
+def _demo_ssh(repeat: int, markdown: bool) -> trainlab.bench.BenchResult | None:
     from trainlab.sandbox.sshd import INSTALL_HINT, SSHServer, sshd_path
 
     print()
     if sshd_path() is None:
         print(f"SSH: skipped, OpenSSH's server is not installed ({INSTALL_HINT}).")
-        return
+        return None
     try:
         import paramiko  # noqa: F401
     except ImportError:
         print("SSH: skipped, paramiko is not installed (pip install 'trainlab[ssh]').")
-        return
+        return None
     with SSHServer() as server:
         print(f"SSH: a private OpenSSH server on 127.0.0.1:{server.port} (sandbox)\n")
         result = trainlab.bench.compare(
@@ -111,6 +121,7 @@ def _demo_ssh(repeat: int, markdown: bool) -> None:
             f"a kept connection {median['reused']:.2f} ms, a kept shell {median['shell']:.2f} ms "
             f"({median['fresh'] / median['shell']:.0f}x less)."
         )
+    return result
 
 
 def _run(uri: str, command: list[str], timeout: float | None) -> int:
@@ -130,6 +141,9 @@ def _bench(args: argparse.Namespace) -> int:
         args.uri, args.command, strategies=strategies, repeat=args.repeat, warmup=args.warmup
     )
     _print_bench(result, args.markdown)
+    if args.report:
+        result.to_html(args.report)
+        print(f"report: {args.report}")
     return 0
 
 

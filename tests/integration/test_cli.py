@@ -30,12 +30,16 @@ def test_bad_target_is_one_clear_line() -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_demo_prints_the_strategy_table() -> None:
-    out = trainlab("demo", "--repeat", "10")
+def test_demo_prints_the_strategy_table_and_writes_a_report(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    out = trainlab("demo", "--repeat", "10", "--report", str(report))
     assert out.returncode == 0, out.stderr
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):
         assert strategy in out.stdout
     assert "A kept shell answers in" in out.stdout
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 2
+    assert "local://" in page
 
 
 def test_bench_markdown() -> None:

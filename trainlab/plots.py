@@ -1,0 +1,118 @@
+"""Plots as pure functions: a DataFrame in, a matplotlib Figure out.
+
+``bench_figure(timings)`` compares the strategies of a benchmark (fresh and
+reused, shell, batched, cached) per command, in milliseconds, on a log axis when
+the values span more than a factor of 20.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["KINDS", "bench_figure"]
+
+KINDS = ("bar", "box", "strip")
+_COLORS = {
+    "fresh": "#cf222e",
+    "reused": "#bf8700",
+    "shell": "#1a7f37",
+    "batched": "#0969da",
+    "cached": "#8250df",
+}
+
+
+def bench_figure(
+    timings: pd.DataFrame,
+    *,
+    kind: str = "bar",
+    title: str = "",
+    log: bool | None = None,
+    order: Sequence[str] | None = None,
+) -> Figure:
+    """Time per command by strategy.
+
+    Parameters
+    ----------
+    timings
+        One row per timed call with ``strategy`` and ``seconds`` columns
+        (``BenchResult.timings``).
+    kind
+        ``bar`` (median, whiskers to p5 and p95), ``box`` or ``strip`` (every call).
+    log
+        A log axis; ``None`` chooses one when max/min passes 20.
+    """
+    # A bare Figure, not pyplot: no backend is touched, nothing global changes,
+    # and notebooks still display it inline.
+    from matplotlib.figure import Figure as MplFigure
+
+    if kind not in KINDS:
+        from trainlab.errors import TargetError
+
+        raise TargetError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    names = list(order or dict.fromkeys(timings["strategy"]))
+    values = [timings.loc[timings["strategy"] == n, "seconds"].to_numpy() * 1e3 for n in names]
+    figure = MplFigure(figsize=(7, 3.6), layout="constrained")
+    ax = figure.add_subplot()
+    colors = [_COLORS.get(n, "#57606a") for n in names]
+    positions = list(range(len(names)))
+    if kind == "bar":
+        import numpy as np
+
+        medians = [float(np.median(v)) if len(v) else 0.0 for v in values]
+        low = [
+            m - float(np.percentile(v, 5)) if len(v) else 0.0
+            for m, v in zip(medians, values, strict=True)
+        ]
+        high = [
+            float(np.percentile(v, 95)) - m if len(v) else 0.0
+            for m, v in zip(medians, values, strict=True)
+        ]
+        ax.bar(positions, medians, color=colors, yerr=[low, high], capsize=4)
+        for x, m in zip(positions, medians, strict=True):
+            ax.annotate(
+                _label(m),
+                (x, m),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 3),
+                textcoords="offset points",
+            )
+    elif kind == "box":
+        parts = ax.boxplot(values, positions=positions, patch_artist=True, showfliers=False)
+        for patch, color in zip(parts["boxes"], colors, strict=True):
+            patch.set_facecolor(color)
+            patch.set_alpha(0.6)
+    else:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        for x, v, color in zip(positions, values, colors, strict=True):
+            ax.scatter(x + rng.uniform(-0.2, 0.2, len(v)), v, s=8, color=color, alpha=0.6)
+    ax.set_xticks(positions, names)
+    ax.set_ylabel("ms per command")
+    everything = [x for v in values for x in v if x > 0]
+    wide = bool(everything) and max(everything) / min(everything) > 20
+    if log if log is not None else wide:
+        ax.set_yscale("log")
+    ax.set_title(title or "time per command by strategy", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _label(ms: float) -> str:
+    return f"{ms * 1000:.0f} us" if ms < 1 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def figure_png(figure: Any) -> bytes:
+    """The figure as PNG bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()

@@ -108,13 +108,15 @@ def compare(
     strategies: Sequence[str] = STRATEGIES,
     repeat: int = 30,
     warmup: int = 3,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: bool | Callable[[str, int, int], None] = False,
     **options: Any,
 ) -> BenchResult:
     """Time ``commands`` on ``target`` under each strategy, side by side in one run.
 
     Strategies the target cannot do (``shell`` on a transport without a shell
-    mode) are left out with a note. ``options`` go to ``connect``.
+    mode) are left out with a note. ``options`` go to ``connect``. ``progress=True``
+    shows a tqdm bar (in notebooks and terminals); a callable gets
+    ``(strategy, done, total)`` after every call.
 
     >>> res = compare("mock://m", ["true"], repeat=3, warmup=1, responses={"true": 0})
     >>> list(res.summary.index)
@@ -136,6 +138,13 @@ def compare(
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
     started = datetime.now(UTC)
+    bar: Any = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        per_strategy = {"batched": 1}
+        total = sum(per_strategy.get(s, len(commands)) for s in strategies) * (warmup + repeat)
+        bar = tqdm(total=total, desc=f"bench {parsed}", unit="call", leave=False)
 
     def timed(strategy: str, label: str, call: Callable[[], Any], per: int = 1) -> None:
         for index in range(warmup + repeat):
@@ -152,7 +161,9 @@ def compare(
                         "commands_per_call": per,
                     }
                 )
-            if progress is not None:
+            if bar is not None:
+                bar.update(1)
+            elif callable(progress):
                 progress(strategy, index + 1, warmup + repeat)
 
     exec_mode = {"mode": "exec"} if has_shell else {}
@@ -178,6 +189,8 @@ def compare(
                 continue
             for command in commands:
                 timed(strategy, command, lambda s=session, c=command: s.run(c))  # type: ignore[misc]
+    if bar is not None:
+        bar.close()
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -214,11 +227,25 @@ def _kept(target: str, options: dict[str, Any]) -> Iterator[Session]:
 def summarize(
     timings: pd.DataFrame, *, baseline: str = "fresh", seed: int = 0, resamples: int = 2000
 ) -> pd.DataFrame:
-    """Summary statistics per strategy, in milliseconds, with bootstrap speedup intervals."""
+    """Summary statistics per strategy, in milliseconds, with bootstrap speedup intervals.
+
+    ``p_value`` is a Mann-Whitney U test against the baseline; ``significant``
+    needs it under 0.01 and the speedup's 95% interval clear of 1, as asv judges.
+    """
     import numpy as np
     import pandas as pd
 
-    columns = ["n", "median_ms", "p95_ms", "iqr_ms", "speedup", "speedup_low", "speedup_high"]
+    columns = [
+        "n",
+        "median_ms",
+        "p95_ms",
+        "iqr_ms",
+        "speedup",
+        "speedup_low",
+        "speedup_high",
+        "p_value",
+        "significant",
+    ]
     if timings.empty:
         return pd.DataFrame(columns=columns)
     rng = np.random.default_rng(seed)
@@ -239,6 +266,8 @@ def summarize(
             "speedup": float("nan"),
             "speedup_low": float("nan"),
             "speedup_high": float("nan"),
+            "p_value": float("nan"),
+            "significant": 0.0,
         }
         if base is not None and base_boot is not None:
             boot = _bootstrap_medians(values, rng, resamples)
@@ -247,11 +276,56 @@ def summarize(
             row["speedup_low"], row["speedup_high"] = (
                 float(x) for x in np.percentile(ratios, [2.5, 97.5])
             )
+            if name != baseline:
+                # As asv judges a change: a rank test, and an interval clear of 1.
+                row["p_value"] = mann_whitney_p(values, base)
+                clear = row["speedup_low"] > 1 or row["speedup_high"] < 1
+                row["significant"] = float(row["p_value"] < 0.01 and clear)
         out[name] = row
     frame = pd.DataFrame.from_dict(out, orient="index", columns=columns)
     frame["n"] = frame["n"].astype("int64")
+    frame["significant"] = frame["significant"].astype("bool")
     frame.index.name = "strategy"
     return frame
+
+
+def mann_whitney_p(a: Any, b: Any) -> float:
+    """Two-sided Mann-Whitney U test, normal approximation with tie correction.
+
+    >>> round(mann_whitney_p([1, 2, 3, 4, 5] * 4, [6, 7, 8, 9, 10] * 4), 6) < 0.001
+    True
+    """
+    import math
+
+    import numpy as np
+
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        return float("nan")
+    both = np.concatenate([x, y])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_values = both[order]
+    start = 0
+    ties = 0.0
+    while start < len(both):  # average ranks over runs of equal values
+        end = start
+        while end + 1 < len(both) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
+        size = end - start + 1
+        ties += size**3 - size
+        start = end + 1
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    mean = n1 * n2 / 2
+    n = n1 + n2
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = (abs(u - mean) - 0.5) / math.sqrt(variance)
+    return float(math.erfc(max(z, 0.0) / math.sqrt(2)))
 
 
 def _bootstrap_medians(values: Any, rng: Any, resamples: int) -> Any:

@@ -72,3 +72,38 @@ def test_bad_arguments() -> None:
         compare("mock://m", [])
     with pytest.raises(trainlab.TargetError, match="repeat"):
         compare("mock://m", ["a"], repeat=0)
+
+
+def test_significance_as_asv_judges() -> None:
+    from trainlab.bench import mann_whitney_p
+
+    rng = np.random.default_rng(5)
+    same_a, same_b = rng.normal(1.0, 0.1, 60), rng.normal(1.0, 0.1, 60)
+    assert mann_whitney_p(same_a, same_b) > 0.01
+    assert mann_whitney_p(rng.normal(1.0, 0.1, 60), rng.normal(2.0, 0.1, 60)) < 1e-10
+    timings = pd.DataFrame(
+        {
+            "strategy": ["fresh"] * 60 + ["same"] * 60 + ["fast"] * 60,
+            "seconds": np.concatenate([same_a, same_b, rng.normal(0.2, 0.02, 60)]),
+        }
+    )
+    summary = summarize(timings)
+    assert not summary.loc["same", "significant"]
+    assert summary.loc["fast", "significant"]
+    assert np.isnan(summary.loc["fresh", "p_value"])
+
+
+def test_progress_callback_and_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[tuple[str, int, int]] = []
+    compare(
+        "mock://m",
+        ["a"],
+        repeat=2,
+        warmup=1,
+        responses={"a": "1"},
+        progress=lambda s, done, total: seen.append((s, done, total)),
+    )
+    assert ("fresh", 3, 3) in seen
+    assert len(seen) == 4 * 3  # four strategies, three calls each
+    compare("mock://m", ["a"], repeat=2, warmup=1, responses={"a": "1"}, progress=True)
+    assert "bench mock://m" in capsys.readouterr().err

@@ -15,27 +15,15 @@ Run: python benchmarks/bench_aws.py [--instances 2000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 
 import boto3
 import pandas as pd
+from _timing import median_ms
 
 from trainlab.aws import ec2_inventory
 from trainlab.sandbox.aws import MotoServer, fake_credentials, seed_fleet
-
-
-def median_ms(call: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e3
 
 
 def raw_inventory(client: object, region: str) -> pd.DataFrame:

@@ -22,33 +22,13 @@ import argparse
 import json
 import os
 import select
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
+from _timing import blocks_ms
+
 import trainlab
-
-
-def blocks_ms(
-    calls: dict[str, Callable[[], object]], repeat: int, block: int = 200, warmup: int = 50
-) -> dict[str, float]:
-    """Median ms per call. Each pattern runs in tight blocks of ``block`` calls (as a
-    user's loop would), and the blocks alternate so drift hits every pattern alike."""
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    rounds = max(1, repeat // block)
-    for _ in range(rounds):
-        for name, call in calls.items():
-            bucket = samples[name]
-            for _ in range(min(block, repeat)):
-                t0 = time.perf_counter()
-                call()
-                bucket.append(time.perf_counter() - t0)
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
 
 
 def raw_bash() -> tuple[Callable[[], bytes], Callable[[], None]]:

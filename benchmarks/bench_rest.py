@@ -13,31 +13,13 @@ Run: python benchmarks/bench_rest.py [--repeat 300]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import requests
+from _timing import blocks_ms
 
 import trainlab
 from trainlab.sandbox.api import APIServer
-
-
-def blocks_ms(
-    calls: dict[str, Callable[[], object]], repeat: int, block: int = 50
-) -> dict[str, float]:
-    for call in calls.values():
-        for _ in range(10):
-            call()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(max(1, repeat // block)):
-        for name, call in calls.items():
-            for _ in range(block):
-                t0 = time.perf_counter()
-                call()
-                samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
 
 
 def main() -> int:
@@ -65,6 +47,8 @@ def main() -> int:
                 "kit, cached": lambda: kit.get("/time", ttl=60).json(),
             },
             args.repeat,
+            block=50,
+            warmup=10,
         )
         connections = api.connections
     width = max(len(name) for name in figures)

@@ -28,20 +28,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import select
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _timing
 import paramiko
 
 import trainlab
@@ -50,16 +50,7 @@ from trainlab.sandbox.sshd import SSHServer
 
 warnings.simplefilter("ignore")  # host_key_policy=off through the proxy's changing ports
 
-
-def median_ms(call: Callable[[], object], repeat: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e3
+median_ms = functools.partial(_timing.median_ms, warmup=3)
 
 
 def raw_transport(port: int, server: SSHServer, nodelay: bool = True) -> paramiko.Transport:

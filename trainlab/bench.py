@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import TargetError
@@ -173,7 +174,7 @@ def compare(
             continue
         if strategy == "fresh":
             for command in commands:
-                timed("fresh", command, lambda c=command: _fresh(target, c, exec_mode, options))  # type: ignore[misc]
+                timed("fresh", command, partial(_fresh, target, command, exec_mode, options))
             continue
         mode = {"mode": "shell"} if strategy in ("shell", "batched") and has_shell else exec_mode
         ttl = {"ttl": 3600.0} if strategy == "cached" else {}
@@ -183,12 +184,12 @@ def compare(
                 timed(
                     "batched",
                     f"batch of {len(commands)}",
-                    lambda s=session: s.run_many(commands),  # type: ignore[misc]
+                    partial(session.run_many, commands),
                     per=len(commands),
                 )
                 continue
             for command in commands:
-                timed(strategy, command, lambda s=session, c=command: s.run(c))  # type: ignore[misc]
+                timed(strategy, command, partial(session.run, command))
     if bar is not None:
         bar.close()
     import pandas as pd

@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from trainlab.errors import InvalidCommand, TransportError
-from trainlab.result import CommandResult
+from trainlab.errors import CommandTimeout, InvalidCommand, TransportError
+from trainlab.result import BatchResult, CommandResult
 
 __all__ = [
     "HOST_SCRIPT",
@@ -429,6 +429,61 @@ def framed_results(
         )
         for command, out in zip(commands, outputs, strict=False)
     ]
+
+
+# The most of an interrupted command's output a CommandTimeout keeps, per stream.
+PARTIAL_LIMIT = 1024 * 1024
+
+
+def timeout_error(
+    request: Request,
+    stdout: bytes,
+    stderr: bytes,
+    target: str,
+    timeout: float | None,
+    *,
+    aftermath: str,
+) -> CommandTimeout:
+    """The CommandTimeout of a framed request cut off at its deadline.
+
+    It names the command that was running, keeps what that command wrote (after
+    the last marker, at most PARTIAL_LIMIT) and, for a batch, the results of the
+    commands that finished before it as ``partial``.
+    """
+    outputs = parse_response(stdout, stderr, request, complete=False)
+    current = min(len(outputs), len(request.commands) - 1)
+    partial = None
+    if len(request.commands) > 1:
+        partial = BatchResult(framed_results(request.commands, outputs, target, None, 0.0))
+    return CommandTimeout(
+        f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
+        f"deadline on {target}; {aftermath}",
+        command=request.commands[current],
+        timeout=timeout,
+        stdout=_after_last_marker(stdout, request.nonce),
+        stderr=_after_last_marker(stderr, request.nonce),
+        partial=partial,
+    )
+
+
+def _after_last_marker(stream: bytes, nonce: bytes) -> bytes:
+    cut = stream.rfind(nonce)
+    if cut >= 0:
+        line_end = stream.find(b"\n", cut)
+        stream = stream[line_end + 1 :] if line_end >= 0 else b""
+    return stream[-PARTIAL_LIMIT:]
+
+
+def last_bytes(chunks: Sequence[bytes]) -> bytes:
+    """The end of a stream read in chunks, at most PARTIAL_LIMIT, without joining all of it."""
+    kept: list[bytes] = []
+    size = 0
+    for chunk in reversed(chunks):
+        kept.append(chunk)
+        size += len(chunk)
+        if size >= PARTIAL_LIMIT:
+            break
+    return b"".join(reversed(kept))[-PARTIAL_LIMIT:]
 
 
 def _find_marker(stream: bytes, mark: bytes, start: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import stat as stat_module
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -286,6 +287,42 @@ class FileStat:
     def permissions(self) -> str:
         """Octal permission bits, such as ``'0644'``."""
         return f"{self.mode & 0o7777:04o}"
+
+    @classmethod
+    def from_stat_line(cls, path: str, line: str) -> FileStat:
+        """Parse what ``stat -L -c STAT_FORMAT`` printed for ``path``."""
+        raw_mode, size, uid, gid, mtime = line.split()
+        mode = int(raw_mode, 16)
+        return cls(
+            path,
+            file_type(mode),
+            int(size),
+            stat_module.S_IMODE(mode),
+            int(uid),
+            int(gid),
+            float(mtime),
+        )
+
+
+# ``stat -L -c`` format read by FileStat.from_stat_line: raw mode (hex), size, uid,
+# gid, mtime; for targets reached through a shell rather than a file protocol.
+STAT_FORMAT = "%f %s %u %g %Y"
+
+
+def file_type(mode: int) -> str:
+    """The FileStat.type name of an ``st_mode``."""
+    for test, name in (
+        (stat_module.S_ISREG, "file"),
+        (stat_module.S_ISDIR, "directory"),
+        (stat_module.S_ISLNK, "symlink"),
+        (stat_module.S_ISFIFO, "fifo"),
+        (stat_module.S_ISSOCK, "socket"),
+        (stat_module.S_ISCHR, "char"),
+        (stat_module.S_ISBLK, "block"),
+    ):
+        if test(mode):
+            return name
+    return "other"
 
 
 def _clip(text: str, limit: int = 20_000) -> tuple[str, str]:

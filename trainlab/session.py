@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainlab import registry
@@ -337,7 +338,7 @@ class Session:
                 result = self._call(
                     "run",
                     text,
-                    lambda t=text, r=remaining: self.transport.run(t, r),  # type: ignore[misc]
+                    partial(self.transport.run, text, remaining),
                     lambda r: r.nbytes,
                 )
                 results.append(result)

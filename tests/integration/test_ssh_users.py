@@ -33,6 +33,20 @@ def uri(server: SSHServer, user: str) -> str:
     return f"ssh://{user}@127.0.0.1:{server.port}"
 
 
+def sudo_session(
+    server: SSHServer,
+    users: dict[str, tuple[str, str]],
+    tmp_path: Path,
+    kind: str,
+    **extra: Any,
+) -> trainlab.Session:
+    """A sudo session as the fixture's ``kind`` user, logged in with its password."""
+    name, password = users[kind]
+    return trainlab.connect(
+        uri(server, name), **options(server, tmp_path, password=password, sudo=True, **extra)
+    )
+
+
 def test_password_login(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path
 ) -> None:
@@ -55,11 +69,7 @@ def test_sudo_with_a_password(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
     password = test_users["pass"][1]
-    s = trainlab.connect(
-        uri(users_sshd, test_users["pass"][0]),
-        mode=mode,
-        **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
-    )
+    s = sudo_session(users_sshd, test_users, tmp_path, "pass", mode=mode, sudo_password=password)
     r = s.run("id -un; echo err >&2; exit 3")
     assert (r.stdout, r.stderr, r.exit_status) == ("root\n", "err\n", 3)
     batch = s.run_many(["id -un", "printf x >&2"])
@@ -87,11 +97,7 @@ def test_sudo_with_a_password(
 def test_sudo_without_password_rules(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
-    s = trainlab.connect(
-        uri(users_sshd, test_users["nopass"][0]),
-        mode=mode,
-        **options(users_sshd, tmp_path, password=test_users["nopass"][1], sudo=True),
-    )
+    s = sudo_session(users_sshd, test_users, tmp_path, "nopass", mode=mode)
     assert s.run("id -un").stdout == "root\n"
     assert s.read_text("/etc/shadow").startswith("root:")
 
@@ -114,10 +120,7 @@ def test_sudo_password_never_on_a_command_line(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path
 ) -> None:
     password = test_users["pass"][1]
-    s = trainlab.connect(
-        uri(users_sshd, test_users["pass"][0]),
-        **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
-    )
+    s = sudo_session(users_sshd, test_users, tmp_path, "pass", sudo_password=password)
     seen: list[str] = []
     done = threading.Event()
 
@@ -148,11 +151,7 @@ def test_timeout_under_sudo_kills_the_root_process(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
     password = test_users["pass"][1]
-    s = trainlab.connect(
-        uri(users_sshd, test_users["pass"][0]),
-        mode=mode,
-        **options(users_sshd, tmp_path, password=password, sudo=True, sudo_password=password),
-    )
+    s = sudo_session(users_sshd, test_users, tmp_path, "pass", mode=mode, sudo_password=password)
     with pytest.raises(trainlab.CommandTimeout) as info:
         s.run("sleep 300 & echo $!; wait", timeout=1.5)
     child = int(info.value.stdout.decode().split()[0])
@@ -166,11 +165,7 @@ def test_timeout_under_sudo_kills_the_root_process(
 def test_sudo_on_a_requiretty_host(
     users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, mode: str
 ) -> None:
-    s = trainlab.connect(
-        uri(users_sshd, test_users["tty"][0]),
-        mode=mode,
-        **options(users_sshd, tmp_path, password=test_users["tty"][1], sudo=True),
-    )
+    s = sudo_session(users_sshd, test_users, tmp_path, "tty", mode=mode)
     r = s.run("id -un; echo to-stderr >&2; printf 'no newline'; exit 4")
     assert (r.stdout, r.stderr, r.exit_status) == ("root\nno newline", "to-stderr\n", 4)
     batch = s.run_many(["printf 'a\\nb\\n'", "echo e >&2", "head -c 5 /etc/shadow"])

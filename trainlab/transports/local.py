@@ -32,7 +32,7 @@ from trainlab.errors import (
     TransportError,
 )
 from trainlab.options import Option
-from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.result import CommandResult, FileStat, file_type
 from trainlab.transports.base import Transport
 
 __all__ = ["LocalTransport"]
@@ -43,8 +43,10 @@ _READ_SIZE = 256 * 1024
 _MAX_ARGUMENT = 100_000
 # Bytes of a stream kept across reads to find a marker line split between two.
 _KEEP = 256
-# On a timeout, the partial output handed back is at most this much (the end).
-_PARTIAL_LIMIT = 1024 * 1024
+# What a CommandTimeout of the kept-alive shell says happened next.
+_AFTER_SHELL_TIMEOUT = (
+    "the shell and what it started were killed and the next call starts a new shell"
+)
 _IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
@@ -203,8 +205,8 @@ class LocalTransport(Transport):
                 f"{self.target.address}; it and what it started were killed",
                 command=command,
                 timeout=timeout,
-                stdout=_last_bytes(exc.stdout),
-                stderr=_last_bytes(exc.stderr),
+                stdout=framing.last_bytes(exc.stdout),
+                stderr=framing.last_bytes(exc.stderr),
             ) from None
         except BaseException:
             _kill_group(proc.pid)
@@ -232,7 +234,7 @@ class LocalTransport(Transport):
             raise _file_error(exc, path) from exc
         return FileStat(
             path=path,
-            type=_file_type(info.st_mode),
+            type=file_type(info.st_mode),
             size=info.st_size,
             mode=stat_module.S_IMODE(info.st_mode),
             uid=info.st_uid,
@@ -327,7 +329,11 @@ class _BashHost:
         except _Deadline:
             self.broken = True
             self.kill(since)
-            raise _timeout_error(request, out, err, timeout, target) from None
+            stdout, stderr = b"".join(out), b"".join(err)
+            del out[:], err[:]
+            raise framing.timeout_error(
+                request, stdout, stderr, target, timeout, aftermath=_AFTER_SHELL_TIMEOUT
+            ) from None
         except BaseException:
             # Interrupted mid-exchange (KeyboardInterrupt): the stream is out of step.
             self.broken = True
@@ -537,53 +543,6 @@ def _read_into(fd: int, sink: list[bytes], open_fds: set[int], poller: select.po
     return True
 
 
-def _timeout_error(
-    request: framing.Request,
-    out: list[bytes],
-    err: list[bytes],
-    timeout: float | None,
-    target: str,
-) -> CommandTimeout:
-    stdout, stderr = b"".join(out), b"".join(err)
-    del out[:], err[:]
-    outputs = framing.parse_response(stdout, stderr, request, complete=False)
-    current = min(len(outputs), len(request.commands) - 1)
-    partial = None
-    if len(request.commands) > 1:
-        partial = BatchResult(framing.framed_results(request.commands, outputs, target, None, 0.0))
-    return CommandTimeout(
-        f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
-        f"deadline on {target}; the shell and what it started were killed "
-        "and the next call starts a new shell",
-        command=request.commands[current],
-        timeout=timeout,
-        stdout=_tail_after_markers(stdout, request),
-        stderr=_tail_after_markers(stderr, request),
-        partial=partial,
-    )
-
-
-def _tail_after_markers(stream: bytes, request: framing.Request) -> bytes:
-    """What the interrupted command wrote (after the last marker), at most 1 MiB."""
-    cut = stream.rfind(request.nonce)
-    if cut >= 0:
-        line_end = stream.find(b"\n", cut)
-        stream = stream[line_end + 1 :] if line_end >= 0 else b""
-    return stream[-_PARTIAL_LIMIT:]
-
-
-def _last_bytes(chunks: list[bytes]) -> bytes:
-    """The end of a stream, at most 1 MiB, without joining all of it."""
-    kept: list[bytes] = []
-    size = 0
-    for chunk in reversed(chunks):
-        kept.append(chunk)
-        size += len(chunk)
-        if size >= _PARTIAL_LIMIT:
-            break
-    return b"".join(reversed(kept))[-_PARTIAL_LIMIT:]
-
-
 class _Mark:
     """When a command began: the last pid handed out, and the clock tick.
 
@@ -685,21 +644,6 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             stack.append(child)
     return found[::-1]
-
-
-def _file_type(mode: int) -> str:
-    for test, name in (
-        (stat_module.S_ISREG, "file"),
-        (stat_module.S_ISDIR, "directory"),
-        (stat_module.S_ISLNK, "symlink"),
-        (stat_module.S_ISFIFO, "fifo"),
-        (stat_module.S_ISSOCK, "socket"),
-        (stat_module.S_ISCHR, "char"),
-        (stat_module.S_ISBLK, "block"),
-    ):
-        if test(mode):
-            return name
-    return "other"
 
 
 def _file_error(exc: OSError, path: str) -> FileError:

@@ -44,13 +44,12 @@ from trainlab.errors import (
     TransportError,
 )
 from trainlab.options import Option
-from trainlab.result import BatchResult, CommandResult, FileStat
+from trainlab.result import STAT_FORMAT, CommandResult, FileStat, file_type
 from trainlab.transports.base import Transport
 
 __all__ = ["InsecureHostKeyWarning", "SSHTransport"]
 
 _READ = 256 * 1024
-_PARTIAL_LIMIT = 1024 * 1024
 # After a command's exit status arrives, how long to wait for the end of its
 # output before deciding a background process holds the stream open. OpenSSH
 # sends the exit status before the last output when the command exits quickly,
@@ -948,8 +947,8 @@ class SSHTransport(Transport):
             f"{killed}",
             command=command,
             timeout=timeout,
-            stdout=_last(out),
-            stderr=stderr[-_PARTIAL_LIMIT:],
+            stdout=framing.last_bytes(out),
+            stderr=stderr[-framing.PARTIAL_LIMIT :],
         )
 
     def _kill_group(self, pid: int | None) -> None:
@@ -994,26 +993,16 @@ class SSHTransport(Transport):
     def stat(self, path: str) -> FileStat:
         if self._sudo is not None:
             out, err, status = self._exec_mode(
-                f"stat -L -c '%f %s %u %g %Y' -- {shlex.quote(path)}", None
+                f"stat -L -c '{STAT_FORMAT}' -- {shlex.quote(path)}", None
             )
             if status != 0:
                 raise self._command_file_error(err, path)
-            raw_mode, size, uid, gid, mtime = out.split()
-            mode = int(raw_mode, 16)
-            return FileStat(
-                path=path,
-                type=_file_type(mode),
-                size=int(size),
-                mode=stat_module.S_IMODE(mode),
-                uid=int(uid),
-                gid=int(gid),
-                mtime=float(mtime),
-            )
+            return FileStat.from_stat_line(path, out.decode())
         info = self._sftp_call("stat of", path, lambda sftp: sftp.stat(path))
         mode = info.st_mode or 0
         return FileStat(
             path=path,
-            type=_file_type(mode),
+            type=file_type(mode),
             size=info.st_size or 0,
             mode=stat_module.S_IMODE(mode),
             uid=info.st_uid or 0,
@@ -1226,24 +1215,13 @@ class _RemoteShell:
             self.broken = True
             self.kill()
             stdout, stderr = b"".join(out), b"".join(err)
-            outputs = framing.parse_response(stdout, stderr, request, complete=False)
-            current = min(len(outputs), len(request.commands) - 1)
-            partial = None
-            if len(request.commands) > 1:
-                partial = BatchResult(
-                    [
-                        CommandResult(c, o.stdout, o.stderr, o.exit_status, target=self.where)
-                        for c, o in zip(request.commands, outputs, strict=False)
-                    ]
-                )
-            raise CommandTimeout(
-                f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
-                f"deadline on {self.where}; the shell and what it started were killed",
-                command=request.commands[current],
-                timeout=timeout,
-                stdout=_after_marker(stdout, nonce),
-                stderr=_after_marker(stderr, nonce),
-                partial=partial,
+            raise framing.timeout_error(
+                request,
+                stdout,
+                stderr,
+                self.where,
+                timeout,
+                aftermath="the shell and what it started were killed",
             ) from None
         except BaseException:
             self.broken = True
@@ -1482,25 +1460,6 @@ def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
     return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
 
 
-def _last(chunks: list[bytes]) -> bytes:
-    kept: list[bytes] = []
-    size = 0
-    for chunk in reversed(chunks):
-        kept.append(chunk)
-        size += len(chunk)
-        if size >= _PARTIAL_LIMIT:
-            break
-    return b"".join(reversed(kept))[-_PARTIAL_LIMIT:]
-
-
-def _after_marker(stream: bytes, nonce: bytes) -> bytes:
-    cut = stream.rfind(nonce)
-    if cut >= 0:
-        line_end = stream.find(b"\n", cut)
-        stream = stream[line_end + 1 :] if line_end >= 0 else b""
-    return stream[-_PARTIAL_LIMIT:]
-
-
 # A key type in known_hosts -> the host key algorithms that prove it.
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
@@ -1529,18 +1488,3 @@ def _append_known_host(path: Path, host_id: str, key: paramiko.PKey) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
-
-
-def _file_type(mode: int) -> str:
-    for test, name in (
-        (stat_module.S_ISREG, "file"),
-        (stat_module.S_ISDIR, "directory"),
-        (stat_module.S_ISLNK, "symlink"),
-        (stat_module.S_ISFIFO, "fifo"),
-        (stat_module.S_ISSOCK, "socket"),
-        (stat_module.S_ISCHR, "char"),
-        (stat_module.S_ISBLK, "block"),
-    ):
-        if test(mode):
-            return name
-    return "other"

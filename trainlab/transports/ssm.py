@@ -31,7 +31,7 @@ from trainlab.errors import (
     TransportError,
 )
 from trainlab.options import Option
-from trainlab.result import CommandResult, FileStat
+from trainlab.result import STAT_FORMAT, CommandResult, FileStat
 from trainlab.transports.base import Transport
 
 __all__ = ["SSMTransport"]
@@ -292,15 +292,9 @@ class SSMTransport(Transport):
         return base64.b64decode(result.stdout_bytes)
 
     def stat(self, path: str) -> FileStat:
-        from trainlab.transports.ssh import _file_type
-
-        result = self.run(f"stat -L -c '%f %s %u %g %Y' -- {shlex.quote(path)}", None)
+        result = self.run(f"stat -L -c '{STAT_FORMAT}' -- {shlex.quote(path)}", None)
         if result.exit_status != 0:
             if "No such file" in result.stderr:
                 raise FileMissing(2, f"{path}: no such file on {self.instance_id}")
             raise FileError(5, f"{path} on {self.instance_id}: {result.stderr.strip()}")
-        raw_mode, size, uid, gid, mtime = result.stdout.split()
-        mode = int(raw_mode, 16)
-        return FileStat(
-            path, _file_type(mode), int(size), mode & 0o7777, int(uid), int(gid), float(mtime)
-        )
+        return FileStat.from_stat_line(path, result.stdout)

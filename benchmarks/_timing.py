@@ -1,0 +1,39 @@
+"""Timing loops shared by the benchmark scripts (run as ``python benchmarks/bench_*.py``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_ms(call: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    """Median milliseconds of ``repeat`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e3
+
+
+def blocks_ms(
+    calls: dict[str, Callable[[], object]], repeat: int, block: int = 200, warmup: int = 50
+) -> dict[str, float]:
+    """Median ms per call. Each pattern runs in tight blocks of ``block`` calls (as a
+    user's loop would), and the blocks alternate so drift hits every pattern alike."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    rounds = max(1, repeat // block)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            bucket = samples[name]
+            for _ in range(min(block, repeat)):
+                t0 = time.perf_counter()
+                call()
+                bucket.append(time.perf_counter() - t0)
+    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}

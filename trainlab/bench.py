@@ -31,7 +31,7 @@ from trainlab.uri import parse_target
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STRATEGIES", "BenchResult", "compare"]
+__all__ = ["STRATEGIES", "BenchResult", "compare", "overview"]
 
 STRATEGIES = ("fresh", "reused", "shell", "batched", "cached")
 
@@ -48,6 +48,12 @@ class BenchResult:
     warmup: int
     notes: list[str] = field(default_factory=list)
     seed: int = 0
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        """The label given to ``compare``, else the target."""
+        return self.label or self.target
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -57,7 +63,7 @@ class BenchResult:
     def to_markdown(self) -> str:
         """The summary as a Markdown table with a heading line."""
         lines = [
-            f"**{self.target}**: {', '.join(f'`{c}`' for c in self.commands)}, "
+            f"**{self.title}**: {', '.join(f'`{c}`' for c in self.commands)}, "
             f"{self.repeat} repeats after {self.warmup} warm-up, "
             f"{self.started:%Y-%m-%d %H:%M} UTC",
             "",
@@ -70,7 +76,7 @@ class BenchResult:
         """A matplotlib Figure: ``bar`` (median, p5-p95), ``box`` or ``strip``."""
         from trainlab.plots import bench_figure
 
-        return bench_figure(self.timings, kind=kind, title=self.target, log=log)
+        return bench_figure(self.timings, kind=kind, title=self.title, log=log)
 
     def to_html(self, path: str | None = None) -> str:
         """A self-contained HTML report (plots embedded); written to ``path`` if given."""
@@ -93,8 +99,22 @@ class BenchResult:
         return None
 
     def _repr_html_(self) -> str:
+        """The summary table and the bar plot (embedded), as a notebook shows them."""
+        import base64
+        import html
+
+        from trainlab.plots import figure_png
+
         table = self.summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
-        return f"<div><b>{self.target}</b>{table}</div>"
+        image = ""
+        if not self.timings.empty:
+            png = base64.b64encode(figure_png(self.plot())).decode()
+            image = f'<img alt="bar plot" src="data:image/png;base64,{png}">'
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f"<div><b>{html.escape(self.title)}</b>{table}{image}"
+            f"{f'<ul>{notes}</ul>' if notes else ''}</div>"
+        )
 
     def __repr__(self) -> str:
         return (
@@ -110,6 +130,7 @@ def compare(
     repeat: int = 30,
     warmup: int = 3,
     progress: bool | Callable[[str, int, int], None] = False,
+    label: str = "",
     **options: Any,
 ) -> BenchResult:
     """Time ``commands`` on ``target`` under each strategy, side by side in one run.
@@ -117,7 +138,8 @@ def compare(
     Strategies the target cannot do (``shell`` on a transport without a shell
     mode) are left out with a note. ``options`` go to ``connect``. ``progress=True``
     shows a tqdm bar (in notebooks and terminals); a callable gets
-    ``(strategy, done, total)`` after every call.
+    ``(strategy, done, total)`` after every call. ``label`` names the result in
+    tables, plots and reports (default: the target).
 
     >>> res = compare("mock://m", ["true"], repeat=3, warmup=1, responses={"true": 0})
     >>> list(res.summary.index)
@@ -205,7 +227,24 @@ def compare(
         repeat=repeat,
         warmup=warmup,
         notes=notes,
+        label=label,
     )
+
+
+def overview(results: Sequence[BenchResult]) -> pd.DataFrame:
+    """One table for many results: a row per (target, strategy) with the summary columns.
+
+    >>> a = compare("mock://a", ["true"], repeat=3, warmup=0, strategies=["fresh", "cached"],
+    ...             label="a", responses={"true": 0})
+    >>> overview([a]).index.tolist()
+    [('a', 'fresh'), ('a', 'cached')]
+    """
+    import pandas as pd
+
+    if not results:
+        return pd.DataFrame()
+    frames = {result.title: result.summary for result in results}
+    return pd.concat(frames, names=["target", "strategy"])
 
 
 def _fresh(target: str, command: str, mode: dict[str, str], options: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""The ``trainlab`` command: ``demo``, ``run`` and ``bench``.
+"""The ``trainlab`` command: ``demo``, ``run``, ``bench`` and ``inventory``.
 
 ``trainlab demo`` needs no infrastructure: it measures this machine through the
-kit (a process per command, a kept shell, a batch, the cache) and prints the table.
+kit (a process per command, a kept shell, a batch, the cache), then starts the
+sandbox (an SSH server, moto's AWS with SSM, an HTTPS API, on 127.0.0.1) and
+measures each near and 20 ms away, prints the table and writes ``report.html``.
 """
 
 from __future__ import annotations
@@ -46,12 +48,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--markdown", action="store_true", help="print Markdown instead")
     bench.add_argument("--report", default="", help="also write a self-contained HTML report")
 
+    inventory = sub.add_parser("inventory", help="EC2 instances as a table")
+    inventory.add_argument(
+        "--region", action="append", default=[], help="repeatable; 'all' for every region"
+    )
+    inventory.add_argument("--filter", action="append", default=[], help="NAME=VALUE, repeatable")
+    inventory.add_argument("--profile", default=None, help="AWS profile")
+    inventory.add_argument("--endpoint-url", default=None, help="another endpoint (moto)")
+    inventory.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
     args = parser.parse_args(argv)
     try:
         if args.action == "demo":
             return _demo(args.repeat, args.markdown, args.report)
         if args.action == "run":
             return _run(args.uri, args.command, args.timeout)
+        if args.action == "inventory":
+            return _inventory(args)
         return _bench(args)
     except TrainlabError as exc:
         print(f"trainlab: {exc}", file=sys.stderr)
@@ -63,28 +76,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainlab.close_all()
 
 
+DEMO_COMMANDS = {
+    "ssh": ["true", "uname -r"],
+    "aws": ["true", "uname -r"],  # through SSM Run Command on a moto instance
+    "rest": ["GET /devices/", "GET /time"],
+}
+DEMO_RTTS = (0.0, 0.020)
+
+
 def _demo(repeat: int, markdown: bool, report: str = "") -> int:
+    from trainlab.sandbox.lab import Sandbox
+
     session = trainlab.connect("local://?mode=shell")
     platform = session.platform
     print(
         f"trainlab {trainlab.__version__} demo on {platform.pretty_name or platform.name} "
-        f"({platform.arch}), the local machine\n"
+        f"({platform.arch}): the local machine, then a sandbox of SSH, AWS and REST "
+        f"servers on 127.0.0.1, near and {DEMO_RTTS[-1] * 1000:.0f} ms away\n"
     )
-    commands = ["true", "uname -r", "cat /etc/hostname"]
-    result = trainlab.bench.compare("local://", commands, repeat=repeat, warmup=5)
-    _print_bench(result, markdown)
-    median = {str(k): float(v) for k, v in result.summary["median_ms"].items()}
-    shell, reused = median["shell"], median["reused"]
-    print(
-        f"\nA kept shell answers in {shell:.3f} ms, {reused / shell:.1f}x faster than a "
-        f"process per command ({reused:.3f} ms); a batch costs "
-        f"{median['batched']:.3f} ms per command; a cached answer "
-        f"{median['cached'] * 1000:.1f} us."
+    local = trainlab.bench.compare(
+        "local://",
+        ["true", "uname -r", "cat /etc/hostname"],
+        repeat=repeat,
+        warmup=5,
+        label="local",
     )
-    results = [result]
-    ssh = _demo_ssh(repeat, markdown)
-    if ssh is not None:
-        results.append(ssh)
+    _print_bench(local, markdown)
+    results = [local]
+    with Sandbox(instances=20) as lab:
+        for part, reason in lab.missing.items():
+            print(f"\n{part}: left out, {reason}")
+        for rtt in DEMO_RTTS:
+            for part in ("ssh", "aws", "rest"):
+                if part in lab.missing:
+                    continue
+                uri, options = lab.target(part, rtt=rtt)
+                label = f"{part} +{rtt * 1000:.0f} ms"
+                print(f"\n{label}: {uri}")
+                times = max(5, repeat // (10 if part == "aws" else 5 if rtt else 2))
+                result = trainlab.bench.compare(
+                    uri, DEMO_COMMANDS[part], repeat=times, warmup=2, label=label, **options
+                )
+                if part == "aws":
+                    result.notes.append(
+                        "ssm:// keeps no connection: fresh and reused differ only by a session"
+                    )
+                _print_bench(result, markdown)
+                results.append(result)
+    print("\nSummary (median ms per command; speedup over a fresh connection per command)\n")
+    table = trainlab.bench.overview(results)[["median_ms", "p95_ms", "speedup"]]
+    if markdown:
+        print(trainlab.bench._markdown_table(table.reset_index()))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
+            print(table.to_string())
+    print()
+    for line in _headlines(results):
+        print(line)
     if report:
         from trainlab.report import to_html
 
@@ -93,35 +143,23 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     return 0
 
 
-def _demo_ssh(repeat: int, markdown: bool) -> trainlab.bench.BenchResult | None:
-    from trainlab.sandbox.sshd import INSTALL_HINT, SSHServer, sshd_path
-
-    print()
-    if sshd_path() is None:
-        print(f"SSH: skipped, OpenSSH's server is not installed ({INSTALL_HINT}).")
-        return None
-    try:
-        import paramiko  # noqa: F401
-    except ImportError:
-        print("SSH: skipped, paramiko is not installed (pip install 'trainlab[ssh]').")
-        return None
-    with SSHServer() as server:
-        print(f"SSH: a private OpenSSH server on 127.0.0.1:{server.port} (sandbox)\n")
-        result = trainlab.bench.compare(
-            server.uri,
-            ["true", "uname -r"],
-            repeat=max(10, repeat // 2),
-            warmup=3,
-            **server.client_options,
-        )
-        _print_bench(result, markdown)
+def _headlines(results: list[trainlab.bench.BenchResult]) -> list[str]:
+    """One sentence per result: what reuse, a kept shell and the cache saved."""
+    lines = []
+    for result in results:
         median = {str(k): float(v) for k, v in result.summary["median_ms"].items()}
-        print(
-            f"\nOver SSH a fresh connection per command costs {median['fresh']:.1f} ms; "
-            f"a kept connection {median['reused']:.2f} ms, a kept shell {median['shell']:.2f} ms "
-            f"({median['fresh'] / median['shell']:.0f}x less)."
-        )
-    return result
+        kept = median.get("shell", median.get("reused"))
+        if kept is None:
+            continue
+        parts = [f"{result.title}: kept {kept:.2f} ms"]
+        if "fresh" in median:
+            parts.append(f"fresh {median['fresh']:.2f} ms ({median['fresh'] / kept:.1f}x)")
+        if "batched" in median:
+            parts.append(f"batched {median['batched']:.2f} ms/command")
+        if "cached" in median:
+            parts.append(f"cached {median['cached'] * 1000:.0f} us")
+        lines.append(", ".join(parts))
+    return lines
 
 
 def _run(uri: str, command: list[str], timeout: float | None) -> int:
@@ -133,6 +171,32 @@ def _run(uri: str, command: list[str], timeout: float | None) -> int:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.exit_status
+
+
+def _inventory(args: argparse.Namespace) -> int:
+    filters: dict[str, list[str]] = {}
+    for item in args.filter:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"trainlab: filter {item!r} is not NAME=VALUE (tag:role=web)", file=sys.stderr)
+            return 2
+        filters.setdefault(key, []).append(value)
+    regions = args.region or None
+    frame = trainlab.aws.ec2_inventory(
+        regions="all" if regions == ["all"] else regions,
+        filters=filters,
+        profile=args.profile,
+        endpoint_url=args.endpoint_url,
+    )
+    if args.csv:
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_rows", 500):
+            print(frame.to_string(index=False))
+        print(f"{len(frame)} instances")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

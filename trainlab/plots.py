@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["KINDS", "bench_figure"]
+__all__ = ["KINDS", "bench_figure", "overview_figure"]
 
 KINDS = ("bar", "box", "strip")
 _COLORS = {
@@ -101,6 +101,38 @@ def bench_figure(
     if log if log is not None else wide:
         ax.set_yscale("log")
     ax.set_title(title or "time per command by strategy", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def overview_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Median ms per command: a group of bars per target, one bar per strategy, log axis.
+
+    ``table`` is ``trainlab.bench.overview(results)`` (index: target, strategy).
+    """
+    from matplotlib.figure import Figure as MplFigure
+
+    medians = table["median_ms"].unstack("strategy")
+    targets = list(dict.fromkeys(table.index.get_level_values("target")))
+    strategies = list(dict.fromkeys(table.index.get_level_values("strategy")))
+    medians = medians.reindex(index=targets, columns=strategies)
+    figure = MplFigure(figsize=(max(7.0, 1.1 * len(targets) + 2), 4), layout="constrained")
+    ax = figure.add_subplot()
+    width = 0.8 / max(len(strategies), 1)
+    for index, name in enumerate(strategies):
+        xs = [t + (index - (len(strategies) - 1) / 2) * width for t in range(len(targets))]
+        ax.bar(
+            xs,
+            medians[name].fillna(0).to_numpy(),
+            width,
+            label=name,
+            color=_COLORS.get(name, "#57606a"),
+        )
+    ax.set_xticks(range(len(targets)), targets, rotation=20, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("median ms per command (log)")
+    ax.legend(fontsize=8, ncols=min(len(strategies), 5))
+    ax.set_title(title or "every target, every strategy", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return figure
 

@@ -54,17 +54,33 @@ def to_html(results: BenchResult | list[BenchResult], path: str | Path | None = 
     for result in items:
         images = []
         for kind in ("bar", "box"):
-            figure = bench_figure(result.timings, kind=kind, title=f"{result.target} ({kind})")
+            figure = bench_figure(result.timings, kind=kind, title=f"{result.title} ({kind})")
             data = base64.b64encode(figure_png(figure)).decode()
             images.append(f'<img alt="{kind} plot" src="data:image/png;base64,{data}">')
         summary = result.summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
         commands = ", ".join(f"<code>{html.escape(c)}</code>" for c in result.commands)
         sections.append(
-            f"<section><h2>{html.escape(result.target)}</h2>"
-            f"<p>{commands}; {result.repeat} timed calls per command after "
+            f"<section><h2>{html.escape(result.title)}</h2>"
+            f"<p>{html.escape(result.target)}: {commands}; {result.repeat} timed calls per "
+            f"command after "
             f"{result.warmup} warm-up.</p>{summary}{''.join(images)}"
             f"{f'<ul>{notes}</ul>' if notes else ''}</section>"
+        )
+    head = ""
+    if len(items) > 1:
+        from trainlab.bench import overview
+        from trainlab.plots import overview_figure
+
+        table = overview(items)
+        data = base64.b64encode(figure_png(overview_figure(table))).decode()
+        head = (
+            "<section><h2>Overview</h2>"
+            f'<img alt="overview plot" src="data:image/png;base64,{data}">'
+            + table[["n", "median_ms", "p95_ms", "speedup", "significant"]].to_html(
+                float_format=lambda x: f"{x:.4g}", border=0
+            )
+            + "</section>"
         )
     facts = environment(items[0] if items else None)
     env_rows = "".join(
@@ -76,6 +92,7 @@ def to_html(results: BenchResult | list[BenchResult], path: str | Path | None = 
         "table{border-collapse:collapse;margin:1rem 0}td,th{padding:.25rem .6rem;"
         "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}</style></head>"
         "<body><h1>trainlab benchmark</h1>"
+        + head
         + "".join(sections)
         + f"<h2>Environment</h2><table>{env_rows}</table></body></html>"
     )
@@ -89,6 +106,7 @@ def to_json(result: BenchResult) -> str:
     summary = result.summary.reset_index().to_dict(orient="records")
     payload: dict[str, Any] = {
         "target": result.target,
+        "label": result.title,
         "commands": result.commands,
         "repeat": result.repeat,
         "warmup": result.warmup,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,16 +35,59 @@ def test_bad_target_is_one_clear_line() -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_demo_prints_the_strategy_table_and_writes_a_report(tmp_path: Path) -> None:
+@pytest.mark.ssh
+@pytest.mark.aws
+@pytest.mark.rest
+@pytest.mark.slow
+def test_demo_measures_every_sandbox_target_near_and_far(tmp_path: Path, sshd: Any) -> None:
+    # ``sshd`` makes a machine without OpenSSH fail here with the install command.
     report = tmp_path / "report.html"
     out = trainlab("demo", "--repeat", "10", "--report", str(report))
     assert out.returncode == 0, out.stderr
+    assert not re.search(r"^(ssh|aws|rest): left out", out.stdout, re.M), out.stdout
+    summary = out.stdout[out.stdout.index("Summary") :]
+    labels = ["local", *(f"{p} +{ms} ms" for ms in (0, 20) for p in ("ssh", "aws", "rest"))]
+    for label in labels:
+        assert f"\n{label}" in summary
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):
-        assert strategy in out.stdout
-    assert "A kept shell answers in" in out.stdout
+        assert strategy in summary
     page = report.read_text()
-    assert page.count("data:image/png;base64,") >= 2
-    assert "local://" in page
+    assert "<h2>Overview</h2>" in page
+    for label in labels:
+        assert f"<h2>{label}</h2>" in page
+    # An overview plot, then a bar and a box plot per result, all embedded.
+    assert page.count("data:image/png;base64,") == 1 + 2 * len(labels)
+    assert "http://" not in page.replace("http://127.0.0.1", "")
+    # Every sandbox server and proxy is gone afterwards: nothing listens on their ports.
+    for port in re.findall(r"127\.0\.0\.1:(\d+)", out.stdout):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", int(port))) != 0, port
+
+
+@pytest.mark.aws
+def test_inventory_prints_the_fleet(moto_server: Any) -> None:
+    out = trainlab(
+        "inventory",
+        "--region",
+        "eu-west-1",
+        "--filter",
+        "tag:role=web",
+        "--endpoint-url",
+        moto_server.endpoint_url,
+        "--csv",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("region,instance_id,")
+    role = lines[0].split(",").index("tag:role")
+    assert len(lines) > 1
+    assert all(line.split(",")[role] == "web" for line in lines[1:])
+
+
+def test_inventory_rejects_a_bad_filter() -> None:
+    out = trainlab("inventory", "--filter", "role")
+    assert out.returncode == 2
+    assert "is not NAME=VALUE" in out.stderr
 
 
 def test_bench_markdown() -> None:

@@ -6,6 +6,8 @@ with the context manager that started it.
 
 from __future__ import annotations
 
+from trainlab.sandbox.lab import Sandbox
+from trainlab.sandbox.proxy import LatencyProxy
 from trainlab.sandbox.sshd import SSHServer, sshd_path
 
-__all__ = ["SSHServer", "sshd_path"]
+__all__ = ["LatencyProxy", "SSHServer", "Sandbox", "sshd_path"]

@@ -131,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(404, {"error": "no such path"})
 
+    @property
+    def _base(self) -> str:
+        """The address the client used (a proxy's, when it came through one)."""
+        return f"https://{self.headers.get('Host') or f'127.0.0.1:{self.server.owner.port}'}"
+
     def do_GET(self) -> None:
         url = urlparse(self.path)
         query = parse_qs(url.query)
@@ -145,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             rows = [d for d in DEVICES if site is None or d["site"]["slug"] == site]
             page = rows[offset : offset + limit]
             more = offset + limit < len(rows)
-            following = f"{owner.url}/devices/?offset={offset + limit}&limit={limit}"
+            following = f"{self._base}/api/devices/?offset={offset + limit}&limit={limit}"
             if site:
                 following += f"&site={site}"
             self._send(
@@ -156,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             rows = DEVICES[(number - 1) * 20 : number * 20]
             headers = {}
             if number * 20 < len(DEVICES):
-                headers["Link"] = f'<{owner.url}/linked?page={number + 1}>; rel="next"'
+                headers["Link"] = f'<{self._base}/api/linked?page={number + 1}>; rel="next"'
             self._send(200, rows, headers)
         elif path == "/api/cursor":  # a cursor token
             cursor = int(query.get("cursor", ["0"])[0])
@@ -182,9 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/headers":
             self._send(200, dict(self.headers))
         elif path == "/api/redirect-in":
-            self._send(302, {}, {"Location": f"{owner.url}/time"})
+            self._send(302, {}, {"Location": f"{self._base}/api/time"})
         elif path == "/api/redirect-out":
-            self._send(302, {}, {"Location": f"{owner.base}/token"})
+            self._send(302, {}, {"Location": f"{self._base}/token"})
         elif path == "/api/time":
             self._send(200, {"now": time.time()})
         else:

@@ -24,6 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import TargetError
+from trainlab.progress import progress_bar
 from trainlab.registry import transport_class
 from trainlab.session import Session, connect
 from trainlab.uri import parse_target
@@ -161,13 +162,9 @@ def compare(
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
     started = datetime.now(UTC)
-    bar: Any = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        per_strategy = {"batched": 1}
-        total = sum(per_strategy.get(s, len(commands)) for s in strategies) * (warmup + repeat)
-        bar = tqdm(total=total, desc=f"bench {parsed}", unit="call", leave=False)
+    per_strategy = {"batched": 1}
+    total = sum(per_strategy.get(s, len(commands)) for s in strategies) * (warmup + repeat)
+    bar = progress_bar(progress is True, total=total, desc=f"bench {parsed}", unit="call")
 
     def timed(strategy: str, label: str, call: Callable[[], Any], per: int = 1) -> None:
         for index in range(warmup + repeat):
@@ -184,9 +181,8 @@ def compare(
                         "commands_per_call": per,
                     }
                 )
-            if bar is not None:
-                bar.update(1)
-            elif callable(progress):
+            bar.update(1)
+            if callable(progress):
                 progress(strategy, index + 1, warmup + repeat)
 
     exec_mode = {"mode": "exec"} if has_shell else {}
@@ -212,8 +208,7 @@ def compare(
                 continue
             for command in commands:
                 timed(strategy, command, partial(session.run, command))
-    if bar is not None:
-        bar.close()
+    bar.close()
     import pandas as pd
 
     frame = pd.DataFrame(

@@ -9,6 +9,7 @@
     %train ec2 --region eu-west-1 --filter tag:role=web
     %train bench web "uname -a" --repeat 30
     %train sessions
+    %train dashboard                               # live sessions, cache hit rates, operations
     %train close web
 
 Settings through ``%config TrainMagics.ttl = 60`` (``timeout``, ``ttl``). Errors of
@@ -32,7 +33,7 @@ from trainlab.session import Session
 
 __all__ = ["TrainMagics", "load_ipython_extension"]
 
-SUBCOMMANDS = ("connect", "run", "use", "sessions", "close", "ec2", "bench", "metrics")
+SUBCOMMANDS = ("connect", "run", "use", "sessions", "close", "ec2", "bench", "metrics", "dashboard")
 
 
 @magics_class
@@ -149,6 +150,11 @@ class TrainMagics(Magics):
             del self.aliases[alias]
         if self.current not in self.aliases:
             self.current = next(iter(self.aliases), None)
+
+    def _dashboard(self, line: str) -> Any:
+        from trainlab.widgets import Dashboard
+
+        return Dashboard()
 
     def _metrics(self, line: str) -> Any:
         return self._session(line.strip() or None).metrics

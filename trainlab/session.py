@@ -35,6 +35,7 @@ from trainlab.errors import (
 )
 from trainlab.metrics import Metrics, Record
 from trainlab.options import Option, frozen_items, resolve_options
+from trainlab.progress import progress_bar
 from trainlab.result import BatchResult, CommandResult, FileStat
 from trainlab.transports.base import Transport
 from trainlab.uri import Target, parse_target
@@ -251,6 +252,7 @@ class Session:
         ttl: float | None = None,
         refresh: bool = False,
         check: bool = False,
+        progress: bool = False,
     ) -> BatchResult:
         """Run ``commands`` in one round trip; each keeps its own stdout, stderr and exit status.
 
@@ -259,6 +261,8 @@ class Session:
         ``BatchResult.skipped``. Cached answers (``ttl``) are taken from the cache
         and only the rest are sent. A transport that cannot batch runs the
         commands one at a time; ``round_trips`` and the metrics say so.
+        ``progress=True`` shows a bar (tqdm.auto) that moves per command when the
+        commands go one at a time, and per batch otherwise.
         """
         if isinstance(commands, str):
             raise InvalidCommand("run_many takes a list of commands; use run() for one command")
@@ -283,19 +287,25 @@ class Session:
         started = time.perf_counter()
         fresh: list[CommandResult] = []
         round_trips = 0
-        if pending:
-            batch = [texts[i] for i in pending]
-            if self.transport.supports_batch:
-                round_trips = 1
-                fresh = self._call(
-                    "batch",
-                    f"{len(batch)} commands",
-                    lambda: self.transport.run_many(batch, deadline, stop_on_error),
-                    lambda rs: sum(r.nbytes for r in rs),
-                    detail=f"{len(batch)} commands, 1 round trip",
-                )
-            else:
-                fresh, round_trips = self._run_one_by_one(batch, deadline, stop_on_error)
+        bar = progress_bar(progress, total=len(texts), desc=f"run_many {self.uri}", unit="cmd")
+        bar.update(len(texts) - len(pending))
+        try:
+            if pending:
+                batch = [texts[i] for i in pending]
+                if self.transport.supports_batch:
+                    round_trips = 1
+                    fresh = self._call(
+                        "batch",
+                        f"{len(batch)} commands",
+                        lambda: self.transport.run_many(batch, deadline, stop_on_error),
+                        lambda rs: sum(r.nbytes for r in rs),
+                        detail=f"{len(batch)} commands, 1 round trip",
+                    )
+                    bar.update(len(fresh))
+                else:
+                    fresh, round_trips = self._run_one_by_one(batch, deadline, stop_on_error, bar)
+        finally:
+            bar.close()
         self.commands += len(fresh)
         for index, result in zip(pending, fresh, strict=False):
             found[index] = result
@@ -323,7 +333,7 @@ class Session:
         return batch_result.check() if check else batch_result
 
     def _run_one_by_one(
-        self, batch: list[str], deadline: float | None, stop_on_error: bool
+        self, batch: list[str], deadline: float | None, stop_on_error: bool, bar: Any
     ) -> tuple[list[CommandResult], int]:
         results: list[CommandResult] = []
         end = None if deadline is None else time.monotonic() + deadline
@@ -342,6 +352,7 @@ class Session:
                     lambda r: r.nbytes,
                 )
                 results.append(result)
+                bar.update(1)
                 if stop_on_error and not result.ok:
                     break
             record.bytes = sum(r.nbytes for r in results)
@@ -661,25 +672,57 @@ def live_sessions() -> list[Session]:
 def sessions() -> pd.DataFrame:
     """The open sessions as a DataFrame.
 
-    Columns: target, transport, mode, opened, commands, cache_hits, alive.
+    Columns: target, transport, mode, opened, commands, cache_hits, cache_hit_rate,
+    cache_saved_s, alive.
     """
     import pandas as pd
 
-    rows = [
-        {
-            "target": s.uri,
-            "transport": s.transport_name,
-            "mode": s.transport.mode,
-            "opened": s.opened,
-            "commands": s.commands,
-            "cache_hits": s.cache.stats.hits,
-            "alive": s.alive,
-        }
-        for s in live_sessions()
+    rows = []
+    for s in live_sessions():
+        stats = s.cache.stats
+        rows.append(
+            {
+                "target": s.uri,
+                "transport": s.transport_name,
+                "mode": s.transport.mode,
+                "opened": s.opened,
+                "commands": s.commands,
+                "cache_hits": stats.hits,
+                "cache_hit_rate": stats.hit_rate,
+                "cache_saved_s": stats.seconds_saved,
+                "alive": s.alive,
+            }
+        )
+    columns = [
+        "target",
+        "transport",
+        "mode",
+        "opened",
+        "commands",
+        "cache_hits",
+        "cache_hit_rate",
+        "cache_saved_s",
+        "alive",
     ]
-    columns = ["target", "transport", "mode", "opened", "commands", "cache_hits", "alive"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({"commands": "int64", "cache_hits": "int64", "alive": "bool"})
+    return frame.astype(
+        {
+            "commands": "int64",
+            "cache_hits": "int64",
+            "cache_hit_rate": "float64",
+            "cache_saved_s": "float64",
+            "alive": "bool",
+        }
+    )
+
+
+def recent_operations(limit: int = 20) -> pd.DataFrame:
+    """The last ``limit`` operations of every open session, newest first (metrics rows)."""
+    from trainlab.metrics import records_frame
+
+    records = [r for s in live_sessions() for r in s.recorder.records()]
+    records.sort(key=lambda r: r.started, reverse=True)
+    return records_frame(records[: max(0, limit)])
 
 
 def close_all() -> int:

@@ -88,3 +88,14 @@ def test_bench_on_an_alias(ip: InteractiveShell) -> None:
     ip.run_line_magic("train", "connect local:// --as box")
     result = ip.run_line_magic("train", 'bench box "true" --repeat 3 --warmup 1')
     assert set(result.summary.index) == {"fresh", "reused", "shell", "batched", "cached"}
+
+
+def test_dashboard_widget(ip: InteractiveShell) -> None:
+    from trainlab.widgets import Dashboard
+
+    ip.run_line_magic("train", "connect local://?mode=shell --as box")
+    ip.run_line_magic("train", "run echo one")
+    board = cell(ip, "%train dashboard")
+    assert isinstance(board, Dashboard)
+    assert "local://" in board.sessions_view.value
+    assert "echo one" in board.operations_view.value

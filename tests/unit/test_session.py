@@ -299,7 +299,8 @@ def test_closed_or_dead_sessions_are_replaced() -> None:
 
 
 def test_sessions_frame_and_close_all() -> None:
-    a = trainlab.connect("mock://one", responses={"x": "1"})
+    took = trainlab.CommandResult("x", b"1", b"", 0, duration=0.25)
+    a = trainlab.connect("mock://one", responses={"x": took})
     a.run("x")
     a.run("x", ttl=9)
     a.run("x", ttl=9)
@@ -312,9 +313,13 @@ def test_sessions_frame_and_close_all() -> None:
         "opened",
         "commands",
         "cache_hits",
+        "cache_hit_rate",
+        "cache_saved_s",
         "alive",
     ]
     row = frame.set_index("target").loc["mock://one"]
     assert (row["commands"], row["cache_hits"], row["alive"]) == (2, 1, True)
+    assert row["cache_hit_rate"] == 0.5  # one hit in two lookups
+    assert row["cache_saved_s"] == 0.25  # the hit saved the one call's duration
     assert trainlab.close_all() == 2
     assert trainlab.sessions().empty

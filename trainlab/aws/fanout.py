@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.aws.clients import aws_client, map_aws_errors, session
 from trainlab.errors import TargetError, TrainlabError
+from trainlab.progress import progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,6 +52,7 @@ def ssm_run(
     max_errors: str = "100%",
     poll_interval: float = 1.0,
     output_s3_bucket: str | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Run ``command`` on many instances through SSM; one row per instance.
 
@@ -71,19 +73,27 @@ def ssm_run(
     plan = _plan(targets, region, profile)
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
-    for where, wanted in plan.items():
-        rows += _run_region(
-            where,
-            wanted,
-            command,
-            profile=profile,
-            endpoint_url=endpoint_url,
-            deadline=deadline,
-            max_concurrency=max_concurrency,
-            max_errors=max_errors,
-            poll_interval=poll_interval,
-            output_s3_bucket=output_s3_bucket,
-        )
+    counted = [w for wanted in plan.values() for w in wanted if not isinstance(w, Mapping)]
+    bar = progress_bar(
+        progress, total=len(counted) or None, desc=f"ssm_run {command[:30]}", unit="instance"
+    )
+    try:
+        for where, wanted in plan.items():
+            rows += _run_region(
+                where,
+                wanted,
+                command,
+                profile=profile,
+                endpoint_url=endpoint_url,
+                deadline=deadline,
+                max_concurrency=max_concurrency,
+                max_errors=max_errors,
+                poll_interval=poll_interval,
+                output_s3_bucket=output_s3_bucket,
+                bar=bar,
+            )
+    finally:
+        bar.close()
     return _frame(rows)
 
 
@@ -130,6 +140,7 @@ def _run_region(
     max_errors: str,
     poll_interval: float,
     output_s3_bucket: str | None,
+    bar: Any,
 ) -> list[dict[str, Any]]:
     ssm = aws_client("ssm", region=region, profile=profile, endpoint_url=endpoint_url)
     rows: list[dict[str, Any]] = []
@@ -148,6 +159,7 @@ def _run_region(
                         error=("not managed by SSM (stopped, no agent, or no instance profile)"),
                     )
                 )
+                bar.update(1)
         ready = [i for i in wanted if i in managed]
         for start in range(0, len(ready), CHUNK):
             sends.append({"InstanceIds": ready[start : start + CHUNK]})
@@ -174,9 +186,10 @@ def _run_region(
         except TrainlabError as exc:
             for instance in send.get("InstanceIds", []):
                 rows.append(_row(region, instance, status="Undeliverable", error=str(exc)))
+                bar.update(1)
             if "Targets" in send:
                 rows.append(_row(region, "", status="Undeliverable", error=str(exc)))
-    rows += _collect(ssm, commands, region, deadline, poll_interval)
+    rows += _collect(ssm, commands, region, deadline, poll_interval, bar=bar)
     return rows
 
 
@@ -193,10 +206,11 @@ def _managed(ssm: Any, ids: list[str], region: str) -> set[str]:
 
 
 def _collect(
-    ssm: Any, commands: list[str], region: str, deadline: float, poll_interval: float
+    ssm: Any, commands: list[str], region: str, deadline: float, poll_interval: float, *, bar: Any
 ) -> list[dict[str, Any]]:
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     pending = list(commands)
+    shown = 0
     while pending:
         still = []
         for command_id in pending:
@@ -213,6 +227,9 @@ def _collect(
             if not invocations or any(i["Status"] not in _TERMINAL for i in invocations):
                 still.append(command_id)
         pending = still
+        finished = sum(1 for k, i in latest.items() if k[1] and i["Status"] in _TERMINAL)
+        bar.update(finished - shown)
+        shown = finished
         if not pending:
             break
         if time.monotonic() >= deadline:

@@ -2,6 +2,7 @@
 
     %load_ext trainlab
     %train connect ssh://deploy@web1 --as web      # an alias, and the current session
+    %train connect web --as web                    # or alias a Session made in Python
     %train run -s web uname -a                     # a CommandResult (assign it: x = %train run ...)
     %%train web                                    # every line a command, one batch
     hostname
@@ -82,7 +83,9 @@ class TrainMagics(Magics):
 
     # -------------------------------------------------------- subcommands
     @magic_arguments()
-    @argument("uri", help="target URI, e.g. ssh://deploy@web1 or local://?mode=shell")
+    @argument(
+        "uri", help="target URI (ssh://deploy@web1, local://?mode=shell) or a Session variable"
+    )
     @argument("--as", dest="name", help="alias for the session (default: the URI)")
     @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
     def _connect(self, line: str) -> Session:
@@ -93,7 +96,13 @@ class TrainMagics(Magics):
             if not sep:
                 raise UsageError(f"option {item!r} is not KEY=VALUE")
             options[key] = value
-        session = trainlab.connect(args.uri, **options)
+        known = self.shell.user_ns.get(args.uri) if self.shell is not None else None
+        if isinstance(known, Session):  # a session made in Python: give it an alias
+            if options:
+                raise UsageError(f"{args.uri} is an open session already: drop the -o options")
+            session = known
+        else:
+            session = trainlab.connect(args.uri, **options)
         name = args.name or session.uri
         self.aliases[name] = session
         self.current = name

@@ -50,6 +50,7 @@ def bench_figure(
     # and notebooks still display it inline.
     from matplotlib.figure import Figure as MplFigure
 
+    _show_in_notebooks()
     if kind not in KINDS:
         from trainlab.errors import TargetError
 
@@ -112,6 +113,7 @@ def overview_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
     """
     from matplotlib.figure import Figure as MplFigure
 
+    _show_in_notebooks()
     medians = table["median_ms"].unstack("strategy")
     targets = list(dict.fromkeys(table.index.get_level_values("target")))
     strategies = list(dict.fromkeys(table.index.get_level_values("strategy")))
@@ -139,6 +141,29 @@ def overview_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
 
 def _label(ms: float) -> str:
     return f"{ms * 1000:.0f} us" if ms < 1 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def _show_in_notebooks() -> None:
+    """Let IPython display a bare Figure as PNG even when pyplot was never imported.
+
+    IPython's inline backend registers that formatter only once pyplot is loaded;
+    these figures deliberately avoid pyplot, so a notebook would show only
+    ``<Figure size ...>``. Registering is idempotent and does nothing outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from matplotlib.figure import Figure as MplFigure
+
+    formatter = shell.display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(MplFigure)
+    except KeyError:
+        formatter.for_type(MplFigure, figure_png)
 
 
 def figure_png(figure: Any) -> bytes:

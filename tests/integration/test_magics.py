@@ -99,3 +99,13 @@ def test_dashboard_widget(ip: InteractiveShell) -> None:
     assert isinstance(board, Dashboard)
     assert "local://" in board.sessions_view.value
     assert "echo one" in board.operations_view.value
+
+
+def test_connect_aliases_a_session_made_in_python(ip: InteractiveShell) -> None:
+    made = trainlab.connect("local://?mode=shell", reuse=False)
+    ip.user_ns["made"] = made
+    assert cell(ip, "%train connect made --as here") is made
+    assert ip.run_line_magic("train", "run -s here echo ok").stdout == "ok\n"
+    with pytest.raises(UsageError, match="drop the -o options"):
+        ip.run_line_magic("train", "connect made -o ttl=5")
+    made.close()

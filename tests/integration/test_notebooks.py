@@ -1,0 +1,127 @@
+"""Every notebook in notebooks/ runs top to bottom in a real kernel against the sandbox.
+
+The outputs are checked cell by cell (cells carry tags), so a notebook that runs
+but shows the wrong thing fails too.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import _need_sshd
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+pytestmark = [
+    pytest.mark.notebook,
+    pytest.mark.ssh,
+    pytest.mark.aws,
+    pytest.mark.rest,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+]
+
+
+def execute(name: str, cwd: Path) -> dict[str, list[dict[str, Any]]]:
+    """Run the notebook in a fresh python3 kernel; its outputs by cell tag."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    _need_sshd()
+    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
+    client.execute()  # raises CellExecutionError, with the traceback, if any cell fails
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            for tag in cell.metadata.get("tags", []):
+                by_tag[tag] = cell.outputs
+    return by_tag
+
+
+def text(outputs: list[dict[str, Any]]) -> str:
+    """Everything a cell showed as text, HTML or Markdown, and printed."""
+    parts = []
+    for output in outputs:
+        if output["output_type"] == "stream":
+            parts.append(output["text"])
+        data = output.get("data", {})
+        parts += [data.get(k, "") for k in ("text/plain", "text/html", "text/markdown")]
+    return "\n".join(parts)
+
+
+def mimes(outputs: list[dict[str, Any]]) -> set[str]:
+    return {m for output in outputs for m in output.get("data", {})}
+
+
+def test_notebooks_are_committed_without_outputs() -> None:
+    import nbformat
+
+    names = [p.name for p in NOTEBOOKS]
+    for wanted in ("quickstart", "ec2_inventory", "benchmark_report"):
+        assert any(wanted in n for n in names), f"no {wanted} notebook in {names}"
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [], f"{path.name}: a cell was committed with outputs"
+                assert cell.execution_count is None, path.name
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    out = execute("01_quickstart.ipynb", tmp_path)
+    assert "running=['ssh'] missing=[]" in text(out["sandbox"])
+    assert "exited=0 on local://" in text(out["local-run"])
+    assert "Filesystem" in text(out["table"])
+    batch = text(out["batch"])
+    assert "echo after" in batch
+    assert re.search(r"exit 3\s+\S*\s*3", batch)  # its own exit status, the others still ran
+    assert "(False,\n True," in text(out["cache"])
+    assert "exited=0 on ssh://" in text(out["ssh-run"])
+    assert text(out["magic-run"]).strip() == "True"
+    assert "test -d /nonexistent" in text(out["magic-cell"])
+    assert text(out["magic-error"]).startswith("UsageError no session named 'nosuch'")
+    bench = text(out["bench"])
+    assert "data:image/png;base64," in bench  # the table comes with its plot
+    for strategy in ("fresh", "reused", "shell", "batched", "cached"):
+        assert strategy in bench
+    assert WIDGET in mimes(out["dashboard"])
+    assert "ssh://" in text(out["sessions"])
+
+
+def test_ec2_inventory(tmp_path: Path) -> None:
+    out = execute("02_ec2_inventory.ipynb", tmp_path)
+    assert "instance_id" in text(out["inventory"])
+    assert "stopped" in text(out["by-state"])
+    assert "image/png" in mimes(out["plot"])
+    assert re.search(r"cached inventory: [\d.]+ ms for 72 instances", text(out["cached"]))
+    assert "db-eu-west-1-" in text(out["magic-ec2"])
+    assert WIDGET in mimes(out["explorer"])
+    picked = text(out["explorer-filtered"])
+    assert "prod" in picked
+    assert "dev" not in picked
+    answers = text(out["ssm-run"])
+    assert "Success" in answers
+    assert "Undeliverable" in answers  # the stopped web instances are rows too
+    assert "exit 4" in text(out["ssm-session"])
+
+
+def test_benchmark_report(tmp_path: Path) -> None:
+    out = execute("03_benchmark_report.ipynb", tmp_path)
+    assert "median_ms" in text(out["near"])
+    for tag in ("box", "far", "overview-plot"):
+        assert "image/png" in mimes(out[tag]), tag
+    assert "ssh, +20 ms" in text(out["overview"])
+    assert "7 embedded plots" in text(out["report"])
+    page = (tmp_path / "benchmark-report.html").read_text()
+    assert "<h2>Overview</h2>" in page
+    assert "| strategy |" in text(out["markdown"])

@@ -104,6 +104,8 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     _print_bench(local, markdown)
     results = [local]
     with Sandbox(instances=20) as lab:
+        if lab.ssh_kind:
+            print(f"\nsandbox SSH server: {lab.ssh_kind}")
         for part, reason in lab.missing.items():
             print(f"\n{part}: left out, {reason}")
         for rtt in DEMO_RTTS:

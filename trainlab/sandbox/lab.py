@@ -8,10 +8,11 @@
 ...     trainlab.aws.ec2_inventory(regions="all", endpoint_url=lab.endpoint_url)
 
 Every part listens on 127.0.0.1 with keys, credentials and certificates made for
-this run. A part whose software is missing is left out with the reason in
-``lab.missing`` (the SSH server needs ``openssh-server``); asking for it raises a
-``TrainlabError`` that names the fix. ``stop()`` (or leaving the ``with``) stops
-every server and proxy it started and closes the sessions it opened.
+this run. The SSH server is OpenSSH's sshd when installed, else one built on
+asyncssh. A part whose software is missing is left out with the reason in
+``lab.missing``; asking for it raises a ``TrainlabError`` that names the fix.
+``stop()`` (or leaving the ``with``) stops every server and proxy it started and
+closes the sessions it opened.
 """
 
 from __future__ import annotations
@@ -46,14 +47,25 @@ class Sandbox(Background):
         EC2 instances seeded per region (three regions).
     strict
         Raise when a part cannot start instead of listing it in ``missing``.
+    ssh_server
+        ``auto`` (OpenSSH's sshd when installed, else the asyncssh server),
+        ``openssh`` or ``asyncssh``.
     """
 
     def __init__(
-        self, parts: Sequence[str] = PARTS, *, instances: int = 40, strict: bool = False
+        self,
+        parts: Sequence[str] = PARTS,
+        *,
+        instances: int = 40,
+        strict: bool = False,
+        ssh_server: str = "auto",
     ) -> None:
         unknown = [p for p in parts if p not in PARTS]
         if unknown:
             raise TargetError(f"unknown sandbox parts {unknown}; choose from {', '.join(PARTS)}")
+        if ssh_server not in ("auto", "openssh", "asyncssh"):
+            raise TargetError(f"ssh_server is auto, openssh or asyncssh, not {ssh_server!r}")
+        self.ssh_server = ssh_server
         self.parts = tuple(parts)
         self.instances = instances
         self.strict = strict
@@ -83,9 +95,14 @@ class Sandbox(Background):
         return self
 
     def _start_ssh(self) -> None:
-        from trainlab.sandbox.sshd import SSHServer
+        from trainlab.sandbox.asshd import AsyncSSHServer, asyncssh_available
+        from trainlab.sandbox.sshd import SSHServer, sshd_path
 
-        self.ssh = self._stack.enter_context(SSHServer())
+        use_openssh = self.ssh_server == "openssh" or (
+            self.ssh_server == "auto" and (sshd_path() is not None or not asyncssh_available())
+        )
+        server = SSHServer() if use_openssh else AsyncSSHServer()
+        self.ssh = self._stack.enter_context(server)
 
     def _start_aws(self) -> None:
         try:
@@ -205,6 +222,15 @@ class Sandbox(Background):
             self._proxies[(str(port), rtt)] = proxy
         netloc = parts.netloc.rsplit(":", 1)[0] + f":{proxy.port}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def ssh_kind(self) -> str | None:
+        """``OpenSSH`` or ``asyncssh``: which SSH server runs (``None``: none)."""
+        if self.ssh is None:
+            return None
+        from trainlab.sandbox.asshd import AsyncSSHServer
+
+        return "asyncssh" if isinstance(self.ssh, AsyncSSHServer) else "OpenSSH"
 
     def __repr__(self) -> str:
         running = [p for p in self.parts if p not in self.missing]

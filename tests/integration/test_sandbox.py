@@ -1,0 +1,77 @@
+"""The sandbox: every part starts, hands out working targets near and far, and cleans up."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+import trainlab
+from tests.servers import _need_sshd
+from trainlab.errors import TargetError, TrainlabError
+from trainlab.sandbox import Sandbox
+from trainlab.sandbox.api import DEVICES
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.ssh
+@pytest.mark.rest
+def test_ssh_and_rest_near_and_far_then_everything_stops() -> None:
+    _need_sshd()
+    with Sandbox(["ssh", "rest"]) as lab:
+        assert lab.ssh_kind == "OpenSSH"
+        assert lab.missing == {}
+        near = lab.connect("ssh")
+        far = lab.connect("ssh", rtt=0.02)
+        assert near.run("echo near").stdout == "near\n"
+        assert far.run("echo far").stdout == "far\n"
+        assert near.target.port != far.target.port  # the far one goes through a proxy
+        api = lab.connect("rest", rtt=0.02)
+        # Paging links point back at the address used, so they stay behind the proxy.
+        frame = api.get_all("/devices/", params={"limit": 10})
+        assert len(frame) == len(DEVICES)
+        ports = [near.target.port, far.target.port, api.target.port]
+        sessions = [near, far, api]
+    assert all(s.closed for s in sessions)
+    assert not any(listening(p) for p in ports if p)
+
+
+def test_the_asyncssh_server_stands_in_for_openssh() -> None:
+    with Sandbox(["ssh"], ssh_server="asyncssh") as lab:
+        assert lab.ssh_kind == "asyncssh"
+        s = lab.connect("ssh", mode="shell")
+        batch = s.run_many(["echo a", "exit 3", "echo $HOME"])
+        assert [r.exit_status for r in batch] == [0, 3, 0]
+        assert "trainlab-asshd-" in batch[2].stdout  # a private home, no ~/.bashrc
+        with pytest.raises(trainlab.CommandTimeout):
+            s.run("sleep 30", timeout=0.3)
+        assert s.run("echo still").stdout == "still\n"
+        port = lab.ssh.port
+    assert not listening(port)
+
+
+def test_bad_parts_and_missing_parts_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TargetError, match="unknown sandbox parts"):
+        Sandbox(["ftp"])
+    with pytest.raises(TargetError, match="auto, openssh or asyncssh"):
+        Sandbox(["ssh"], ssh_server="dropbear")
+
+    from trainlab.sandbox import aws
+
+    def no_moto(self: Any) -> None:
+        raise TrainlabError("moto's server is not installed: pip install 'trainlab[sandbox]'")
+
+    monkeypatch.setattr(aws.MotoServer, "__init__", no_moto)
+    with Sandbox(["aws"]) as lab:
+        assert "pip install 'trainlab[sandbox]'" in lab.missing["aws"]
+        with pytest.raises(TrainlabError, match=r"no aws server: .*pip install"):
+            lab.target("aws")
+        with pytest.raises(TrainlabError, match=r"not started with 'ssh'"):
+            lab.target("ssh")
+    with pytest.raises(TrainlabError, match="pip install"), Sandbox(["aws"], strict=True):
+        pass

@@ -9,6 +9,7 @@ same answers is checked too.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,17 @@ SCRIPT: dict[str, Any] = {
     DETECT_COMMAND: "Linux 6.1.0 x86_64\nID=debian\nVERSION_ID=12\n",
     **{f"echo t{n}": f"t{n}\n" for n in range(8 * 20)},
 }
+
+
+class ThisMachinesFiles:
+    """``sample_file`` for targets that are this machine (a server run as this user)."""
+
+    @pytest.fixture
+    def sample_file(self, tmp_path: Path) -> tuple[str, bytes]:
+        path = tmp_path / "sample.txt"
+        content = "héllo\nworld\n".encode()
+        path.write_bytes(content)
+        return str(path), content
 
 
 class TransportContract:

@@ -3,8 +3,10 @@
 The servers speak PSRP faithfully (psrpcore's ``ServerRunspacePool`` and
 ``ServerPipeline``) but run no PowerShell. Each statement's script runs with
 ``/bin/sh -c``; its whole stdout comes back as one string object and its stderr as
-one ErrorRecord. The few PowerShell lines the transports wrap around a command
-(``trainlab.transports._powershell``) are recognised and answered as PowerShell
+one ErrorRecord, both decoded as UTF-8 (invalid bytes become U+FFFD, as when
+PowerShell reads a native command's output into strings). The few PowerShell
+lines the transports wrap around a command (``trainlab.transports._powershell``)
+are recognised and answered as PowerShell
 would: the exit-status marker, ``$LASTEXITCODE`` reset, ``ConvertTo-Json``.
 """
 
@@ -141,10 +143,10 @@ class ShellPipeline:
         if self.stopped:
             return proc.returncode
         if stdout:
-            text = stdout.decode("utf-8", "surrogateescape")
+            text = stdout.decode("utf-8", "replace")
             self._emit(lambda: self.pipeline.write_output(text))
         if stderr:
-            message = stderr.decode("utf-8", "surrogateescape")
+            message = stderr.decode("utf-8", "replace")
             self._emit(
                 lambda: self.pipeline.write_error(
                     NETException(Message=message),

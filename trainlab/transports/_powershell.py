@@ -152,8 +152,8 @@ _PREFIX = {"warning": "WARNING: ", "verbose": "VERBOSE: ", "debug": "DEBUG: "}
 
 
 def _encode(text: str) -> bytes:
-    # Test servers carry bytes that are not UTF-8 as lone surrogates (CLIXML escapes them).
-    return text.encode("utf-8", "surrogateescape")
+    # .NET strings may hold lone surrogates, which UTF-8 cannot: those become "?".
+    return text.encode("utf-8", "replace")
 
 
 def outcomes(

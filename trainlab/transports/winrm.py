@@ -244,8 +244,8 @@ class WinRMTransport(Transport):
         timeout: float | None,
     ) -> None:
         """Receive until the pipeline ends, keeping every message's order."""
-        from pypsrp.exceptions import WSManFaultError
         from pypsrp.complex_objects import PSInvocationState
+        from pypsrp.exceptions import WSManFaultError
 
         seen = dict.fromkeys(("error", "debug", "verbose", "warning", "information"), 0)
         while ps.state == PSInvocationState.RUNNING:

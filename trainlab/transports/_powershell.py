@@ -207,7 +207,8 @@ def timeout_error(
     request: Request, events: Events, target: str, timeout: float | None, aftermath: str
 ) -> CommandTimeout:
     """The CommandTimeout of a pipeline stopped at its deadline, with what had finished."""
-    outputs, _ = outcomes(request, events)
+    finished = Events(events.items)  # a stopped pipeline's own error is not a command's result
+    outputs, _ = outcomes(request, finished)
     current = min(len(outputs), len(request.commands) - 1)
     partial = None
     if len(request.commands) > 1:

@@ -200,7 +200,10 @@ class _Host:
             ) from None
         except TransportError as exc:
             self.kill()
-            raise ConnectError(f"{exc}{self._stderr_tail()}") from exc
+            raise ConnectError(
+                f"the PowerShell host {argv[0]!r} did not open a runspace ({exc}); check that "
+                f"{shlex.join(argv)!r} starts PowerShell's server mode (-s)" + self._stderr_tail()
+            ) from exc
 
     # -- process --------------------------------------------------------------
     def alive(self) -> bool:

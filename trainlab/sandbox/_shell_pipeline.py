@@ -84,7 +84,8 @@ class ShellPipeline:
 
     def _run(self, scripts: list[str]) -> None:
         try:
-            self._emit(self.pipeline.start)
+            with self.lock:  # Running travels with the first output, not in a round trip alone
+                self.pipeline.start()
             failure = self._statements(scripts)
             if self.stopped:
                 self._emit(self.pipeline.stop)

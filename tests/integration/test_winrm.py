@@ -80,22 +80,53 @@ def test_timeout_stops_the_pipeline_and_keeps_the_pool(winrm_server: Any) -> Non
         assert winrm_server.creates == creates
 
 
-def test_wrong_password_is_a_connect_error_without_the_password(winrm_server: Any) -> None:
-    wrong = "not-" + winrm_server.password
-    s = trainlab.connect(
-        winrm_server.uri, reuse=False, password=wrong, auth="basic", encryption="never"
-    )
-    with pytest.raises(trainlab.ConnectError, match=r"refused the credentials.*password=") as info:
-        s.run("true")
-    assert wrong not in str(info.value)
-    assert winrm_server.password not in repr(s)
-    s.close()
+# What fails to open, on which endpoint, with which options: the error and the fix it names.
+OPEN_FAILURES: dict[str, tuple[str, dict[str, Any], type[Exception], str]] = {
+    "wrong password, basic": (
+        "winrm_server",
+        {"password": "not-the-password"},
+        trainlab.ConnectError,
+        r"refused the credentials of 'trainlab' \(auth=basic\).*password=",
+    ),
+    "wrong password, ntlm": (
+        "winrm_ntlm_server",
+        {"password": "not-the-password"},
+        trainlab.ConnectError,
+        r"refused the credentials",
+    ),
+    "ntlm without message encryption": (
+        "winrm_ntlm_server",
+        {"encryption": "never"},
+        trainlab.ConnectError,
+        r"WinRM at http",
+    ),
+    "basic on plain http, encrypted": (
+        "winrm_server",
+        {"encryption": "auto"},
+        trainlab.TargetError,
+        r"encryption=never",
+    ),
+    "untrusted certificate": (
+        "winrms_server",
+        {"cert_validation": "true"},
+        trainlab.ConnectError,
+        r"cert_validation=<path",
+    ),
+}
 
 
-def test_wrong_password_over_ntlm(winrm_ntlm_server: Any) -> None:
-    s = trainlab.connect(winrm_ntlm_server.uri, reuse=False, password="wrong", auth="ntlm")
-    with pytest.raises(trainlab.ConnectError, match="refused the credentials"):
+@pytest.mark.parametrize("case", list(OPEN_FAILURES))
+def test_failing_to_open_names_the_fix_and_no_password(
+    case: str, request: pytest.FixtureRequest
+) -> None:
+    fixture, overrides, error, pattern = OPEN_FAILURES[case]
+    server = request.getfixturevalue(fixture)
+    s = connect(server, **overrides)
+    with pytest.raises(error, match=pattern) as info:
         s.run("true")
+    for secret in (server.password, overrides.get("password", server.password)):
+        assert secret not in str(info.value)
+        assert secret not in repr(s)
     s.close()
 
 
@@ -106,20 +137,6 @@ def test_ntlm_messages_are_encrypted(winrm_ntlm_server: Any) -> None:
     assert winrm_ntlm_server.encrypted_requests - before >= 3  # create, command, receive
 
 
-def test_ntlm_without_encryption_is_refused_by_the_endpoint(winrm_ntlm_server: Any) -> None:
-    s = connect(winrm_ntlm_server, encryption="never")
-    with pytest.raises(trainlab.ConnectError, match="WinRM"):
-        s.run("true")
-    s.close()
-
-
-def test_basic_over_plain_http_needs_encryption_never(winrm_server: Any) -> None:
-    s = trainlab.connect(winrm_server.uri, reuse=False, password="x", auth="basic")
-    with pytest.raises(trainlab.TargetError, match="encryption=never"):
-        s.run("true")
-    s.close()
-
-
 def test_unreachable_endpoint_names_the_fix() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -128,15 +145,6 @@ def test_unreachable_endpoint_names_the_fix() -> None:
         f"winrm://u@127.0.0.1:{port}", reuse=False, password="p", connection_timeout=2.0
     )
     with pytest.raises(trainlab.ConnectError, match="Enable-PSRemoting"):
-        s.run("true")
-    s.close()
-
-
-def test_untrusted_certificate_is_refused_by_default(winrms_server: Any) -> None:
-    s = trainlab.connect(
-        winrms_server.uri, reuse=False, password=winrms_server.password, auth="basic"
-    )
-    with pytest.raises(trainlab.ConnectError, match="cert_validation="):
         s.run("true")
     s.close()
 

@@ -14,7 +14,6 @@ it proves protocol and lifecycle handling, not PowerShell semantics.
 
 from __future__ import annotations
 
-import base64
 import sys
 import threading
 import uuid
@@ -25,6 +24,7 @@ import psrpcore
 
 from trainlab.sandbox._base import Background
 from trainlab.sandbox._shell_pipeline import ShellPipeline, handle_pool_events
+from trainlab.transports import _powershell
 from trainlab.transports._powershell import packet
 
 __all__ = ["PSRPStdioHost", "main", "serve"]
@@ -49,16 +49,8 @@ class _Server:
         # Drain under the pool lock and write under the write lock, in that order
         # for every writer, so packets leave in the order psrpcore queued them.
         with self.lock, self.write_lock:
-            while True:
-                payload = self.pool.data_to_send()
-                if payload is None:
-                    return
-                stream = (
-                    "PromptResponse"
-                    if payload.stream_type == psrpcore.StreamType.prompt_response
-                    else "Default"
-                )
-                self.out.write(packet("Data", payload.pipeline_id, payload.data, stream))
+            for data in _powershell.data_packets(self.pool):
+                self.out.write(data)
             self.out.flush()
 
     def handle(self, line: bytes) -> bool:
@@ -68,14 +60,8 @@ class _Server:
         pipeline_id = None if guid == EMPTY else guid
         tag = element.tag
         if tag == "Data":
-            stream = (
-                psrpcore.StreamType.prompt_response
-                if element.attrib.get("Stream") == "PromptResponse"
-                else psrpcore.StreamType.default
-            )
-            data = base64.b64decode(element.text or "")
             with self.lock:
-                self.pool.receive_data(psrpcore.PSRPPayload(data, stream, pipeline_id))
+                self.pool.receive_data(_powershell.packet_payload(element))
                 handle_pool_events(self.pool, self.pipelines)
             self.write(packet("DataAck", pipeline_id))
             self.flush()

@@ -21,15 +21,17 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+from xml.etree import ElementTree
 
 from trainlab import framing
 from trainlab.errors import CommandTimeout, InvalidCommand, OutputError
 from trainlab.result import BatchResult, CommandResult
 from trainlab.session import Session
+from trainlab.transports.base import Transport
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,10 +40,13 @@ __all__ = [
     "RESET",
     "Events",
     "PowerShellSession",
+    "PowerShellTransport",
     "Request",
     "as_json_script",
     "build_request",
+    "data_packets",
     "packet",
+    "packet_payload",
     "parse_mark",
     "unwrap_json_script",
 ]
@@ -68,6 +73,29 @@ def packet(tag: str, guid: uuid.UUID | None, data: bytes | None = None, stream: 
         return f"<{tag} PSGuid='{ps_guid}' />\n".encode()
     encoded = base64.b64encode(data).decode()
     return f"<{tag} Stream='{stream or 'Default'}' PSGuid='{ps_guid}'>{encoded}</{tag}>\n".encode()
+
+
+def data_packets(pool: Any) -> Iterator[bytes]:
+    """``<Data>`` packets of everything a psrpcore runspace pool has queued to send."""
+    import psrpcore
+
+    while (payload := pool.data_to_send()) is not None:
+        prompt = payload.stream_type == psrpcore.StreamType.prompt_response
+        stream = "PromptResponse" if prompt else "Default"
+        yield packet("Data", payload.pipeline_id, payload.data, stream)
+
+
+def packet_payload(element: ElementTree.Element) -> Any:
+    """The psrpcore ``PSRPPayload`` a ``<Data>`` packet carries."""
+    import psrpcore
+
+    guid = uuid.UUID(element.attrib.get("PSGuid", str(uuid.UUID(int=0))))
+    prompt = element.attrib.get("Stream") == "PromptResponse"
+    return psrpcore.PSRPPayload(
+        base64.b64decode(element.text or ""),
+        psrpcore.StreamType.prompt_response if prompt else psrpcore.StreamType.default,
+        None if guid.int == 0 else guid,
+    )
 
 
 @dataclass(frozen=True)
@@ -268,3 +296,19 @@ def _frame(data: Any) -> pd.DataFrame:
     if rows and all(isinstance(row, dict) for row in rows):
         return pd.json_normalize(rows)
     return pd.DataFrame({"value": rows})
+
+
+class PowerShellTransport(Transport):
+    """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API."""
+
+    session_class: ClassVar[type[Session]] = PowerShellSession
+
+    @property
+    def supports_batch(self) -> bool:
+        return True
+
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        return self.run_many([command], timeout, False)[0]
+
+    def read_file(self, path: str) -> bytes:
+        raise NotImplementedError(f"{self.scheme}:// reads files with run_ps('Get-Content ...')")

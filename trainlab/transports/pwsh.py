@@ -11,7 +11,6 @@ executable, arguments and options, so one process serves every notebook cell.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
 import os
@@ -34,11 +33,9 @@ from psrpcore.types import PSInvocationState, RunspacePoolState
 from trainlab.errors import ConnectError, TargetError, TransportError
 from trainlab.options import Option
 from trainlab.result import CommandResult
-from trainlab.session import Session
 from trainlab.transports import _powershell
-from trainlab.transports._powershell import Events, PowerShellSession
+from trainlab.transports._powershell import Events, PowerShellTransport
 from trainlab.transports._powershell import packet as _packet
-from trainlab.transports.base import Transport
 
 __all__ = ["PwshTransport"]
 
@@ -49,7 +46,7 @@ _STOP_GRACE = 5.0
 _FINAL = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
 
 
-class PwshTransport(Transport):
+class PwshTransport(PowerShellTransport):
     """PowerShell on this machine, in one kept host process.
 
     Options: ``executable`` (default: ``pwsh`` on PATH, else ``powershell``),
@@ -57,7 +54,6 @@ class PwshTransport(Transport):
     """
 
     scheme: ClassVar[str] = "pwsh"
-    session_class: ClassVar[type[Session]] = PowerShellSession
     options: ClassVar[Mapping[str, Option]] = {
         "executable": Option(
             str, None, "the PowerShell executable (default: pwsh on PATH)", affects_result=True
@@ -83,10 +79,6 @@ class PwshTransport(Transport):
             )
         self._host: _Host | None = None
         self._lock = threading.Lock()
-
-    @property
-    def supports_batch(self) -> bool:
-        return True
 
     @property
     def mode(self) -> str:
@@ -130,10 +122,24 @@ class PwshTransport(Transport):
                 self._host.close()
                 self._host = None
 
-    # -- commands -------------------------------------------------------------
-    def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_many([command], timeout, False)[0]
+    def platform_facts(self) -> dict[str, str] | None:
+        """This machine's platform, where the host runs: no command needed."""
+        import platform
 
+        facts = {
+            "kernel": platform.system(),
+            "kernel_release": platform.release(),
+            "arch": platform.machine(),
+        }
+        with contextlib.suppress(OSError, AttributeError):
+            release = platform.freedesktop_os_release()
+            facts["id"] = release.get("ID", "")
+            facts["id_like"] = release.get("ID_LIKE", "")
+            facts["release"] = release.get("VERSION_ID", "")
+            facts["pretty_name"] = release.get("PRETTY_NAME", "")
+        return facts
+
+    # -- commands -------------------------------------------------------------
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
@@ -146,9 +152,6 @@ class PwshTransport(Transport):
         events = host.invoke(request, timeout, self.target.address)
         wall = time.perf_counter() - t0
         return _powershell.results(request, events, self.target.address, started, wall)
-
-    def read_file(self, path: str) -> bytes:
-        raise NotImplementedError("pwsh:// reads files with run_ps('Get-Content ...')")
 
 
 class _Deadline(Exception):
@@ -264,16 +267,8 @@ class _Host:
             ) from exc
 
     def _send_data(self) -> None:
-        while True:
-            payload = self.pool.data_to_send()
-            if payload is None:
-                return
-            stream = (
-                "PromptResponse"
-                if payload.stream_type == psrpcore.StreamType.prompt_response
-                else "Default"
-            )
-            self._write(_packet("Data", payload.pipeline_id, payload.data, stream))
+        for data in _powershell.data_packets(self.pool):
+            self._write(data)
 
     def _packet(self, deadline: float | None) -> ElementTree.Element:
         """The next packet from the host; ``_Deadline`` past ``deadline``."""
@@ -316,14 +311,7 @@ class _Host:
         """Feed one packet to the pool; PSRP events go to ``events``."""
         if element.tag != "Data":
             return
-        guid = uuid.UUID(element.attrib.get("PSGuid", str(_EMPTY)))
-        stream = (
-            psrpcore.StreamType.prompt_response
-            if element.attrib.get("Stream") == "PromptResponse"
-            else psrpcore.StreamType.default
-        )
-        data = base64.b64decode(element.text or "")
-        self.pool.receive_data(psrpcore.PSRPPayload(data, stream, None if guid == _EMPTY else guid))
+        self.pool.receive_data(_powershell.packet_payload(element))
         while True:
             event = self.pool.next_event()
             if event is None:

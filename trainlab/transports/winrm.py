@@ -26,10 +26,8 @@ from trainlab.errors import (
 )
 from trainlab.options import _FALSE, _TRUE, Option
 from trainlab.result import CommandResult
-from trainlab.session import Session
 from trainlab.transports import _powershell
-from trainlab.transports._powershell import Events, PowerShellSession
-from trainlab.transports.base import Transport
+from trainlab.transports._powershell import Events, PowerShellTransport
 
 __all__ = ["WinRMSTransport", "WinRMTransport"]
 
@@ -45,7 +43,7 @@ _STREAMS = {
 }
 
 
-class WinRMTransport(Transport):
+class WinRMTransport(PowerShellTransport):
     """PowerShell on a Windows host over WinRM (HTTP, port 5985 by default).
 
     >>> import trainlab
@@ -55,7 +53,6 @@ class WinRMTransport(Transport):
 
     scheme: ClassVar[str] = "winrm"
     ssl: ClassVar[bool] = False
-    session_class: ClassVar[type[Session]] = PowerShellSession
     options: ClassVar[Mapping[str, Option]] = {
         "password": Option(str, None, "the user's password", secret=True),
         "auth": Option(
@@ -111,10 +108,6 @@ class WinRMTransport(Transport):
         self._broken = False
         self._last_used = 0.0
         self._lock = threading.Lock()
-
-    @property
-    def supports_batch(self) -> bool:
-        return True
 
     @property
     def mode(self) -> str:
@@ -203,10 +196,11 @@ class WinRMTransport(Transport):
         if wsman is not None:
             wsman.close()
 
-    # -- commands -------------------------------------------------------------
-    def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_many([command], timeout, False)[0]
+    def platform_facts(self) -> dict[str, str] | None:
+        """WinRM serves Windows: no command needed (``uname`` would not run there)."""
+        return {"kernel": "Windows", "id": "windows", "pretty_name": "Windows (WinRM)"}
 
+    # -- commands -------------------------------------------------------------
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
@@ -338,9 +332,6 @@ class WinRMTransport(Transport):
             self._broken = True
             kind = ConnectError if opening else TransportError
             raise kind(f"WinRM at {where} failed: {exc}") from None
-
-    def read_file(self, path: str) -> bytes:
-        raise NotImplementedError(f"{self.scheme}:// reads files with run_ps('Get-Content ...')")
 
 
 class WinRMSTransport(WinRMTransport):

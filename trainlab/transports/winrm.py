@@ -108,6 +108,7 @@ class WinRMTransport(PowerShellTransport):
         self._broken = False
         self._last_used = 0.0
         self._lock = threading.Lock()
+        self._busy = threading.Lock()  # held while a pipeline talks to the pool
 
     @property
     def mode(self) -> str:
@@ -173,10 +174,14 @@ class WinRMTransport(PowerShellTransport):
             return False
         if time.monotonic() - self._last_used < self.settings["health_check_idle"]:
             return True
+        if not self._busy.acquire(blocking=False):
+            return True  # a command is using the pool right now: a probe would only race it
         try:
             ok = bool(pool.is_alive(timeout=5))
         except Exception:  # any failure of the probe means: reopen
             ok = False
+        finally:
+            self._busy.release()
         if ok:
             self._last_used = time.monotonic()
         else:
@@ -218,7 +223,7 @@ class WinRMTransport(PowerShellTransport):
             ps.add_script(script)
             ps.add_statement()
         events = Events()
-        with self._map_errors():
+        with self._busy, self._map_errors():
             try:
                 ps.begin_invoke()
                 self._collect(ps, request, events, deadline, timeout)

@@ -88,9 +88,15 @@ OPEN_FAILURES: dict[str, tuple[str, dict[str, Any], type[Exception], str]] = {
         trainlab.ConnectError,
         r"refused the credentials of 'trainlab' \(auth=basic\).*password=",
     ),
-    "wrong password, ntlm": (
+    "wrong password, negotiate": (
         "winrm_ntlm_server",
         {"password": "not-the-password"},
+        trainlab.ConnectError,
+        r"refused the credentials",
+    ),
+    "wrong password, ntlm": (
+        "winrm_ntlm_server",
+        {"password": "not-the-password", "auth": "ntlm"},
         trainlab.ConnectError,
         r"refused the credentials",
     ),
@@ -130,9 +136,10 @@ def test_failing_to_open_names_the_fix_and_no_password(
     s.close()
 
 
-def test_ntlm_messages_are_encrypted(winrm_ntlm_server: Any) -> None:
+@pytest.mark.parametrize("auth", ["negotiate", "ntlm"])
+def test_ntlm_messages_are_encrypted(winrm_ntlm_server: Any, auth: str) -> None:
     before = winrm_ntlm_server.encrypted_requests
-    with connect(winrm_ntlm_server) as s:
+    with connect(winrm_ntlm_server, auth=auth) as s:
         assert s.run("echo sealed").stdout == "sealed\n"
     assert winrm_ntlm_server.encrypted_requests - before >= 3  # create, command, receive
 
@@ -188,6 +195,13 @@ def test_connect_reuses_the_live_session(winrm_server: Any) -> None:
     b = trainlab.connect(winrm_server.uri, **winrm_server.client_options)
     assert a is b
     a.close()
+
+
+def test_auth_that_needs_a_missing_package_names_it(winrm_ntlm_server: Any) -> None:
+    s = connect(winrm_ntlm_server, auth="credssp")
+    with pytest.raises(trainlab.TargetError, match=r"pip install 'pypsrp\[credssp\]'"):
+        s.run("true")
+    s.close()
 
 
 def test_a_server_of_its_own_stops_cleanly() -> None:

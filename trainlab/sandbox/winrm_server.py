@@ -199,12 +199,17 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         self.user: str | None = None
         self.context: Any = None  # the NTLM acceptor of this connection
+        self.final_token: bytes | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
+        if self.final_token:
+            token = base64.b64encode(self.final_token).decode()
+            self.send_header("WWW-Authenticate", f"Negotiate {token}")
+            self.final_token = None
         for key, value in headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
@@ -260,6 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.context.complete:
                 self._challenge(out)
                 return False
+            self.final_token = out  # SPNEGO's mechListMIC: the client completes with it
             self.user = owner.user
             return True
         if self.user is not None:  # this connection authenticated earlier
@@ -371,7 +377,7 @@ class WinRMServer(Background):
     @property
     def client_options(self) -> dict[str, Any]:
         """Options for ``trainlab.connect(server.uri, **server.client_options)``."""
-        auth = "basic" if "basic" in self.auth else "ntlm"
+        auth = "basic" if "basic" in self.auth else "negotiate"  # SPNEGO, falling back to NTLM
         options: dict[str, Any] = {"password": self.password, "auth": auth}
         if auth == "basic" and not self.https:
             options["encryption"] = "never"

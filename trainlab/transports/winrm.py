@@ -301,6 +301,13 @@ class WinRMTransport(PowerShellTransport):
         except KeyboardInterrupt:
             self._broken = True  # interrupted mid-exchange: the pool's state is unknown
             raise
+        except ImportError as exc:  # pypsrp imports Kerberos and CredSSP support on first use
+            auth = self.settings["auth"]
+            extra = "credssp" if auth == "credssp" else "kerberos"
+            raise TargetError(
+                f"auth={auth} needs a package that is not installed ({exc}): "
+                f"pip install 'pypsrp[{extra}]'"
+            ) from None
         except AuthenticationError:
             raise ConnectError(
                 f"{where} refused the credentials of {user!r} (auth={self.settings['auth']}): "

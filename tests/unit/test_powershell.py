@@ -101,3 +101,14 @@ def test_packets_are_one_line_of_xml() -> None:
     assert _powershell.packet("CommandAck", None) == (
         b"<CommandAck PSGuid='00000000-0000-0000-0000-000000000000' />\n"
     )
+
+
+def test_a_command_that_exits_the_pipeline_still_has_its_result() -> None:
+    request = _powershell.build_request(["ok", "exit 5", "after"])
+    quiet = Events([mark(request, 0), ("output", "bye")], finished=True)
+    outputs, _ = _powershell.outcomes(request, quiet)
+    assert [(o.stdout, o.exit_status) for o in outputs] == [(b"", 0), (b"bye", 0)]
+    # Should later statements still run, the markers' indexes keep results apart.
+    later = Events([mark(request, 0), ("error", "oops"), mark(request, 2)], finished=True)
+    outputs, _ = _powershell.outcomes(request, later)
+    assert [(o.stderr, o.exit_status) for o in outputs] == [(b"", 0), (b"oops", 1), (b"", 0)]

@@ -187,19 +187,30 @@ def _encode(text: str) -> bytes:
 def outcomes(
     request: Request, events: Events
 ) -> tuple[list[framing.FramedOutput], list[dict[str, list[str]]]]:
-    """Per-command outputs (and their other streams) of the commands that ran."""
+    """Per-command outputs (and their other streams) of the commands that ran.
+
+    Markers carry the command's index, so a command that ended without its marker
+    (``exit`` in the script) still gets its own result: status 1 if it wrote an
+    error, else 0, since the value given to ``exit`` does not travel.
+    """
     done: list[framing.FramedOutput] = []
     extras: list[dict[str, list[str]]] = []
     current = _Collected()
-    stop_error = f"{request.nonce} stop"
+
+    def close(status: int | None) -> None:
+        nonlocal current
+        done.append(current.outcome(int(bool(current.errors)) if status is None else status))
+        extras.append(current.streams)
+        current = _Collected()
+
     for stream, text in events.items:
         if stream == "information":
             mark = _MARK_DATA.match(text)
             if mark is not None and mark.group(1) == request.nonce:
+                while len(done) < min(int(mark.group(2)), len(request.commands) - 1):
+                    close(None)
                 code, failed = int(mark.group(3)), mark.group(4) == "1"
-                done.append(current.outcome(code if code else int(failed)))
-                extras.append(current.streams)
-                current = _Collected()
+                close(code if code else int(failed))
                 continue
             current.output.append(text)  # Write-Host and Write-Information text
         elif stream == "output":
@@ -209,14 +220,12 @@ def outcomes(
         else:
             current.errors.append(_PREFIX.get(stream, "") + text)
             current.streams.setdefault(stream, []).append(text)
-    if (
-        events.failure is not None
-        and len(done) < len(request.commands)
-        and stop_error not in events.failure
-    ):
-        current.errors.append(events.failure)
-        done.append(current.outcome(1))
-        extras.append(current.streams)
+    if len(done) < len(request.commands):
+        if events.failure is not None and f"{request.nonce} stop" not in events.failure:
+            current.errors.append(events.failure)  # a terminating error ended this command
+            close(1)
+        elif events.failure is None and events.finished:
+            close(None)  # the pipeline ended early and cleanly: ``exit`` in this command
     return done, extras
 
 

@@ -127,3 +127,10 @@ def test_run_ps_frames_objects(pwsh_options: dict[str, Any]) -> None:
     with trainlab.connect("pwsh://", reuse=False, **pwsh_options) as s:
         frame = s.run_ps("""printf '[{"Id":1,"Name":"a"},{"Id":2,"Name":"b"}]'""", as_frame=True)
     assert frame["Id"].tolist() == [1, 2]
+
+
+def test_long_commands_travel_whole(pwsh_options: dict[str, Any]) -> None:
+    # More than a pipe holds: the client writes as the host reads.
+    payload = "x" * 120_000
+    with trainlab.connect("pwsh://", reuse=False, **pwsh_options) as s:
+        assert s.run(f"printf %s '{payload}' | wc -c").stdout.strip() == "120000"

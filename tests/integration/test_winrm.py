@@ -210,3 +210,10 @@ def test_a_server_of_its_own_stops_cleanly() -> None:
         assert s.run("echo own").stdout == "own\n"
         s.close()
     assert not server.shells
+
+
+def test_long_commands_travel_whole(winrm_server: Any) -> None:
+    # More than one WSMan envelope: pypsrp sends the rest of the pipeline with Send.
+    payload = "x" * 120_000
+    with connect(winrm_server) as s:
+        assert s.run(f"printf %s '{payload}' | wc -c").stdout.strip() == "120000"

@@ -43,6 +43,8 @@ _READ_SIZE = 256 * 1024
 _EMPTY = uuid.UUID(int=0)
 # How long a stopped pipeline may take to say so before the host is killed.
 _STOP_GRACE = 5.0
+# How long the host may leave its input full before it counts as hung.
+_WRITE_LIMIT = 30.0
 _FINAL = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
 
 
@@ -186,6 +188,11 @@ class _Host:
         self.in_fd = self.proc.stdin.fileno()
         self.out_fd = self.proc.stdout.fileno()
         os.set_blocking(self.out_fd, False)
+        os.set_blocking(self.in_fd, False)
+        self._readable = select.poll()  # poll, not select: descriptors may exceed 1024
+        self._readable.register(self.out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        self._writable = select.poll()
+        self._writable.register(self.in_fd, select.POLLOUT | select.POLLERR)
         self._buffer = b""
         self.pool = psrpcore.ClientRunspacePool()
         try:
@@ -255,14 +262,22 @@ class _Host:
 
     # -- packets --------------------------------------------------------------
     def _write(self, data: bytes) -> None:
+        """Write all of ``data``; a host that stops reading for _WRITE_LIMIT is broken."""
+        view = memoryview(data)
+        limit = time.monotonic() + _WRITE_LIMIT
         try:
-            view = memoryview(data)
             while view:
-                view = view[os.write(self.in_fd, view) :]
-        except OSError as exc:
+                try:
+                    view = view[os.write(self.in_fd, view) :]
+                except BlockingIOError:
+                    remaining = limit - time.monotonic()
+                    if remaining <= 0 or not self._writable.poll(int(remaining * 1000) + 1):
+                        raise TimeoutError(f"no room in its input for {_WRITE_LIMIT:g} s") from None
+        except (OSError, TimeoutError) as exc:
             self.broken = True
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise TransportError(
-                f"the PowerShell host stopped reading ({exc.strerror}); the command is not "
+                f"the PowerShell host stopped reading ({reason}); the command is not "
                 "re-run, and the next call starts a new host"
             ) from exc
 
@@ -291,8 +306,7 @@ class _Host:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     raise _Deadline
-            ready, _, _ = select.select([self.out_fd], [], [], wait)
-            if not ready:
+            if not self._readable.poll(-1 if wait is None else int(wait * 1000) + 1):
                 continue
             try:
                 chunk = os.read(self.out_fd, _READ_SIZE)

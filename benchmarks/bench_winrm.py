@@ -14,6 +14,7 @@ Patterns
   kit winrm kept pool             trainlab.connect("winrm://...").run("echo hi")
   kit winrm fresh                 connect + run + close per command
   kit winrm batch of 10           run_many of 10 commands: one pipeline
+  kit winrm ... NTLM              auth=negotiate (NTLM) with WinRM message encryption
   kit pwsh kept host              trainlab.connect("pwsh://").run("echo hi")
   kit pwsh process per command    connect + run + close: a host process per command
 
@@ -106,6 +107,12 @@ def main() -> int:
         if args.rtt > 0:
             with LatencyProxy("127.0.0.1", server.port, rtt=args.rtt / 1000) as proxy:
                 results[f"{args.rtt:g} ms RTT"] = measure_winrm(server, proxy.port, repeat)
+    with WinRMServer(auth="ntlm", allow_unencrypted=False) as sealed:
+        kit = trainlab.connect(sealed.uri, reuse=False, **sealed.client_options)
+        results["loopback"]["kit winrm kept pool, NTLM + message encryption"] = median_ms(
+            lambda: kit.run("echo hi"), repeat
+        )
+        kit.close()
     results["loopback"].update(measure_pwsh(repeat))
     names = list(results["loopback"])
     width = max(len(n) for n in names)

@@ -90,6 +90,7 @@ class ShellPipeline:
             if self.stopped:
                 self._emit(self.pipeline.stop)
             elif failure is not None:
+                # psrpcore has no public call for a failed pipeline; its own servers use this.
                 self._emit(lambda: self.pipeline._change_state(PSInvocationState.Failed, failure))
             else:
                 self._emit(self.pipeline.complete)

@@ -234,7 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "basic" and "basic" in owner.auth:
-            user, _, password = base64.b64decode(value).decode().partition(":")
+            try:
+                user, _, password = base64.b64decode(value).decode().partition(":")
+            except ValueError:  # not base64 or not UTF-8: a refusal like any other
+                user = password = ""
             if user == owner.user and secrets.compare_digest(password, owner.password):
                 self.user = user
                 return True
@@ -436,8 +439,15 @@ class WinRMServer(Background):
                 shell_id = (selector.text or "").upper()
         wait = _duration(header.findtext("w:OperationTimeout", "PT20S", NS))
         try:
-            name = action.rsplit("/", 1)[-1]
-            handler = getattr(self, f"_{name.lower()}", None)
+            handler = {
+                _TRANSFER + "Create": self._create,
+                _TRANSFER + "Get": self._get,
+                _TRANSFER + "Delete": self._delete,
+                _SHELL + "Command": self._command,
+                _SHELL + "Send": self._send,
+                _SHELL + "Receive": self._receive,
+                _SHELL + "Signal": self._signal,
+            }.get(action)
             if handler is None:
                 raise _Fault(2150858817, "w:ActionNotSupported", f"unsupported action {action}")
             content = handler(body, shell_id, wait, user)

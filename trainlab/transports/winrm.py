@@ -262,6 +262,8 @@ class WinRMTransport(PowerShellTransport):
                     )
                 wait = min(wait, max(0.05, round(remaining, 3)))
             try:
+                # pypsrp's own poll_invoke keeps output only; its _receive returns every
+                # message in arrival order, which is what splits a batch at its markers.
                 responses = ps.runspace_pool._receive(ps.id, timeout=wait)
             except WSManFaultError as exc:
                 if exc.code == _TIMED_OUT:

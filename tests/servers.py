@@ -210,3 +210,60 @@ def api_options(api_server: Any) -> dict[str, Any]:
         "client_secret": api_server.client_secret,
         "backoff": 0.01,
     }
+
+
+# -- PowerShell: a WSMan endpoint and an out-of-process host, both on psrpcore ----------
+
+
+@pytest.fixture(scope="session")
+def winrm_server() -> Iterator[Any]:
+    """The WSMan test endpoint: HTTP, Basic auth (so encryption=never), fresh password."""
+    from trainlab.sandbox.winrm_server import WinRMServer
+
+    with WinRMServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def winrm_ntlm_server() -> Iterator[Any]:
+    """The WSMan test endpoint with NTLM only, refusing requests without message encryption."""
+    from trainlab.sandbox.winrm_server import WinRMServer
+
+    with WinRMServer(auth="ntlm", allow_unencrypted=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def winrms_server() -> Iterator[Any]:
+    """The WSMan test endpoint on HTTPS, with a certificate from a throwaway CA."""
+    from trainlab.sandbox.winrm_server import WinRMServer
+
+    with WinRMServer(https=True) as server:
+        yield server
+
+
+@pytest.fixture
+def pwsh_options() -> dict[str, Any]:
+    """Options that make pwsh:// start the out-of-process test server instead of PowerShell."""
+    from trainlab.sandbox.psrp_stdio import PSRPStdioHost
+
+    return dict(PSRPStdioHost().start().client_options)
+
+
+WINDOWS_ENV = ("TRAINLAB_WINRM_HOST", "TRAINLAB_WINRM_USER", "TRAINLAB_WINRM_PASSWORD")
+
+
+@pytest.fixture
+def windows_host() -> dict[str, str]:
+    """A real Windows host named by TRAINLAB_WINRM_HOST, _USER and _PASSWORD."""
+    return {name: os.environ[name] for name in WINDOWS_ENV}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``windows`` run only when the environment names a Windows host."""
+    if all(os.environ.get(name) for name in WINDOWS_ENV):
+        return
+    kept = [item for item in items if item.get_closest_marker("windows") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept

@@ -36,6 +36,9 @@ BUILTIN: dict[str, _Known] = {
     "ssm": _Known("trainlab.transports.ssm", "SSMTransport", "aws", "boto3"),
     "https": _Known("trainlab.transports.rest", "RESTTransport", "rest", "requests"),
     "http": _Known("trainlab.transports.rest", "HTTPTransport", "rest", "requests"),
+    "winrm": _Known("trainlab.transports.winrm", "WinRMTransport", "winrm", "pypsrp"),
+    "winrms": _Known("trainlab.transports.winrm", "WinRMSTransport", "winrm", "pypsrp"),
+    "pwsh": _Known("trainlab.transports.pwsh", "PwshTransport", "winrm", "psrpcore"),
 }
 
 _loaded: dict[str, type[Transport]] = {}

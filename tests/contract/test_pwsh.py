@@ -1,0 +1,19 @@
+"""The contract on pwsh://, through a real subprocess: the out-of-process PSRP test server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import trainlab
+from tests.contract.contract import TransportContract
+from tests.contract.powershell import PowerShellContract
+
+pytestmark = pytest.mark.winrm
+
+
+class TestPwsh(PowerShellContract, TransportContract):
+    @pytest.fixture
+    def session(self, pwsh_options: dict[str, Any]) -> trainlab.Session:
+        return trainlab.connect("pwsh://", reuse=False, **pwsh_options)

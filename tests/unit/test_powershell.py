@@ -1,0 +1,114 @@
+"""How PowerShell streams become results: markers, exit statuses, other streams."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from trainlab.transports import _powershell
+from trainlab.transports._powershell import Events
+
+
+def mark(
+    request: _powershell.Request, index: int, code: int = 0, failed: int = 0
+) -> tuple[str, str]:
+    return ("information", f"{request.nonce} {index} {code} {failed}")
+
+
+def test_each_command_ends_at_its_marker() -> None:
+    request = _powershell.build_request(["Get-Date", "cmd /c exit 3", "Get-Item nope"])
+    events = Events(
+        [
+            ("output", "Monday"),
+            ("output", "12:00"),
+            mark(request, 0),
+            ("error", "native noise"),
+            mark(request, 1, code=3),
+            ("error", "Cannot find path 'nope'"),
+            mark(request, 2, failed=1),
+        ],
+        finished=True,
+    )
+    results = _powershell.results(request, events, "pwsh://", datetime.now(UTC), 0.3)
+    assert [(r.stdout, r.stderr, r.exit_status) for r in results] == [
+        ("Monday\n12:00", "", 0),
+        ("", "native noise", 3),
+        ("", "Cannot find path 'nope'", 1),
+    ]
+
+
+def test_other_streams_go_to_stderr_with_their_prefix_and_to_extra() -> None:
+    request = _powershell.build_request(["x"])
+    events = Events(
+        [
+            ("warning", "disk low"),
+            ("verbose", "reading"),
+            ("information", "Write-Host text"),
+            mark(request, 0),
+        ]
+    )
+    (result,) = _powershell.results(request, events, "pwsh://", datetime.now(UTC), 0.1)
+    assert result.stderr == "WARNING: disk low\nVERBOSE: reading"
+    assert result.stdout == "Write-Host text"
+    assert result.extra == {"warning": ["disk low"], "verbose": ["reading"]}
+
+
+def test_terminating_error_fails_the_command_and_ends_the_batch() -> None:
+    request = _powershell.build_request(["ok", "throw 'boom'", "never"])
+    events = Events([mark(request, 0)], finished=True, failure="boom")
+    outputs, _ = _powershell.outcomes(request, events)
+    assert [(o.stderr, o.exit_status) for o in outputs] == [(b"", 0), (b"boom", 1)]
+
+
+def test_the_stop_on_error_throw_is_not_a_result() -> None:
+    request = _powershell.build_request(["ok", "false", "never"], stop_on_error=True)
+    events = Events(
+        [mark(request, 0), mark(request, 1, failed=1)],
+        finished=True,
+        failure=f"{request.nonce} stop",
+    )
+    outputs, _ = _powershell.outcomes(request, events)
+    assert [o.exit_status for o in outputs] == [0, 1]
+
+
+def test_a_marker_of_another_request_is_just_output() -> None:
+    request = _powershell.build_request(["x"])
+    other = _powershell.build_request(["y"])
+    events = Events([mark(other, 0), mark(request, 0)])
+    outputs, _ = _powershell.outcomes(request, events)
+    assert outputs[0].stdout == f"{other.nonce} 0 0 0".encode()
+
+
+def test_scripts_round_trip_through_the_test_server_parsers() -> None:
+    request = _powershell.build_request(["a", "b"], stop_on_error=True)
+    first = request.scripts[0].splitlines()
+    assert first[0] == _powershell.RESET
+    assert _powershell.parse_mark(first[-1]) == (request.nonce, 0, True)
+    last = request.scripts[1].splitlines()
+    assert _powershell.parse_mark(last[-1]) == (request.nonce, 1, False)
+    wrapped = _powershell.as_json_script("Get-Process | Select Name", 3)
+    assert _powershell.unwrap_json_script(wrapped) == "Get-Process | Select Name"
+    assert _powershell.unwrap_json_script("Get-Process") is None
+
+
+def test_nul_bytes_are_refused() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        _powershell.build_request(["a\0b"])
+
+
+def test_packets_are_one_line_of_xml() -> None:
+    assert _powershell.packet("CommandAck", None) == (
+        b"<CommandAck PSGuid='00000000-0000-0000-0000-000000000000' />\n"
+    )
+
+
+def test_a_command_that_exits_the_pipeline_still_has_its_result() -> None:
+    request = _powershell.build_request(["ok", "exit 5", "after"])
+    quiet = Events([mark(request, 0), ("output", "bye")], finished=True)
+    outputs, _ = _powershell.outcomes(request, quiet)
+    assert [(o.stdout, o.exit_status) for o in outputs] == [(b"", 0), (b"bye", 0)]
+    # Should later statements still run, the markers' indexes keep results apart.
+    later = Events([mark(request, 0), ("error", "oops"), mark(request, 2)], finished=True)
+    outputs, _ = _powershell.outcomes(request, later)
+    assert [(o.stderr, o.exit_status) for o in outputs] == [(b"", 0), (b"oops", 1), (b"", 0)]

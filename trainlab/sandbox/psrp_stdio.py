@@ -1,0 +1,147 @@
+"""A PowerShell host stand-in that speaks PSRP's out-of-process protocol on stdio.
+
+``pwsh -s`` reads one XML packet a line on stdin (``<Data>``, ``<Command>``,
+``<Signal>``, ``<Close>``) and answers with ``<Data>`` and the matching ``...Ack``
+packets on stdout. This server does the same on psrpcore's server classes, so
+``pwsh://`` is tested through a real subprocess::
+
+    trainlab.connect("pwsh://", executable=sys.executable,
+                     arguments="-m trainlab.sandbox.psrp_stdio")
+
+It runs each pipeline's scripts with /bin/sh (``trainlab.sandbox._shell_pipeline``):
+it proves protocol and lifecycle handling, not PowerShell semantics.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import uuid
+from typing import BinaryIO, ClassVar, Self
+from xml.etree import ElementTree
+
+import psrpcore
+
+from trainlab.sandbox._base import Background
+from trainlab.sandbox._shell_pipeline import ShellPipeline, handle_pool_events
+from trainlab.transports import _powershell
+from trainlab.transports._powershell import packet
+
+__all__ = ["PSRPStdioHost", "main", "serve"]
+
+EMPTY = uuid.UUID(int=0)
+
+
+class _Server:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.pool = psrpcore.ServerRunspacePool()
+        self.lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.pipelines: dict[uuid.UUID, ShellPipeline] = {}
+
+    def write(self, data: bytes) -> None:
+        with self.write_lock:
+            self.out.write(data)
+            self.out.flush()
+
+    def flush(self) -> None:
+        # Drain under the pool lock and write under the write lock, in that order
+        # for every writer, so packets leave in the order psrpcore queued them.
+        with self.lock, self.write_lock:
+            for data in _powershell.data_packets(self.pool):
+                self.out.write(data)
+            self.out.flush()
+
+    def handle(self, line: bytes) -> bool:
+        """Process one packet; False when the pool was closed."""
+        element = ElementTree.fromstring(line)  # noqa: S314 - from the client that started us
+        guid = uuid.UUID(element.attrib.get("PSGuid", str(EMPTY)))
+        pipeline_id = None if guid == EMPTY else guid
+        tag = element.tag
+        if tag == "Data":
+            with self.lock:
+                self.pool.receive_data(_powershell.packet_payload(element))
+                handle_pool_events(self.pool, self.pipelines)
+            self.write(packet("DataAck", pipeline_id))
+            self.flush()
+        elif tag == "Command" and pipeline_id is not None:
+            with self.lock:
+                pipeline = psrpcore.ServerPipeline(self.pool, pipeline_id)
+                self.pipelines[pipeline_id] = ShellPipeline(
+                    self.pool, pipeline, self.lock, self.flush
+                )
+            self.write(packet("CommandAck", pipeline_id))
+        elif tag == "Signal" and pipeline_id is not None:
+            runner = self.pipelines.get(pipeline_id)
+            if runner is not None:
+                runner.stop()
+                runner.finished.wait(10)
+            self.write(packet("SignalAck", pipeline_id))
+        elif tag == "Close":
+            if pipeline_id is not None:
+                self.close_pipeline(pipeline_id)
+            else:
+                self.close_all()
+                with self.lock:
+                    if self.pool.state == psrpcore.types.RunspacePoolState.Opened:
+                        self.pool.close()
+            self.flush()
+            self.write(packet("CloseAck", pipeline_id))
+            return pipeline_id is not None
+        return True
+
+    def close_pipeline(self, pipeline_id: uuid.UUID) -> None:
+        runner = self.pipelines.pop(pipeline_id, None)
+        if runner is None:
+            return
+        runner.stop()
+        runner.join()
+        with self.lock:
+            if runner.pipeline.state != psrpcore.types.PSInvocationState.Running:
+                runner.pipeline.close()
+
+    def close_all(self) -> None:
+        for pipeline_id in list(self.pipelines):
+            self.close_pipeline(pipeline_id)
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Answer packets from ``stdin`` until it closes or the pool is closed."""
+    server = _Server(stdout)
+    try:
+        for line in stdin:
+            if line.strip() and not server.handle(line):
+                break
+    finally:
+        server.close_all()
+    return 0
+
+
+def main() -> int:
+    return serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+class PSRPStdioHost(Background):
+    """The options that make ``pwsh://`` start this server instead of PowerShell.
+
+    There is nothing to start ahead: each ``pwsh://`` session starts (and keeps)
+    its own server process.
+
+    >>> from trainlab.sandbox.psrp_stdio import PSRPStdioHost
+    >>> sorted(PSRPStdioHost().start().client_options)
+    ['arguments', 'executable']
+    """
+
+    module: ClassVar[str] = "trainlab.sandbox.psrp_stdio"
+
+    def start(self) -> Self:
+        self.client_options = {"executable": sys.executable, "arguments": f"-m {self.module}"}
+        return self
+
+    def stop(self) -> None:
+        """Nothing to stop: each session ends its own process on close."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

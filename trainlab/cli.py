@@ -80,7 +80,10 @@ DEMO_COMMANDS = {
     "ssh": ["true", "uname -r"],
     "aws": ["true", "uname -r"],  # through SSM Run Command on a moto instance
     "rest": ["GET /devices/", "GET /time"],
+    "winrm": ["echo hi", "hostname"],  # the WSMan test endpoint (NTLM, encrypted)
+    "pwsh": ["echo hi", "hostname"],  # the out-of-process PowerShell test host
 }
+NEAR_ONLY = {"pwsh"}  # a local process: no round trip to slow
 DEMO_RTTS = (0.0, 0.020)
 
 
@@ -91,8 +94,8 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     platform = session.platform
     print(
         f"trainlab {trainlab.__version__} demo on {platform.pretty_name or platform.name} "
-        f"({platform.arch}): the local machine, then a sandbox of SSH, AWS and REST "
-        f"servers on 127.0.0.1, near and {DEMO_RTTS[-1] * 1000:.0f} ms away\n"
+        f"({platform.arch}): the local machine, then a sandbox of SSH, AWS, REST and "
+        f"PowerShell servers on 127.0.0.1, near and {DEMO_RTTS[-1] * 1000:.0f} ms away\n"
     )
     local = trainlab.bench.compare(
         "local://",
@@ -109,19 +112,24 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
         for part, reason in lab.missing.items():
             print(f"\n{part}: left out, {reason}")
         for rtt in DEMO_RTTS:
-            for part in ("ssh", "aws", "rest"):
-                if part in lab.missing:
+            for part, commands in DEMO_COMMANDS.items():
+                if part in lab.missing or (rtt and part in NEAR_ONLY):
                     continue
                 uri, options = lab.target(part, rtt=rtt)
                 label = f"{part} +{rtt * 1000:.0f} ms"
                 print(f"\n{label}: {uri}")
                 times = max(5, repeat // (10 if part == "aws" else 5 if rtt else 2))
                 result = trainlab.bench.compare(
-                    uri, DEMO_COMMANDS[part], repeat=times, warmup=2, label=label, **options
+                    uri, commands, repeat=times, warmup=2, label=label, **options
                 )
                 if part == "aws":
                     result.notes.append(
                         "ssm:// keeps no connection: fresh and reused differ only by a session"
+                    )
+                if part in ("winrm", "pwsh"):
+                    result.notes.append(
+                        "a PowerShell test server that runs scripts with /bin/sh: the protocol "
+                        "and the session lifecycle are real, PowerShell's own start-up cost is not"
                     )
                 _print_bench(result, markdown)
                 results.append(result)

@@ -44,9 +44,10 @@ def test_demo_measures_every_sandbox_target_near_and_far(tmp_path: Path, sshd: A
     report = tmp_path / "report.html"
     out = trainlab("demo", "--repeat", "10", "--report", str(report))
     assert out.returncode == 0, out.stderr
-    assert not re.search(r"^(ssh|aws|rest): left out", out.stdout, re.M), out.stdout
+    assert not re.search(r"^\w+: left out", out.stdout, re.M), out.stdout
     summary = out.stdout[out.stdout.index("Summary") :]
-    labels = ["local", *(f"{p} +{ms} ms" for ms in (0, 20) for p in ("ssh", "aws", "rest"))]
+    parts = ("ssh", "aws", "rest", "winrm")
+    labels = ["local", "pwsh +0 ms", *(f"{p} +{ms} ms" for ms in (0, 20) for p in parts)]
     for label in labels:
         assert f"\n{label}" in summary
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):

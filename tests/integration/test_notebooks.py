@@ -66,7 +66,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
     import nbformat
 
     names = [p.name for p in NOTEBOOKS]
-    for wanted in ("quickstart", "ec2_inventory", "benchmark_report"):
+    for wanted in ("quickstart", "ec2_inventory", "benchmark_report", "powershell"):
         assert any(wanted in n for n in names), f"no {wanted} notebook in {names}"
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
@@ -125,3 +125,18 @@ def test_benchmark_report(tmp_path: Path) -> None:
     page = (tmp_path / "benchmark-report.html").read_text()
     assert "<h2>Overview</h2>" in page
     assert "| strategy |" in text(out["markdown"])
+
+
+def test_powershell(tmp_path: Path) -> None:
+    out = execute("05_powershell.ipynb", tmp_path)
+    assert "running=['winrm', 'pwsh'] missing=[]" in text(out["sandbox"])
+    assert "exited=0 on winrm://" in text(out["winrm-run"])
+    batch = text(out["winrm-batch"])
+    assert "two" in batch
+    assert re.search(r"false\s+\S*\s*two\\n\s+1", batch)  # its stderr and its own exit status
+    assert "Spooler" in text(out["run-ps"])
+    assert text(out["pwsh-reuse"]).strip() == "True"
+    assert "timed out: command 'sleep 30'" in text(out["pwsh-timeout"])
+    assert "usable again" in text(out["pwsh-timeout"])
+    assert "winrm, +20 ms" in text(out["bench"])
+    assert "image/png" in mimes(out["bench-plot"])

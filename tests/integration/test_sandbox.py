@@ -75,3 +75,19 @@ def test_bad_parts_and_missing_parts_are_named(monkeypatch: pytest.MonkeyPatch) 
             lab.target("ssh")
     with pytest.raises(TrainlabError, match="pip install"), Sandbox(["aws"], strict=True):
         pass
+
+
+def test_powershell_parts_near_and_far() -> None:
+    with Sandbox(["winrm", "pwsh"]) as lab:
+        assert lab.missing == {}
+        near = lab.connect("winrm")
+        far = lab.connect("winrm", rtt=0.02)
+        assert near.run("echo near").stdout == "near\n"
+        assert far.run("echo far").stdout == "far\n"
+        assert near.target.port != far.target.port
+        host = lab.connect("pwsh")
+        assert host.run("echo local").stdout == "local\n"
+        with pytest.raises(TargetError, match="no round trip"):
+            lab.target("pwsh", rtt=0.02)
+        port = near.target.port
+    assert not listening(port)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PARTS", "Sandbox"]
 
-PARTS = ("ssh", "aws", "rest")
+PARTS = ("ssh", "aws", "rest", "winrm", "pwsh")
 
 
 class Sandbox(Background):
@@ -42,7 +42,10 @@ class Sandbox(Background):
     parts
         Which servers to start: ``ssh`` (OpenSSH's sshd), ``aws`` (moto's server
         with a seeded EC2 fleet and commands run through SSM), ``rest`` (an HTTPS
-        API with a throwaway CA).
+        API with a throwaway CA), ``winrm`` (a WSMan endpoint serving PowerShell
+        remoting, NTLM with message encryption) and ``pwsh`` (an out-of-process
+        PowerShell host). The last two run scripts with /bin/sh: they prove the
+        protocol and the session lifecycle, not PowerShell itself.
     instances
         EC2 instances seeded per region (three regions).
     strict
@@ -73,6 +76,8 @@ class Sandbox(Background):
         self.ssh: Any = None
         self.aws: Any = None
         self.api: Any = None
+        self.winrm: Any = None
+        self.pwsh: Any = None
         self.fleet: dict[str, list[str]] = {}
         self.instance: str | None = None
         self._proxies: dict[tuple[str, float], LatencyProxy] = {}
@@ -135,6 +140,24 @@ class Sandbox(Background):
                     return str(instance["InstanceId"])
         raise TrainlabError("the sandbox fleet has no running instance")  # pragma: no cover
 
+    def _start_winrm(self) -> None:
+        try:
+            from trainlab.sandbox.winrm_server import WinRMServer
+        except ImportError as exc:
+            raise TrainlabError(
+                f"the WinRM test endpoint needs {exc.name}: pip install 'trainlab[winrm]'"
+            ) from exc
+        self.winrm = self._stack.enter_context(WinRMServer(auth="ntlm"))
+
+    def _start_pwsh(self) -> None:
+        try:
+            from trainlab.sandbox.psrp_stdio import PSRPStdioHost
+        except ImportError as exc:
+            raise TrainlabError(
+                f"the PowerShell test host needs {exc.name}: pip install 'trainlab[winrm]'"
+            ) from exc
+        self.pwsh = self._stack.enter_context(PSRPStdioHost())
+
     def _start_rest(self) -> None:
         from trainlab.sandbox.api import APIServer
 
@@ -175,6 +198,12 @@ class Sandbox(Background):
                 "poll_interval": 0.05,
             }
             return f"ssm://{self.instance}", options
+        if part == "winrm":
+            return self._near(server.uri, rtt), dict(server.client_options)
+        if part == "pwsh":
+            if rtt > 0:
+                raise TargetError("pwsh:// is a local process: there is no round trip to slow")
+            return "pwsh://", dict(server.client_options)
         options = {
             "ca_bundle": server.ca_file,
             "token_url": self._near(server.token_url, rtt),
@@ -201,7 +230,13 @@ class Sandbox(Background):
             raise TargetError(f"unknown sandbox part {part!r}; choose from {', '.join(PARTS)}")
         if part in self.missing:
             raise TrainlabError(f"the sandbox has no {part} server: {self.missing[part]}")
-        server = {"ssh": self.ssh, "aws": self.aws, "rest": self.api}[part]
+        server = {
+            "ssh": self.ssh,
+            "aws": self.aws,
+            "rest": self.api,
+            "winrm": self.winrm,
+            "pwsh": self.pwsh,
+        }[part]
         if server is None:
             raise TrainlabError(
                 f"the sandbox was not started with {part!r}: Sandbox(parts=[..., {part!r}])"

@@ -227,10 +227,11 @@ class BatchResult(Sequence[CommandResult]):
     def frame(self) -> pd.DataFrame:
         """One row per command: target, command, exit_status, ok, stdout, stderr,
         duration_s, cached."""
-        import pandas as pd
-
-        frame = pd.DataFrame([r.to_record() for r in self._results], columns=list(RESULT_COLUMNS))
-        return frame.astype({"exit_status": "int64", "ok": "bool", "cached": "bool"})
+        return results_frame(
+            [r.to_record() for r in self._results],
+            RESULT_COLUMNS,
+            {"exit_status": "int64", "ok": "bool", "cached": "bool"},
+        )
 
     def check(self) -> BatchResult:
         """Return ``self`` when every command succeeded; raise for the first failure."""
@@ -269,6 +270,15 @@ class BatchResult(Sequence[CommandResult]):
             + "".join(rows)
             + "</table></div>"
         )
+
+
+def results_frame(
+    records: Sequence[dict[str, Any]], columns: Sequence[str], dtypes: dict[str, str]
+) -> pd.DataFrame:
+    """Rows of results (``to_record()``) as a DataFrame with these columns and types."""
+    import pandas as pd
+
+    return pd.DataFrame(list(records), columns=list(columns)).astype(dtypes)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ connection, here and on each Dask worker.
 >>> fleet = trainlab.Fleet(["mock://web1", "mock://web2"], responses={"hostname": "web\\n"})
 >>> r = fleet.run("hostname", progress=False)
 >>> r
-<FleetResult 'hostname' on 2 targets: 2 ok, 0 failed ...>
+<FleetResult 'hostname' on 2 targets: 2 ok, 0 failed, ... ms>
 >>> list(r.frame["target"])
 ['mock://web1', 'mock://web2']
 """

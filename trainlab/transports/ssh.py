@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import getpass
+import logging
 import os
 import re
 import select
@@ -196,6 +197,16 @@ class _Transport(paramiko.Transport):
             ignore.add_byte(cMSG_IGNORE)
             ignore.add_string(b"")
             self._send_message(ignore)  # type: ignore[attr-defined]
+
+    def _parse_debug(self, m: Message) -> None:
+        # paramiko builds a log line from each debug message one character at a
+        # time even when nobody logs DEBUG; OpenSSH sends some after every key login.
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super()._parse_debug(m)  # type: ignore[misc]
+            return
+        m.get_boolean()
+        m.get_string()
+        m.get_string()
 
 
 class SSHTransport(Transport):
@@ -555,35 +566,18 @@ class SSHTransport(Transport):
             return [], []
         if not path.is_file():
             raise ConnectError(f"known_hosts {path} is not a file")
-        try:
-            text = path.read_bytes().decode("utf-8", "replace")
-        except OSError as exc:
-            raise ConnectError(f"cannot read known_hosts {path}: {exc.strerror}") from exc
-        keys: list[paramiko.PKey] = []
-        revoked: list[paramiko.PKey] = []
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            marker = ""
-            if line.startswith("@"):
-                marker, _, line = line.partition(" ")
-                if marker != "@revoked":
-                    continue
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-            except (
-                paramiko.SSHException,
-                paramiko.hostkeys.InvalidHostKey,
-                ValueError,
-                TypeError,
-            ):
-                continue  # OpenSSH skips what it cannot read
-            if entry is None or entry.key is None:
-                continue
-            if any(_host_matches(pattern, self._host_id) for pattern in entry.hostnames):
-                (revoked if marker == "@revoked" else keys).append(entry.key)
-        return keys, revoked
+        digest, entries = _parsed_known_hosts(path)
+        version = (f"hosts:{self._host_id}", digest)
+        found: tuple[list[paramiko.PKey], list[paramiko.PKey]] | None = _parsed_files.get(version)
+        if found is None:
+            keys: list[paramiko.PKey] = []
+            revoked: list[paramiko.PKey] = []
+            for marker, hostnames, key in entries:
+                if any(_host_matches(pattern, self._host_id) for pattern in hostnames):
+                    (revoked if marker == "@revoked" else keys).append(key)
+            found = (keys, revoked)
+            _remember(version, found)
+        return list(found[0]), list(found[1])
 
     def _known_types(self) -> list[str]:
         if self.settings["host_key_policy"] == "off":
@@ -712,6 +706,8 @@ class SSHTransport(Transport):
         passphrase = self.settings.get("passphrase")
         secret = passphrase.encode() if passphrase is not None else None
         try:
+            if secret is None:  # a decrypted key is never kept: only plain ones are cached
+                return _load_plain_key(path)
             return paramiko.PKey.from_path(path, secret)
         except FileNotFoundError as exc:
             raise ConnectError(f"key file {path} does not exist") from exc
@@ -1461,6 +1457,76 @@ def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
 
 
 # A key type in known_hosts -> the host key algorithms that prove it.
+# Parsed known_hosts files and unencrypted private keys, by content: a fan-out over
+# many hosts would otherwise parse every known_hosts line and the key file again
+# for each connection (a third of the client's CPU per connect). Reading a file
+# is cheap; parsing its keys is not.
+_KnownEntry = tuple[str, tuple[str, ...], paramiko.PKey]
+_parsed_files: dict[tuple[str, bytes], Any] = {}
+_parsed_lock = threading.Lock()
+_PARSED_MAX = 4096
+
+
+def _version(kind: str, data: bytes) -> tuple[str, bytes]:
+    import hashlib
+
+    return kind, hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _remember(version: tuple[str, bytes], value: Any) -> None:
+    with _parsed_lock:
+        if len(_parsed_files) >= _PARSED_MAX:
+            _parsed_files.clear()
+        _parsed_files[version] = value
+
+
+def _parsed_known_hosts(path: Path) -> tuple[bytes, list[_KnownEntry]]:
+    """The file's digest, and (marker, host patterns, key) of each readable line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConnectError(f"cannot read known_hosts {path}: {exc.strerror}") from exc
+    version = _version("known_hosts", data)
+    cached: list[_KnownEntry] | None = _parsed_files.get(version)
+    if cached is not None:
+        return version[1], cached
+    text = data.decode("utf-8", "replace")
+    entries: list[_KnownEntry] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            if marker != "@revoked":
+                continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except (
+            paramiko.SSHException,
+            paramiko.hostkeys.InvalidHostKey,
+            ValueError,
+            TypeError,
+        ):
+            continue  # OpenSSH skips what it cannot read
+        if entry is None or entry.key is None:
+            continue
+        entries.append((marker, tuple(entry.hostnames), entry.key))
+    _remember(version, entries)
+    return version[1], entries
+
+
+def _load_plain_key(path: str) -> paramiko.PKey:
+    """An unencrypted private key, parsed once per file content."""
+    version = _version("key", Path(path).read_bytes())
+    cached: paramiko.PKey | None = _parsed_files.get(version)
+    if cached is None:
+        cached = paramiko.PKey.from_path(path, None)
+        _remember(version, cached)
+    return cached
+
+
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 

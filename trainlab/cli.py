@@ -1,4 +1,4 @@
-"""The ``trainlab`` command: ``demo``, ``run`` and ``bench``.
+"""The ``trainlab`` command: ``demo``, ``run``, ``fleet`` and ``bench``.
 
 ``trainlab demo`` needs no infrastructure: it measures this machine through the
 kit (a process per command, a kept shell, a batch, the cache) and prints the table.
@@ -33,6 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command line")
     run.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
 
+    fleet = sub.add_parser("fleet", help="run commands on many targets at once")
+    fleet.add_argument("uris", nargs="+", metavar="URI", help="targets")
+    fleet.add_argument("-c", "--command", action="append", required=True, help="repeatable")
+    fleet.add_argument("--timeout", type=float, default=60.0, help="per target, seconds")
+    fleet.add_argument("--deadline", type=float, default=None, help="whole fan-out, seconds")
+    fleet.add_argument("--max-workers", type=int, default=None, help="targets at once")
+    fleet.add_argument("--markdown", action="store_true", help="print Markdown instead")
+
     bench = sub.add_parser("bench", help="compare strategies on a target")
     bench.add_argument("uri")
     bench.add_argument("-c", "--command", action="append", required=True, help="repeatable")
@@ -52,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args.repeat, args.markdown, args.report)
         if args.action == "run":
             return _run(args.uri, args.command, args.timeout)
+        if args.action == "fleet":
+            return _fleet(args)
         return _bench(args)
     except TrainlabError as exc:
         print(f"trainlab: {exc}", file=sys.stderr)
@@ -133,6 +143,27 @@ def _run(uri: str, command: list[str], timeout: float | None) -> int:
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.exit_status
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    """One row per target and command; exit status 1 when any failed."""
+    fleet = trainlab.Fleet(
+        args.uris, timeout=args.timeout, deadline=args.deadline, max_workers=args.max_workers
+    )
+    commands: list[str] = args.command
+    if len(commands) == 1:
+        result = fleet.run(commands[0])
+    else:
+        result = fleet.run_many(commands)
+    frame = result.frame
+    frame["stdout"] = frame["stdout"].str.rstrip("\n").where(frame["error"] == "", frame["error"])
+    shown = frame[["target", "command", "exit_status", "duration_s", "stdout"]]
+    if args.markdown:
+        print(shown.to_markdown(index=False))
+    else:
+        print(shown.to_string(index=False))
+    print(repr(result), file=sys.stderr)
+    return 0 if result.all_ok else 1
 
 
 def _bench(args: argparse.Namespace) -> int:

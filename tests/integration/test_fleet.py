@@ -130,3 +130,15 @@ def test_ctrl_c_keeps_what_finished_and_closes_what_it_opened(
     assert len(partial.ok) >= 3
     assert {o.error_type for o in partial.failed} <= {"Cancelled"}
     assert not [s for s in live_sessions() if s.opened is not None and s.alive]
+
+
+def test_cli_fleet_prints_a_row_per_target_and_fails_when_one_did() -> None:
+    from tests.integration.test_cli import trainlab as run_cli
+
+    out = run_cli("fleet", "local://", "local://?mode=shell", "-c", "echo hi")
+    assert out.returncode == 0, out.stderr
+    assert sum(line.endswith(" hi") for line in out.stdout.splitlines()) == 2
+    out = run_cli("fleet", "local://", "mock://nobody", "-c", "echo hi", "-c", "true")
+    assert out.returncode == 1
+    assert len(out.stdout.strip().splitlines()) == 5  # a header and 2 x 2 rows
+    assert "1 ok, 1 failed" in out.stderr

@@ -14,7 +14,7 @@ Patterns
   fabric               fabric.ThreadingGroup(...).run(hide=True)
   parallel-ssh         pssh ParallelSSHClient.run_command + join (libssh2, gevent)
   kit exec             trainlab.Fleet(uris).run(...): a channel per command
-  kit shell            trainlab.Fleet(uris, mode="shell").run(...): one kept bash each
+  kit shell (default)  trainlab.Fleet(uris).run(...): one kept bash per target
 
 Rounds alternate the patterns so drift hits each alike; each cell is the median
 of --rounds rounds, with the range. --growth also times the kit at 10, 50, 100
@@ -246,7 +246,7 @@ PATTERNS: dict[str, Callable[..., Any]] = {
     "fabric ThreadingGroup": fabric_group,
     "parallel-ssh": parallel_ssh,
     "kit exec": lambda hosts, server: kit(hosts, server, "exec"),
-    "kit shell": lambda hosts, server: kit(hosts, server, "shell"),
+    "kit shell (default)": lambda hosts, server: kit(hosts, server, "shell"),
 }
 
 
@@ -324,7 +324,7 @@ def main() -> int:
             for size in (10, 50, 100, 200):
                 row: dict[str, list[float]] = {}
                 for mode in ("exec", "shell"):
-                    pattern = PATTERNS[f"kit {mode}"]
+                    pattern = PATTERNS["kit exec" if mode == "exec" else "kit shell (default)"]
                     for _ in range(max(1, args.rounds // 2 + 1)):
                         cold, warm = measure(pattern, targets(servers, size), server, args.warm)
                         row.setdefault(f"{mode} cold", []).append(cold)

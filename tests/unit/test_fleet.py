@@ -247,3 +247,10 @@ def test_ssh_targets_get_the_per_target_timeout_as_connect_timeout() -> None:
     assert options[0]["timeout"] == 3
     assert "timeout" not in options[1]
     assert "timeout" not in Fleet(["ssh://a@h1"], timeout=100)._specs[0].options
+
+
+def test_shell_mode_is_the_default_where_a_transport_has_one() -> None:
+    fleet = Fleet(["ssh://a@h1", "ssh://a@h2?mode=exec", "local://", "mock://m"])
+    modes = [spec.options.get("mode") for spec in fleet._specs]
+    assert modes == ["shell", None, "shell", None]
+    assert Fleet(["local://"], mode="exec")._specs[0].options["mode"] == "exec"

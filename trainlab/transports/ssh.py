@@ -1093,10 +1093,18 @@ class _RemoteShell:
             host = f"{shlex.quote(shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
             if sudo is not None:
                 host = sudo.command(host)
+            start = f"exec {host}"
+            if sudo is None and shell == "bash":
+                # A login shell that is bash already (sshd runs it with -c: no
+                # profile, no rc file) runs the host itself: one bash start less
+                # per session, which a cold fan-out over many hosts pays for each.
+                start = (
+                    f'if [ -n "$BASH_VERSION" ]; then eval {shlex.quote(inner)}; else {start}; fi'
+                )
             self.chan = client.open_session(timeout=timeout)
             if tty:
                 self.chan.get_pty(term="dumb", width=4096, height=100)
-            self.chan.exec_command(f'echo "__tl_pid $$"; exec {host}')
+            self.chan.exec_command(f'echo "__tl_pid $$"; {start}')
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise TransportError(f"cannot start a shell on {where}: {exc}") from exc

@@ -22,14 +22,14 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 from trainlab import registry
 from trainlab.errors import FleetError, TargetError
-from trainlab.result import CommandResult, results_frame
+from trainlab.result import CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
 from trainlab.session import Session, command_text, connect
 
@@ -156,7 +156,7 @@ def _placeholder(target: str, commands: Sequence[str], kind: str, why: str) -> l
     return [Outcome(target, command, error=why, error_type=kind) for command in commands]
 
 
-class FleetResult(Sequence[Outcome]):
+class FleetResult(Items[Outcome]):
     """Every target's outcome of a fan-out, in the fleet's order.
 
     ``frame`` has one row per target and command (target, command, exit_status,
@@ -174,27 +174,14 @@ class FleetResult(Sequence[Outcome]):
         label: str = "",
         interrupted: bool = False,
     ) -> None:
-        self._outcomes = tuple(outcomes)
+        self._items = tuple(outcomes)
         self.duration = duration
         self.label = label
         self.interrupted = interrupted
 
-    @overload
-    def __getitem__(self, index: int) -> Outcome: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Outcome]: ...
-    def __getitem__(self, index: int | slice) -> Outcome | Sequence[Outcome]:
-        return self._outcomes[index]
-
-    def __len__(self) -> int:
-        return len(self._outcomes)
-
-    def __iter__(self) -> Iterator[Outcome]:
-        return iter(self._outcomes)
-
     def _subset(self, keep: Callable[[Outcome], bool]) -> FleetResult:
         return FleetResult(
-            [o for o in self._outcomes if keep(o)],
+            [o for o in self._items if keep(o)],
             duration=self.duration,
             label=self.label,
             interrupted=self.interrupted,
@@ -218,22 +205,22 @@ class FleetResult(Sequence[Outcome]):
     @property
     def all_ok(self) -> bool:
         """True when every command ran and exited 0 on every target."""
-        return all(o.ok for o in self._outcomes)
+        return all(o.ok for o in self._items)
 
     @property
     def targets(self) -> list[str]:
         """The targets, once each, in order."""
-        return list(dict.fromkeys(o.target for o in self._outcomes))
+        return list(dict.fromkeys(o.target for o in self._items))
 
     @property
     def results(self) -> list[CommandResult]:
         """The ``CommandResult`` of every command that ran."""
-        return [o.result for o in self._outcomes if o.result is not None]
+        return [o.result for o in self._items if o.result is not None]
 
     @property
     def frame(self) -> pd.DataFrame:
         """One row per target and command; see the class docstring for the columns."""
-        return results_frame([o.to_record() for o in self._outcomes], FLEET_COLUMNS, _FLEET_DTYPES)
+        return results_frame([o.to_record() for o in self._items], FLEET_COLUMNS, _FLEET_DTYPES)
 
     def raise_for_errors(self) -> FleetResult:
         """Return ``self`` when all is well; else raise ``FleetError`` carrying ``self``."""
@@ -267,7 +254,7 @@ class FleetResult(Sequence[Outcome]):
 
     def _repr_html_(self) -> str:
         rows = []
-        for o in self._outcomes:
+        for o in self._items:
             shown = o.stdout if o.result is not None else o.error
             color = "#1a7f37" if o.ok else "#cf222e"
             status = o.exit_status if o.result is not None else html.escape(o.error_type)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab import registry
 from trainlab.errors import FleetError, TargetError
-from trainlab.result import CommandResult, Items, results_frame
+from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
 from trainlab.session import Session, command_text, connect
 
@@ -58,19 +58,7 @@ _GRACE = 1.0
 # The coordinator wakes at least this often (expiry checks, Ctrl-C in a notebook).
 _TICK = 0.2
 
-FLEET_COLUMNS = (
-    "target",
-    "command",
-    "exit_status",
-    "ok",
-    "stdout",
-    "stderr",
-    "duration_s",
-    "cached",
-    "reused",
-    "error_type",
-    "error",
-)
+FLEET_COLUMNS = (*RESULT_COLUMNS, "reused", "error_type", "error")
 _FLEET_DTYPES = {"exit_status": "Int64", "ok": "bool", "cached": "bool", "reused": "bool"}
 
 

@@ -605,9 +605,10 @@ class Fleet:
                 )
                 self.last_result = partial
                 exc.results = partial  # type: ignore[attr-defined]
+                finished = {o.target for o in partial if o.error_type != "Cancelled"}
                 exc.add_note(
-                    f"trainlab: {len(partial.ok.targets)} targets had finished; "
-                    "their outcomes are in fleet.last_result"
+                    f"trainlab: {len(finished)} of {len(self)} targets had finished; "
+                    "every outcome is in fleet.last_result"
                 )
                 raise
         result = FleetResult(outcomes, duration=time.perf_counter() - started, label=label)
@@ -680,7 +681,9 @@ def run_target(
         return [Outcome(label, command, session.run(command, timeout=remaining), reused=reused)]
     except Exception as exc:  # every failure is a row: nothing is lost
         failure = _failure(label, "", exc, since)
-        return [
+        # A batch past its deadline keeps the commands that finished before it.
+        done = list(getattr(exc, "partial", None) or []) if plan.batch else []
+        return [Outcome(label, r.command, r, reused=reused) for r in done] + [
             Outcome(
                 label,
                 command,
@@ -689,7 +692,7 @@ def run_target(
                 duration=failure.duration,
                 reused=reused,
             )
-            for command in plan.commands
+            for command in plan.commands[len(done) :]
         ]
     finally:
         if hold is not None:

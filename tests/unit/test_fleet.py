@@ -254,3 +254,20 @@ def test_shell_mode_is_the_default_where_a_transport_has_one() -> None:
     modes = [spec.options.get("mode") for spec in fleet._specs]
     assert modes == ["shell", None, "shell", None]
     assert Fleet(["local://"], mode="exec")._specs[0].options["mode"] == "exec"
+
+
+def test_a_batch_past_its_deadline_keeps_the_commands_that_finished() -> None:
+    from trainlab.errors import CommandTimeout
+    from trainlab.result import BatchResult, CommandResult
+
+    done = BatchResult([CommandResult("one", b"1\n", b"", 0, target="mock://t")])
+
+    def late(_command: str) -> str:
+        raise CommandTimeout("batch past its deadline", partial=done)
+
+    session = trainlab.connect("mock://t", responses={"one": late}, batch=True)
+    result = Fleet([session]).run_many(["one", "two"], progress=False)
+    assert [(o.command, o.stdout, o.error_type) for o in result] == [
+        ("one", "1\n", ""),
+        ("two", "", "CommandTimeout"),
+    ]

@@ -72,21 +72,30 @@ def targets(servers: list[SSHServer], count: int) -> list[tuple[str, str, int]]:
 
 @contextlib.contextmanager
 def kit(hosts: list[tuple[str, str, int]], server: SSHServer, mode: str) -> Iterator[Any]:
-    fleet = trainlab.Fleet(
-        [uri for uri, _, _ in hosts],
-        mode=mode,
-        progress=False,
-        max_workers=64,
-        **server.client_options,
-    )
+    fleets: list[trainlab.Fleet] = []
 
     def run() -> None:
-        result = fleet.run(COMMAND)
+        result = fleets[0].run(COMMAND)
         if len(result.ok) != len(hosts):
             raise SystemExit(f"kit {mode}: {result.failed[0]!r}")
 
-    yield run, run
-    fleet.close()
+    def cold() -> None:  # the fleet is made in the timed part, as the peers' clients are
+        fleets[:] = [
+            trainlab.Fleet(
+                [uri for uri, _, _ in hosts],
+                mode=mode,
+                progress=False,
+                max_workers=64,
+                **server.client_options,
+            )
+        ]
+        run()
+
+    try:
+        yield cold, run
+    finally:
+        if fleets:
+            fleets[0].close()
 
 
 @contextlib.contextmanager

@@ -521,10 +521,11 @@ class Fleet:
         return [spec.connect() for spec in self._specs]
 
     def close(self) -> None:
-        """Close every session of the fleet (in this process)."""
+        """Close the fleet's sessions in this process (those it has made or was given)."""
         for spec in self._specs:
-            with contextlib.suppress(Exception):
-                spec.connect().close()
+            session = spec.session or spec.kept.pop("session", None)
+            if session is not None:
+                _close_quietly(session)
 
     # -------------------------------------------------------------- fan-out
     def run(

@@ -271,3 +271,41 @@ def test_a_batch_past_its_deadline_keeps_the_commands_that_finished() -> None:
         ("one", "1\n", ""),
         ("two", "", "CommandTimeout"),
     ]
+
+
+def test_close_closes_what_the_fleet_made_and_nothing_more() -> None:
+    fleet = Fleet(["mock://c1", "mock://c2"], responses={"x": 0})
+    fleet.close()  # nothing made yet: nothing to do
+    assert trainlab.sessions().empty
+    fleet.run("x", progress=False)
+    sessions = fleet.sessions()
+    fleet.close()
+    assert all(s.closed for s in sessions)
+
+
+def test_ssm_rows_become_outcomes() -> None:
+    from trainlab.fleet import _Plan, _Spec, _ssm_outcome, _SSMRun
+
+    plan = _Plan(["uptime"], False, False, 60.0, None)
+    ssm = [_Spec("ssm://i-1", uri="ssm://i-1?region=eu-west-1", options={"poll_interval": 0.1})]
+    assert _SSMRun.takes(ssm, plan)
+    assert not _SSMRun.takes(ssm, _Plan(["a", "b"], True, False, 60.0, None))
+    assert not _SSMRun.takes([*ssm, _Spec("ssh://h", uri="ssh://h")], plan)
+    working = [_Spec("ssm://i-2", uri="ssm://i-2", options={"working_directory": "/tmp"})]
+    assert not _SSMRun.takes(working, plan)
+    row = {
+        "status": "Failed",
+        "stdout": "out",
+        "stderr": "err",
+        "exit_status": 2,
+        "truncated": False,
+        "command_id": "c-1",
+        "error": "",
+    }
+    failed = _ssm_outcome("ssm://i-1", "uptime", row, 0.5)
+    assert (failed.exit_status, failed.stdout, failed.stderr) == (2, "out", "err")
+    assert failed.result is not None
+    assert failed.result.extra == {"command_id": "c-1"}
+    lost = _ssm_outcome("ssm://i-1", "uptime", {**row, "status": "TimedOut", "error": "late"}, 1)
+    assert (lost.error_type, lost.error, lost.exit_status) == ("TimedOut", "late", None)
+    assert _ssm_outcome("ssm://i-9", "uptime", None, 1).error_type == "Lost"

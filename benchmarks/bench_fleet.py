@@ -18,9 +18,11 @@ Patterns
 
 Rounds alternate the patterns so drift hits each alike; each cell is the median
 of --rounds rounds, with the range. --growth also times the kit at 10, 50, 100
-and 200 targets.
+and 200 targets; --dask also times the kit's fleet on a LocalCluster of two
+worker processes (executor=Client), which keep their sessions between calls.
 
-Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--growth] [--json out.json]
+Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--growth] [--dask]
+     [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +252,30 @@ def parallel_ssh(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterat
                 clients[0].disconnect()
 
 
+@contextlib.contextmanager
+def kit_dask(hosts: list[tuple[str, str, int]], server: SSHServer, client: Any) -> Iterator[Any]:
+    fleets: list[trainlab.Fleet] = []
+
+    def run() -> None:
+        result = fleets[0].run(COMMAND, executor=client)
+        if len(result.ok) != len(hosts):
+            raise SystemExit(f"kit on dask: {result.failed[0]!r}")
+
+    def cold() -> None:
+        fleets[:] = [
+            trainlab.Fleet([uri for uri, _, _ in hosts], progress=False, **server.client_options)
+        ]
+        run()
+
+    def close_sessions(dask_worker: Any) -> None:
+        trainlab.close_all()
+
+    try:
+        yield cold, run
+    finally:
+        client.run(close_sessions)
+
+
 PATTERNS: dict[str, Callable[..., Any]] = {
     "asyncssh gather": asyncssh_gather,
     "paramiko threads": paramiko_threads,
@@ -288,6 +315,7 @@ def main() -> int:
     parser.add_argument("--warm", type=int, default=5, help="warm repetitions per round")
     parser.add_argument("--only", default="", help="comma-separated pattern names")
     parser.add_argument("--growth", action="store_true", help="the kit at 10 to 200 targets")
+    parser.add_argument("--dask", action="store_true", help="the kit on a 2-worker LocalCluster")
     parser.add_argument("--json", default="", help="write the numbers here")
     args = parser.parse_args()
     chosen = [p.strip() for p in args.only.split(",") if p.strip()] or list(PATTERNS)
@@ -345,9 +373,35 @@ def main() -> int:
                     + " | ".join(f"{statistics.median(row[k]):.0f}" for k in row)
                     + " |"
                 )
+        dask_cells: dict[str, list[float]] = {}
+        if args.dask:
+            from distributed import Client, LocalCluster
+
+            with (
+                LocalCluster(
+                    n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                for _ in range(args.rounds):
+                    cold, warm = measure(partial(kit_dask, client=client), hosts, server, args.warm)
+                    dask_cells.setdefault("cold", []).append(cold)
+                    dask_cells.setdefault("warm", []).append(warm)
+            print(
+                f"\nkit on a LocalCluster (2 worker processes): cold {cell(dask_cells['cold'])}, "
+                f"warm {cell(dask_cells['warm'])} ms"
+            )
         if args.json:
             with open(args.json, "w") as handle:
-                json.dump({"targets": len(hosts), "patterns": results, "growth": growth}, handle)
+                json.dump(
+                    {
+                        "targets": len(hosts),
+                        "patterns": results,
+                        "growth": growth,
+                        "dask": dask_cells,
+                    },
+                    handle,
+                )
     return 0
 
 

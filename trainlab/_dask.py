@@ -23,7 +23,7 @@ from trainlab.fleet import _GRACE, Outcome, _placeholder, _Plan, _Run, _Spec, _T
 
 __all__ = ["PLUGIN_NAME", "DaskRun", "SessionPlugin", "assign"]
 
-PLUGIN_NAME = "trainlab-sessions"
+PLUGIN_NAME = "trainlab-sessions"  # also written out where it runs on the scheduler
 # Slack for a task to reach a worker and its answer to come back, seconds.
 _TRANSIT = 30.0
 
@@ -77,10 +77,6 @@ def assign(labels: Sequence[str], workers: Sequence[str]) -> dict[str, list[int]
     return groups
 
 
-def _cluster_state(dask_scheduler: Any) -> tuple[list[str], bool]:
-    return sorted(dask_scheduler.workers), PLUGIN_NAME in dask_scheduler.worker_plugins
-
-
 def _work(
     specs: list[tuple[str, str, dict[str, Any]]], plan: _Plan, max_workers: int
 ) -> list[Outcome]:
@@ -129,7 +125,13 @@ class DaskRun(_Run):
 
     def execute(self) -> list[Outcome]:
         client, plan = self.client, self.plan
-        workers, registered = client.run_on_scheduler(_cluster_state)
+        # A lambda travels by value: the scheduler needs no trainlab installed.
+        workers, registered = client.run_on_scheduler(
+            lambda dask_scheduler: (
+                sorted(dask_scheduler.workers),
+                "trainlab-sessions" in dask_scheduler.worker_plugins,
+            )
+        )
         if not workers:
             raise TargetError("the Dask cluster has no workers")
         if not registered:

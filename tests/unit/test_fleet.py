@@ -309,3 +309,16 @@ def test_ssm_rows_become_outcomes() -> None:
     lost = _ssm_outcome("ssm://i-1", "uptime", {**row, "status": "TimedOut", "error": "late"}, 1)
     assert (lost.error_type, lost.error, lost.exit_status) == ("TimedOut", "late", None)
     assert _ssm_outcome("ssm://i-9", "uptime", None, 1).error_type == "Lost"
+
+
+def test_making_a_fleet_loads_neither_pandas_nor_dask() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trainlab\n"
+        "f = trainlab.Fleet(['mock://a', 'mock://b'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'dask', 'distributed'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

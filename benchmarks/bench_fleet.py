@@ -15,6 +15,8 @@ Patterns
   parallel-ssh         pssh ParallelSSHClient.run_command + join (libssh2, gevent)
   kit exec             trainlab.Fleet(uris).run(...): a channel per command
   kit shell (default)  trainlab.Fleet(uris).run(...): one kept bash per target
+  ..., nistp256        the same two with ecdh-sha2-nistp256 as key exchange, which
+                       costs sshd less CPU than curve25519 (any client can choose it)
 
 Rounds alternate the patterns so drift hits each alike; each cell is the median
 of --rounds rounds, with the range. --growth also times the kit at 10, 50, 100
@@ -50,6 +52,8 @@ from trainlab.sandbox.sshd import SSHServer
 warnings.simplefilter("ignore")  # paramiko and fabric deprecation chatter
 
 PER_SERVER = 64  # 16 ports x 2 names x with/without user
+CURVE25519 = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+NISTP256 = "ecdh-sha2-nistp256"
 COMMAND = "hostname"
 
 
@@ -74,7 +78,9 @@ def targets(servers: list[SSHServer], count: int) -> list[tuple[str, str, int]]:
 
 
 @contextlib.contextmanager
-def kit(hosts: list[tuple[str, str, int]], server: SSHServer, mode: str) -> Iterator[Any]:
+def kit(
+    hosts: list[tuple[str, str, int]], server: SSHServer, mode: str, **options: Any
+) -> Iterator[Any]:
     fleets: list[trainlab.Fleet] = []
 
     def run() -> None:
@@ -90,6 +96,7 @@ def kit(hosts: list[tuple[str, str, int]], server: SSHServer, mode: str) -> Iter
                 progress=False,
                 max_workers=64,
                 **server.client_options,
+                **options,
             )
         ]
         run()
@@ -146,7 +153,9 @@ def asyncssh_gather(hosts: list[tuple[str, str, int]], server: SSHServer) -> Ite
 
 
 @contextlib.contextmanager
-def paramiko_threads(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterator[Any]:
+def paramiko_threads(
+    hosts: list[tuple[str, str, int]], server: SSHServer, nistp256: bool = False
+) -> Iterator[Any]:
     clients: list[paramiko.SSHClient] = []
     pool = ThreadPoolExecutor(len(hosts))
 
@@ -166,6 +175,8 @@ def paramiko_threads(hosts: list[tuple[str, str, int]], server: SSHServer) -> It
             key_filename=server.key_file,
             look_for_keys=False,
             allow_agent=False,
+            # Without curve25519, ecdh-sha2-nistp256 is paramiko's first choice.
+            disabled_algorithms={"kex": list(CURVE25519)} if nistp256 else None,
         )
         exec_one(client)
         return client
@@ -285,6 +296,8 @@ PATTERNS: dict[str, Callable[..., Any]] = {
     "parallel-ssh": parallel_ssh,
     "kit exec": lambda hosts, server: kit(hosts, server, "exec"),
     "kit shell (default)": lambda hosts, server: kit(hosts, server, "shell"),
+    "paramiko threads (nistp256)": partial(paramiko_threads, nistp256=True),
+    "kit shell (kex=nistp256)": lambda hosts, server: kit(hosts, server, "shell", kex=NISTP256),
 }
 
 

@@ -142,3 +142,18 @@ def test_cli_fleet_prints_a_row_per_target_and_fails_when_one_did() -> None:
     assert out.returncode == 1
     assert len(out.stdout.strip().splitlines()) == 5  # a header and 2 x 2 rows
     assert "1 ok, 1 failed" in out.stderr
+
+
+def test_kex_preference_reaches_the_transport(
+    fleet_sshd: SSHServer, fleet_options: dict[str, object]
+) -> None:
+    uris = fleet_uris(fleet_sshd, 3)
+    fleet = Fleet(uris[:2], kex="ecdh-sha2-nistp256", **fleet_options)
+    assert fleet.run("true", progress=False).all_ok
+    for session in fleet.sessions():
+        offered = session.transport._client.get_security_options().kex  # type: ignore[attr-defined]
+        assert offered[0] == "ecdh-sha2-nistp256"
+        assert "curve25519-sha256@libssh.org" in offered  # the rest stay as fallbacks
+    bad = Fleet(uris[2:], kex="no-such-kex", **fleet_options).run("true", progress=False)
+    assert bad[0].error_type == "TargetError"
+    assert "unsupported kex no-such-kex" in bad[0].error

@@ -78,6 +78,7 @@ _JUMP_INHERITS = (
     "retry_backoff",
     "keepalive",
     "ciphers",
+    "kex",
 )
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -258,6 +259,12 @@ class SSHTransport(Transport):
         "keepalive": Option(float, 30.0, "seconds between keepalives (0: none)", minimum=0),
         "compression": Option(bool, False, "compress the stream (slow links only)"),
         "ciphers": Option(str, None, "comma-separated cipher preference"),
+        "kex": Option(
+            str,
+            None,
+            "key exchange algorithms to offer first, comma-separated (the rest stay "
+            "as fallbacks); ecdh-sha2-nistp256 costs OpenSSH less CPU than curve25519",
+        ),
         "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
         "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
         "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
@@ -537,6 +544,15 @@ class SSHTransport(Transport):
         else:
             fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
             security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
+        kex = self.settings.get("kex")
+        if kex:
+            first = tuple(k.strip() for k in kex.split(",") if k.strip())
+            unknown = [k for k in first if k not in security.kex]
+            if unknown:
+                raise TargetError(
+                    f"unsupported kex {', '.join(unknown)}; choose from {', '.join(security.kex)}"
+                )
+            security.kex = first + tuple(k for k in security.kex if k not in first)
         client.use_compression(bool(self.settings["compression"]))
         known = [name for name in self._known_types() if name in security.key_types]
         if known:  # prefer the key types we can verify, as OpenSSH does

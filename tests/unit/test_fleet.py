@@ -322,3 +322,23 @@ def test_making_a_fleet_loads_neither_pandas_nor_dask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_what_travels_to_dask_workers_pickles() -> None:
+    import pickle
+
+    from trainlab.fleet import _Plan
+
+    result = Fleet(["mock://p"], responses={"x": "out\n"}).run("x", progress=False)
+    outcome = pickle.loads(pickle.dumps(result[0]))
+    assert (outcome.target, outcome.stdout, outcome.exit_status) == ("mock://p", "out\n", 0)
+    plan = _Plan(["x"], False, False, 5.0, None)
+    assert pickle.loads(pickle.dumps(plan)) == plan
+    session = trainlab.connect("mock://s", responses={"x": "s\n"})
+    label, uri, options = Fleet([session])._specs[0].portable()
+    assert (label, uri) == ("mock://s", "mock://s")
+    assert options["responses"] == {"x": "s\n"}
+    empty = FleetResult([])
+    assert list(empty.frame.columns) == list(FLEET_COLUMNS)
+    assert empty.all_ok
+    assert empty.raise_for_errors() is empty

@@ -267,3 +267,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def fleet_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    """An OpenSSH server on 16 loopback ports, for fan-outs over many distinct targets."""
+    _need_sshd()
+    server = SSHServer(tmp_path_factory.mktemp("fleet-sshd"), extra_ports=15)
+    with server:
+        yield server
+
+
+def fleet_uris(server: SSHServer, count: int) -> list[str]:
+    """``count`` distinct target URIs that all reach ``server``: its ports, by two names,
+    with and without the user (each a different target to the live-session registry)."""
+    uris = [
+        f"ssh://{user}{name}:{port}"
+        for user in (f"{server.user}@", "")
+        for name in ("127.0.0.1", "localhost")
+        for port in server.ports
+    ]
+    if count > len(uris):
+        raise ValueError(f"at most {len(uris)} distinct targets on one server")
+    return uris[:count]

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from trainlab import aws as aws
     from trainlab import bench as bench
     from trainlab import sandbox as sandbox
+    from trainlab.fleet import Fleet as Fleet
+    from trainlab.fleet import FleetResult as FleetResult
 
 __version__ = "0.1.0"
 
@@ -54,7 +56,9 @@ __all__ = [
     "FileError",
     "FileMissing",
     "FileStat",
+    "Fleet",
     "FleetError",
+    "FleetResult",
     "HTTPError",
     "HostKeyError",
     "InvalidCommand",
@@ -81,6 +85,7 @@ __all__ = [
 ]
 
 _LAZY_MODULES = {"aws", "bench", "sandbox"}
+_LAZY_NAMES = {"Fleet": "trainlab.fleet", "FleetResult": "trainlab.fleet"}
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -105,4 +110,8 @@ def __getattr__(name: str) -> Any:
         module = import_module(f"trainlab.{name}")
         globals()[name] = module
         return module
+    if name in _LAZY_NAMES:
+        value = getattr(import_module(_LAZY_NAMES[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``trainlab`` command: ``demo``, ``run``, ``bench`` and ``inventory``.
+"""The ``trainlab`` command: ``demo``, ``run``, ``fleet``, ``bench`` and ``inventory``.
 
 ``trainlab demo`` needs no infrastructure: it measures this machine through the
 kit (a process per command, a kept shell, a batch, the cache), then starts the
@@ -35,6 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command line")
     run.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
 
+    fleet = sub.add_parser("fleet", help="run commands on many targets at once")
+    fleet.add_argument("uris", nargs="+", metavar="URI", help="targets")
+    fleet.add_argument("-c", "--command", action="append", required=True, help="repeatable")
+    fleet.add_argument("--timeout", type=float, default=60.0, help="per target, seconds")
+    fleet.add_argument("--deadline", type=float, default=None, help="whole fan-out, seconds")
+    fleet.add_argument("--max-workers", type=int, default=None, help="targets at once")
+    fleet.add_argument("--markdown", action="store_true", help="print Markdown instead")
+
     bench = sub.add_parser("bench", help="compare strategies on a target")
     bench.add_argument("uri")
     bench.add_argument("-c", "--command", action="append", required=True, help="repeatable")
@@ -65,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args.uri, args.command, args.timeout)
         if args.action == "inventory":
             return _inventory(args)
+        if args.action == "fleet":
+            return _fleet(args)
         return _bench(args)
     except TrainlabError as exc:
         print(f"trainlab: {exc}", file=sys.stderr)
@@ -207,6 +217,27 @@ def _inventory(args: argparse.Namespace) -> int:
             print(frame.to_string(index=False))
         print(f"{len(frame)} instances")
     return 0
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    """One row per target and command; exit status 1 when any failed."""
+    fleet = trainlab.Fleet(
+        args.uris, timeout=args.timeout, deadline=args.deadline, max_workers=args.max_workers
+    )
+    commands: list[str] = args.command
+    if len(commands) == 1:
+        result = fleet.run(commands[0])
+    else:
+        result = fleet.run_many(commands)
+    frame = result.frame
+    frame["stdout"] = frame["stdout"].str.rstrip("\n").where(frame["error"] == "", frame["error"])
+    shown = frame[["target", "command", "exit_status", "duration_s", "stdout"]]
+    if args.markdown:
+        print(shown.to_markdown(index=False))
+    else:
+        print(shown.to_string(index=False))
+    print(repr(result), file=sys.stderr)
+    return 0 if result.all_ok else 1
 
 
 def _bench(args: argparse.Namespace) -> int:

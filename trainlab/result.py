@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from trainlab.errors import CommandFailed, OutputError
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchResult", "CommandResult", "FileStat"]
 
 _REPR_WIDTH = 60
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +179,26 @@ RESULT_COLUMNS = (
 )
 
 
-class BatchResult(Sequence[CommandResult]):
+class Items(Sequence[T]):
+    """A read-only sequence over a tuple, ``_items``: what result collections share."""
+
+    _items: tuple[T, ...] = ()
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items)
+
+
+class BatchResult(Items[CommandResult]):
     """Results of ``run_many``: one ``CommandResult`` per command that ran, in order.
 
     ``skipped`` lists the commands not run after a failure with ``stop_on_error``;
@@ -194,47 +214,35 @@ class BatchResult(Sequence[CommandResult]):
         skipped: Sequence[str] = (),
         target: str = "",
     ) -> None:
-        self._results = tuple(results)
+        self._items = tuple(results)
         self.duration = duration
         self.round_trips = round_trips
         self.skipped = tuple(skipped)
         self.target = target
 
-    @overload
-    def __getitem__(self, index: int) -> CommandResult: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[CommandResult]: ...
-    def __getitem__(self, index: int | slice) -> CommandResult | Sequence[CommandResult]:
-        return self._results[index]
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    def __iter__(self) -> Iterator[CommandResult]:
-        return iter(self._results)
-
     @property
     def ok(self) -> bool:
         """True when every command ran and exited 0."""
-        return not self.skipped and all(r.ok for r in self._results)
+        return not self.skipped and all(r.ok for r in self._items)
 
     @property
     def failed(self) -> list[CommandResult]:
         """The results that exited non-zero."""
-        return [r for r in self._results if not r.ok]
+        return [r for r in self._items if not r.ok]
 
     @property
     def frame(self) -> pd.DataFrame:
         """One row per command: target, command, exit_status, ok, stdout, stderr,
         duration_s, cached."""
-        import pandas as pd
-
-        frame = pd.DataFrame([r.to_record() for r in self._results], columns=list(RESULT_COLUMNS))
-        return frame.astype({"exit_status": "int64", "ok": "bool", "cached": "bool"})
+        return results_frame(
+            [r.to_record() for r in self._items],
+            RESULT_COLUMNS,
+            {"exit_status": "int64", "ok": "bool", "cached": "bool"},
+        )
 
     def check(self) -> BatchResult:
         """Return ``self`` when every command succeeded; raise for the first failure."""
-        for result in self._results:
+        for result in self._items:
             result.check()
         return self
 
@@ -251,7 +259,7 @@ class BatchResult(Sequence[CommandResult]):
 
     def _repr_html_(self) -> str:
         rows = []
-        for r in self._results:
+        for r in self._items:
             shown, _ = _clip(r.stdout, 400)
             rows.append(
                 f"<tr><td><code>{html.escape(r.command)}</code></td><td>{r.exit_status}</td>"
@@ -269,6 +277,15 @@ class BatchResult(Sequence[CommandResult]):
             + "".join(rows)
             + "</table></div>"
         )
+
+
+def results_frame(
+    records: Sequence[dict[str, Any]], columns: Sequence[str], dtypes: dict[str, str]
+) -> pd.DataFrame:
+    """Rows of results (``to_record()``) as a DataFrame with these columns and types."""
+    import pandas as pd
+
+    return pd.DataFrame(list(records), columns=list(columns)).astype(dtypes)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ MODULES = [
     "trainlab",
     "trainlab.bench",
     "trainlab.cache",
+    "trainlab.fleet",
     "trainlab.framing",
     "trainlab.options",
     "trainlab.platform",

@@ -55,6 +55,10 @@ class SSHServer(Background):
         Client key types to generate; the first is ``key_file``.
     passwords
         Accept password logins (for users with a password; off by default).
+    extra_ports
+        Listen on this many more loopback ports (``ports``, ``uris``; sshd takes
+        16 in all), each trusted in ``known_hosts`` as ``127.0.0.1`` and as
+        ``localhost``: many distinct targets from one server.
     private_home
         Give sessions a private, empty ``HOME`` (``SetEnv HOME=...``), so the login
         shell reads no ``~/.bashrc``: here root's runs ``pyenv init``, 80 ms on
@@ -72,6 +76,7 @@ class SSHServer(Background):
         key_types: tuple[str, ...] = ("ed25519",),
         private_home: bool = True,
         passwords: bool = False,
+        extra_ports: int = 0,
     ) -> None:
         executable = sshd_path()
         if executable is None:
@@ -85,6 +90,8 @@ class SSHServer(Background):
         self.passwords = passwords
         self.user = getpass.getuser()
         self.port = 0
+        self.extra_ports = extra_ports
+        self.ports: list[int] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     # -- files ---------------------------------------------------------------
@@ -105,6 +112,11 @@ class SSHServer(Background):
     @property
     def uri(self) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    @property
+    def uris(self) -> list[str]:
+        """One URI per listening port (``uri`` first)."""
+        return [f"ssh://{self.user}@127.0.0.1:{port}" for port in self.ports]
 
     @property
     def client_options(self) -> dict[str, Any]:
@@ -142,12 +154,19 @@ class SSHServer(Background):
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
         self.port = self.port or _free_port()
+        if len(self.ports) != 1 + self.extra_ports:
+            self.ports = [self.port]
+            while len(self.ports) < 1 + self.extra_ports:
+                port = _free_port()
+                if port not in self.ports:
+                    self.ports.append(port)
         config = self.dir / "sshd_config"
         config.write_text(
             "\n".join(
                 [
                     f"Port {self.port}",
                     "ListenAddress 127.0.0.1",
+                    *(f"ListenAddress 127.0.0.1:{port}" for port in self.ports[1:]),
                     f"HostKey {self.dir / 'host_ed25519'}",
                     f"PidFile {self.dir / 'sshd.pid'}",
                     f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
@@ -168,7 +187,13 @@ class SSHServer(Background):
             )
         )
         host = self.host_public_key.split()
-        (self.dir / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host[0]} {host[1]}\n")
+        (self.dir / "known_hosts").write_text(
+            "".join(
+                f"[{name}]:{port} {host[0]} {host[1]}\n"
+                for port in self.ports
+                for name in ("127.0.0.1", "localhost")
+            )
+        )
         return config
 
     # -- lifecycle -----------------------------------------------------------

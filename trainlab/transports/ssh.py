@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import getpass
+import logging
 import os
 import re
 import select
@@ -77,6 +78,7 @@ _JUMP_INHERITS = (
     "retry_backoff",
     "keepalive",
     "ciphers",
+    "kex",
 )
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -197,6 +199,16 @@ class _Transport(paramiko.Transport):
             ignore.add_string(b"")
             self._send_message(ignore)  # type: ignore[attr-defined]
 
+    def _parse_debug(self, m: Message) -> None:
+        # paramiko builds a log line from each debug message one character at a
+        # time even when nobody logs DEBUG; OpenSSH sends some after every key login.
+        if self.logger.isEnabledFor(logging.DEBUG):
+            super()._parse_debug(m)  # type: ignore[misc]
+            return
+        m.get_boolean()
+        m.get_string()
+        m.get_string()
+
 
 class SSHTransport(Transport):
     """Commands and files on a host over SSH.
@@ -247,6 +259,12 @@ class SSHTransport(Transport):
         "keepalive": Option(float, 30.0, "seconds between keepalives (0: none)", minimum=0),
         "compression": Option(bool, False, "compress the stream (slow links only)"),
         "ciphers": Option(str, None, "comma-separated cipher preference"),
+        "kex": Option(
+            str,
+            None,
+            "key exchange algorithms to offer first, comma-separated (the rest stay "
+            "as fallbacks); ecdh-sha2-nistp256 costs OpenSSH less CPU than curve25519",
+        ),
         "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
         "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
         "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
@@ -526,6 +544,15 @@ class SSHTransport(Transport):
         else:
             fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
             security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
+        kex = self.settings.get("kex")
+        if kex:
+            first = tuple(k.strip() for k in kex.split(",") if k.strip())
+            unknown = [k for k in first if k not in security.kex]
+            if unknown:
+                raise TargetError(
+                    f"unsupported kex {', '.join(unknown)}; choose from {', '.join(security.kex)}"
+                )
+            security.kex = first + tuple(k for k in security.kex if k not in first)
         client.use_compression(bool(self.settings["compression"]))
         known = [name for name in self._known_types() if name in security.key_types]
         if known:  # prefer the key types we can verify, as OpenSSH does
@@ -555,35 +582,18 @@ class SSHTransport(Transport):
             return [], []
         if not path.is_file():
             raise ConnectError(f"known_hosts {path} is not a file")
-        try:
-            text = path.read_bytes().decode("utf-8", "replace")
-        except OSError as exc:
-            raise ConnectError(f"cannot read known_hosts {path}: {exc.strerror}") from exc
-        keys: list[paramiko.PKey] = []
-        revoked: list[paramiko.PKey] = []
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            marker = ""
-            if line.startswith("@"):
-                marker, _, line = line.partition(" ")
-                if marker != "@revoked":
-                    continue
-            try:
-                entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-            except (
-                paramiko.SSHException,
-                paramiko.hostkeys.InvalidHostKey,
-                ValueError,
-                TypeError,
-            ):
-                continue  # OpenSSH skips what it cannot read
-            if entry is None or entry.key is None:
-                continue
-            if any(_host_matches(pattern, self._host_id) for pattern in entry.hostnames):
-                (revoked if marker == "@revoked" else keys).append(entry.key)
-        return keys, revoked
+        digest, entries = _parsed_known_hosts(path)
+        version = (f"hosts:{self._host_id}", digest)
+        found: tuple[list[paramiko.PKey], list[paramiko.PKey]] | None = _parsed_files.get(version)
+        if found is None:
+            keys: list[paramiko.PKey] = []
+            revoked: list[paramiko.PKey] = []
+            for marker, hostnames, key in entries:
+                if any(_host_matches(pattern, self._host_id) for pattern in hostnames):
+                    (revoked if marker == "@revoked" else keys).append(key)
+            found = (keys, revoked)
+            _remember(version, found)
+        return list(found[0]), list(found[1])
 
     def _known_types(self) -> list[str]:
         if self.settings["host_key_policy"] == "off":
@@ -712,6 +722,8 @@ class SSHTransport(Transport):
         passphrase = self.settings.get("passphrase")
         secret = passphrase.encode() if passphrase is not None else None
         try:
+            if secret is None:  # a decrypted key is never kept: only plain ones are cached
+                return _load_plain_key(path)
             return paramiko.PKey.from_path(path, secret)
         except FileNotFoundError as exc:
             raise ConnectError(f"key file {path} does not exist") from exc
@@ -1097,10 +1109,18 @@ class _RemoteShell:
             host = f"{shlex.quote(shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
             if sudo is not None:
                 host = sudo.command(host)
+            start = f"exec {host}"
+            if sudo is None and shell == "bash":
+                # A login shell that is bash already (sshd runs it with -c: no
+                # profile, no rc file) runs the host itself: one bash start less
+                # per session, which a cold fan-out over many hosts pays for each.
+                start = (
+                    f'if [ -n "$BASH_VERSION" ]; then eval {shlex.quote(inner)}; else {start}; fi'
+                )
             self.chan = client.open_session(timeout=timeout)
             if tty:
                 self.chan.get_pty(term="dumb", width=4096, height=100)
-            self.chan.exec_command(f'echo "__tl_pid $$"; exec {host}')
+            self.chan.exec_command(f'echo "__tl_pid $$"; {start}')
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
@@ -1461,6 +1481,76 @@ def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
 
 
 # A key type in known_hosts -> the host key algorithms that prove it.
+# Parsed known_hosts files and unencrypted private keys, by content: a fan-out over
+# many hosts would otherwise parse every known_hosts line and the key file again
+# for each connection (a third of the client's CPU per connect). Reading a file
+# is cheap; parsing its keys is not.
+_KnownEntry = tuple[str, tuple[str, ...], paramiko.PKey]
+_parsed_files: dict[tuple[str, bytes], Any] = {}
+_parsed_lock = threading.Lock()
+_PARSED_MAX = 4096
+
+
+def _version(kind: str, data: bytes) -> tuple[str, bytes]:
+    import hashlib
+
+    return kind, hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _remember(version: tuple[str, bytes], value: Any) -> None:
+    with _parsed_lock:
+        if len(_parsed_files) >= _PARSED_MAX:
+            _parsed_files.clear()
+        _parsed_files[version] = value
+
+
+def _parsed_known_hosts(path: Path) -> tuple[bytes, list[_KnownEntry]]:
+    """The file's digest, and (marker, host patterns, key) of each readable line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConnectError(f"cannot read known_hosts {path}: {exc.strerror}") from exc
+    version = _version("known_hosts", data)
+    cached: list[_KnownEntry] | None = _parsed_files.get(version)
+    if cached is not None:
+        return version[1], cached
+    text = data.decode("utf-8", "replace")
+    entries: list[_KnownEntry] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            if marker != "@revoked":
+                continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except (
+            paramiko.SSHException,
+            paramiko.hostkeys.InvalidHostKey,
+            ValueError,
+            TypeError,
+        ):
+            continue  # OpenSSH skips what it cannot read
+        if entry is None or entry.key is None:
+            continue
+        entries.append((marker, tuple(entry.hostnames), entry.key))
+    _remember(version, entries)
+    return version[1], entries
+
+
+def _load_plain_key(path: str) -> paramiko.PKey:
+    """An unencrypted private key, parsed once per file content."""
+    version = _version("key", Path(path).read_bytes())
+    cached: paramiko.PKey | None = _parsed_files.get(version)
+    if cached is None:
+        cached = paramiko.PKey.from_path(path, None)
+        _remember(version, cached)
+    return cached
+
+
 _ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 

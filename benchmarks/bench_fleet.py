@@ -1,0 +1,424 @@
+"""Fleets: the kit's fan-out against asyncssh, paramiko threads, fabric and parallel-ssh.
+
+Every pattern runs `hostname` on N SSH connections to private sshd servers on
+loopback (trainlab.sandbox.SSHServer, 16 ports each; the kit's targets are
+distinct URIs for its session registry, the peers connect to the same host and
+port pairs). Two columns:
+
+  cold  connect, authenticate, run, collect: nothing open before
+  warm  run and collect on the connections the cold round left open
+
+Patterns
+  asyncssh gather      asyncssh.connect + conn.run for every host under asyncio.gather
+  paramiko threads     paramiko.SSHClient per host in N threads (its defaults)
+  fabric               fabric.ThreadingGroup(...).run(hide=True)
+  parallel-ssh         pssh ParallelSSHClient.run_command + join (libssh2, gevent)
+  kit exec             trainlab.Fleet(uris).run(...): a channel per command
+  kit shell (default)  trainlab.Fleet(uris).run(...): one kept bash per target
+  ..., nistp256        the same two with ecdh-sha2-nistp256 as key exchange, which
+                       costs sshd less CPU than curve25519 (any client can choose it)
+
+Rounds alternate the patterns so drift hits each alike; each cell is the median
+of --rounds rounds, with the range. --growth also times the kit at 10, 50, 100
+and 200 targets; --dask also times the kit's fleet on a LocalCluster of two
+worker processes (executor=Client), which keep their sessions between calls.
+
+Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--growth] [--dask]
+     [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+import trainlab
+from trainlab.sandbox.sshd import SSHServer
+
+warnings.simplefilter("ignore")  # paramiko and fabric deprecation chatter
+
+PER_SERVER = 64  # 16 ports x 2 names x with/without user
+CURVE25519 = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+NISTP256 = "ecdh-sha2-nistp256"
+COMMAND = "hostname"
+
+
+def targets(servers: list[SSHServer], count: int) -> list[tuple[str, str, int]]:
+    """(uri, host, port) triples: distinct URIs, spread over the servers."""
+    found: list[tuple[str, str, int]] = []
+    for server in servers:
+        for user in (f"{server.user}@", ""):
+            for name in ("127.0.0.1", "localhost"):
+                for port in server.ports:
+                    found.append((f"ssh://{user}{name}:{port}", name, port))
+    if count > len(found):
+        raise SystemExit(f"at most {len(found)} targets with {len(servers)} servers")
+    # Interleave servers so any prefix spreads over all of them.
+    ordered = [found[i + j * PER_SERVER] for i in range(PER_SERVER) for j in range(len(servers))]
+    return ordered[:count]
+
+
+# -------------------------------------------------------------------- patterns
+# Each pattern is a context manager yielding (cold, warm): cold opens and runs,
+# warm runs again on what cold opened; leaving the context closes everything.
+
+
+@contextlib.contextmanager
+def kit(
+    hosts: list[tuple[str, str, int]], server: SSHServer, mode: str, **options: Any
+) -> Iterator[Any]:
+    fleets: list[trainlab.Fleet] = []
+
+    def run() -> None:
+        result = fleets[0].run(COMMAND)
+        if len(result.ok) != len(hosts):
+            raise SystemExit(f"kit {mode}: {result.failed[0]!r}")
+
+    def cold() -> None:  # the fleet is made in the timed part, as the peers' clients are
+        fleets[:] = [
+            trainlab.Fleet(
+                [uri for uri, _, _ in hosts],
+                mode=mode,
+                progress=False,
+                max_workers=64,
+                **server.client_options,
+                **options,
+            )
+        ]
+        run()
+
+    try:
+        yield cold, run
+    finally:
+        if fleets:
+            fleets[0].close()
+
+
+@contextlib.contextmanager
+def asyncssh_gather(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterator[Any]:
+    import asyncssh
+
+    loop = asyncio.new_event_loop()
+    conns: list[Any] = []
+
+    async def one(host: str, port: int) -> Any:
+        conn = await asyncssh.connect(
+            host,
+            port=port,
+            username=server.user,
+            client_keys=[server.key_file],
+            known_hosts=None,
+            agent_path=None,
+        )
+        await conn.run(COMMAND, check=True)
+        return conn
+
+    async def connect_all() -> list[Any]:
+        return list(await asyncio.gather(*(one(host, port) for _, host, port in hosts)))
+
+    def cold() -> None:
+        conns[:] = loop.run_until_complete(connect_all())
+
+    def warm() -> None:
+        async def all_of() -> None:
+            await asyncio.gather(*(c.run(COMMAND, check=True) for c in conns))
+
+        loop.run_until_complete(all_of())
+
+    try:
+        yield cold, warm
+    finally:
+
+        async def close() -> None:
+            for conn in conns:
+                conn.close()
+            await asyncio.gather(*(c.wait_closed() for c in conns))
+
+        loop.run_until_complete(close())
+        loop.close()
+
+
+@contextlib.contextmanager
+def paramiko_threads(
+    hosts: list[tuple[str, str, int]], server: SSHServer, nistp256: bool = False
+) -> Iterator[Any]:
+    clients: list[paramiko.SSHClient] = []
+    pool = ThreadPoolExecutor(len(hosts))
+
+    def exec_one(client: paramiko.SSHClient) -> bytes:
+        _, stdout, _ = client.exec_command(COMMAND)
+        out = stdout.read()
+        stdout.channel.recv_exit_status()
+        return out
+
+    def one(host: str, port: int) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # a loopback sandbox
+        client.connect(
+            host,
+            port=port,
+            username=server.user,
+            key_filename=server.key_file,
+            look_for_keys=False,
+            allow_agent=False,
+            # Without curve25519, ecdh-sha2-nistp256 is paramiko's first choice.
+            disabled_algorithms={"kex": list(CURVE25519)} if nistp256 else None,
+        )
+        exec_one(client)
+        return client
+
+    def cold() -> None:
+        clients[:] = list(pool.map(lambda h: one(h[1], h[2]), hosts))
+
+    def warm() -> None:
+        list(pool.map(exec_one, clients))
+
+    try:
+        yield cold, warm
+    finally:
+        for client in clients:
+            client.close()
+        pool.shutdown()
+
+
+@contextlib.contextmanager
+def fabric_group(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterator[Any]:
+    from fabric import ThreadingGroup
+
+    groups: list[Any] = []
+
+    def cold() -> None:
+        group = ThreadingGroup(
+            *(f"{host}:{port}" for _, host, port in hosts),
+            user=server.user,
+            connect_kwargs={
+                "key_filename": server.key_file,
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        )
+        groups[:] = [group]
+        group.run(COMMAND, hide=True)
+
+    def warm() -> None:
+        groups[0].run(COMMAND, hide=True)
+
+    try:
+        yield cold, warm
+    finally:
+        if groups:
+            groups[0].close()
+
+
+@contextlib.contextmanager
+def parallel_ssh(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterator[Any]:
+    from pssh.clients import ParallelSSHClient
+    from pssh.config import HostConfig
+
+    clients: list[Any] = []
+
+    def run(client: Any) -> None:
+        output = client.run_command(COMMAND)
+        client.join(output)
+        for host_output in output:
+            list(host_output.stdout)
+            # exit_code can still be None here under load (libssh2 has not read
+            # the exit-status message yet); only an exception is a failure.
+            if host_output.exception is not None or host_output.exit_code not in (0, None):
+                raise SystemExit(f"parallel-ssh: {host_output.exception!r}")
+
+    def cold() -> None:
+        client = ParallelSSHClient(
+            [host for _, host, _ in hosts],
+            user=server.user,
+            pkey=server.key_file,
+            allow_agent=False,
+            num_retries=0,
+            pool_size=len(hosts),
+            host_config=[HostConfig(port=port) for _, _, port in hosts],
+        )
+        clients[:] = [client]
+        run(client)
+
+    def warm() -> None:
+        run(clients[0])
+
+    try:
+        yield cold, warm
+    finally:
+        if clients:
+            with contextlib.suppress(Exception):
+                clients[0].disconnect()
+
+
+@contextlib.contextmanager
+def kit_dask(hosts: list[tuple[str, str, int]], server: SSHServer, client: Any) -> Iterator[Any]:
+    fleets: list[trainlab.Fleet] = []
+
+    def run() -> None:
+        result = fleets[0].run(COMMAND, executor=client)
+        if len(result.ok) != len(hosts):
+            raise SystemExit(f"kit on dask: {result.failed[0]!r}")
+
+    def cold() -> None:
+        fleets[:] = [
+            trainlab.Fleet([uri for uri, _, _ in hosts], progress=False, **server.client_options)
+        ]
+        run()
+
+    def close_sessions(dask_worker: Any) -> None:
+        trainlab.close_all()
+
+    try:
+        yield cold, run
+    finally:
+        client.run(close_sessions)
+
+
+PATTERNS: dict[str, Callable[..., Any]] = {
+    "asyncssh gather": asyncssh_gather,
+    "paramiko threads": paramiko_threads,
+    "fabric ThreadingGroup": fabric_group,
+    "parallel-ssh": parallel_ssh,
+    "kit exec": lambda hosts, server: kit(hosts, server, "exec"),
+    "kit shell (default)": lambda hosts, server: kit(hosts, server, "shell"),
+    "paramiko threads (nistp256)": partial(paramiko_threads, nistp256=True),
+    "kit shell (kex=nistp256)": lambda hosts, server: kit(hosts, server, "shell", kex=NISTP256),
+}
+
+
+def measure(
+    factory: Callable[..., Any], hosts: list[tuple[str, str, int]], server: SSHServer, warm: int
+) -> tuple[float, float]:
+    """(cold ms, median warm ms) for one round of one pattern."""
+    with factory(hosts, server) as (cold_call, warm_call):
+        t0 = time.perf_counter()
+        cold_call()
+        cold_ms = (time.perf_counter() - t0) * 1e3
+        warm_call()  # the first warm call may still settle channels
+        samples = []
+        for _ in range(warm):
+            t0 = time.perf_counter()
+            warm_call()
+            samples.append((time.perf_counter() - t0) * 1e3)
+    time.sleep(0.3)  # let sshd reap the closed connections before the next pattern
+    return cold_ms, statistics.median(samples)
+
+
+def cell(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warm", type=int, default=5, help="warm repetitions per round")
+    parser.add_argument("--only", default="", help="comma-separated pattern names")
+    parser.add_argument("--growth", action="store_true", help="the kit at 10 to 200 targets")
+    parser.add_argument("--dask", action="store_true", help="the kit on a 2-worker LocalCluster")
+    parser.add_argument("--json", default="", help="write the numbers here")
+    args = parser.parse_args()
+    chosen = [p.strip() for p in args.only.split(",") if p.strip()] or list(PATTERNS)
+    biggest = max(args.targets, 200 if args.growth else 0)
+    count = -(-biggest // PER_SERVER)
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(SSHServer(extra_ports=15)) for _ in range(count)]
+        server = servers[0]  # the client key and known_hosts are per server: share them
+        for other in servers[1:]:
+            (other.dir / "authorized_keys").write_text((server.dir / "authorized_keys").read_text())
+        with open(server.known_hosts, "a") as known:
+            for other in servers[1:]:
+                known.write(Path(other.known_hosts).read_text())
+        hosts = targets(servers, args.targets)
+        print(
+            f"{len(hosts)} connections to {len(servers)} sshd on loopback, `{COMMAND}`; "
+            f"{os.cpu_count()} cores; cold: connect + run; warm: run on open connections; "
+            f"median of {args.rounds} rounds (range), ms\n"
+        )
+        results: dict[str, dict[str, list[float]]] = {
+            name: {"cold": [], "warm": []} for name in chosen
+        }
+        for _ in range(args.rounds):
+            # parallel-ssh brings gevent: it goes last in every round.
+            for name in sorted(chosen, key=lambda n: n == "parallel-ssh"):
+                cold, warm = measure(PATTERNS[name], hosts, server, args.warm)
+                results[name]["cold"].append(cold)
+                results[name]["warm"].append(warm)
+                trainlab.close_all()
+        width = max(len(n) for n in chosen)
+        print(f"| {'pattern':<{width}} | cold ms | warm ms |")
+        print(f"|{'-' * (width + 2)}|---:|---:|")
+        for name in chosen:
+            print(
+                f"| {name:<{width}} | {cell(results[name]['cold'])} "
+                f"| {cell(results[name]['warm'])} |"
+            )
+        growth: dict[str, dict[str, list[float]]] = {}
+        if args.growth:
+            print("\nkit, growth with the number of targets (median of rounds, ms)\n")
+            print("| targets | exec cold | exec warm | shell cold | shell warm |")
+            print("|---:|---:|---:|---:|---:|")
+            for size in (10, 50, 100, 200):
+                row: dict[str, list[float]] = {}
+                for mode in ("exec", "shell"):
+                    pattern = PATTERNS["kit exec" if mode == "exec" else "kit shell (default)"]
+                    for _ in range(max(1, args.rounds // 2 + 1)):
+                        cold, warm = measure(pattern, targets(servers, size), server, args.warm)
+                        row.setdefault(f"{mode} cold", []).append(cold)
+                        row.setdefault(f"{mode} warm", []).append(warm)
+                        trainlab.close_all()
+                growth[str(size)] = row
+                print(
+                    f"| {size} | "
+                    + " | ".join(f"{statistics.median(row[k]):.0f}" for k in row)
+                    + " |"
+                )
+        dask_cells: dict[str, list[float]] = {}
+        if args.dask:
+            from distributed import Client, LocalCluster
+
+            with (
+                LocalCluster(
+                    n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=40
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                for _ in range(args.rounds):
+                    cold, warm = measure(partial(kit_dask, client=client), hosts, server, args.warm)
+                    dask_cells.setdefault("cold", []).append(cold)
+                    dask_cells.setdefault("warm", []).append(warm)
+            print(
+                f"\nkit on a LocalCluster (2 worker processes): cold {cell(dask_cells['cold'])}, "
+                f"warm {cell(dask_cells['warm'])} ms"
+            )
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(
+                    {
+                        "targets": len(hosts),
+                        "patterns": results,
+                        "growth": growth,
+                        "dask": dask_cells,
+                    },
+                    handle,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -276,17 +276,3 @@ def fleet_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     server = SSHServer(tmp_path_factory.mktemp("fleet-sshd"), extra_ports=15)
     with server:
         yield server
-
-
-def fleet_uris(server: SSHServer, count: int) -> list[str]:
-    """``count`` distinct target URIs that all reach ``server``: its ports, by two names,
-    with and without the user (each a different target to the live-session registry)."""
-    uris = [
-        f"ssh://{user}{name}:{port}"
-        for user in (f"{server.user}@", "")
-        for name in ("127.0.0.1", "localhost")
-        for port in server.ports
-    ]
-    if count > len(uris):
-        raise ValueError(f"at most {len(uris)} distinct targets on one server")
-    return uris[:count]

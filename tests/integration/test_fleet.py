@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import trainlab
-from tests.servers import fleet_uris
 from trainlab.fleet import Fleet
 from trainlab.sandbox.sshd import SSHServer
 from trainlab.session import live_sessions
@@ -46,7 +45,7 @@ def hanging_port() -> Iterator[int]:
 def test_fifty_targets_a_closed_port_and_a_hanging_host(
     fleet_sshd: SSHServer, fleet_options: dict[str, object], closed_port: int, hanging_port: int
 ) -> None:
-    good = fleet_uris(fleet_sshd, 50)
+    good = fleet_sshd.fleet_uris(50)
     closed = f"ssh://{fleet_sshd.user}@127.0.0.1:{closed_port}"
     hanging = f"ssh://{fleet_sshd.user}@127.0.0.1:{hanging_port}"
     fleet = Fleet(
@@ -87,7 +86,7 @@ def test_a_refused_login_is_a_row(
 ) -> None:
     stranger = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    [first, second] = fleet_uris(fleet_sshd, 2)
+    [first, second] = fleet_sshd.fleet_uris(2)
     refused = trainlab.connect(second, **{**fleet_options, "key_file": str(stranger)})
     result = Fleet([first, refused], **fleet_options).run_many(["id -u", "true"], progress=False)
     assert [o.target for o in result] == [first, first, second, second]
@@ -114,7 +113,7 @@ def test_the_deadline_ends_a_fan_out_over_hosts_that_never_answer(
 def test_ctrl_c_keeps_what_finished_and_closes_what_it_opened(
     fleet_sshd: SSHServer, fleet_options: dict[str, object]
 ) -> None:
-    uris = fleet_uris(fleet_sshd, 24)
+    uris = fleet_sshd.fleet_uris(24)
 
     def interrupt(done: int, total: int) -> None:
         if done >= 3:
@@ -147,7 +146,7 @@ def test_cli_fleet_prints_a_row_per_target_and_fails_when_one_did() -> None:
 def test_kex_preference_reaches_the_transport(
     fleet_sshd: SSHServer, fleet_options: dict[str, object]
 ) -> None:
-    uris = fleet_uris(fleet_sshd, 3)
+    uris = fleet_sshd.fleet_uris(3)
     fleet = Fleet(uris[:2], kex="ecdh-sha2-nistp256", **fleet_options)
     assert fleet.run("true", progress=False).all_ok
     for session in fleet.sessions():

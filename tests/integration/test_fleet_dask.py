@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.servers import fleet_uris
 from trainlab.fleet import Fleet
 from trainlab.sandbox.sshd import SSHServer
 
@@ -43,7 +42,7 @@ def test_targets_split_across_workers_and_sessions_kept_on_each(
     known = tmp_path / "known_hosts"
     known.write_text(Path(fleet_sshd.known_hosts).read_text())
     options = {**fleet_sshd.client_options, "known_hosts": str(known)}
-    good = fleet_uris(fleet_sshd, 20)
+    good = fleet_sshd.fleet_uris(20)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"ssh://{fleet_sshd.user}@127.0.0.1:{sock.getsockname()[1]}"

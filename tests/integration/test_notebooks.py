@@ -66,7 +66,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
     import nbformat
 
     names = [p.name for p in NOTEBOOKS]
-    for wanted in ("quickstart", "ec2_inventory", "benchmark_report", "powershell"):
+    for wanted in ("quickstart", "ec2_inventory", "benchmark_report", "fleet", "powershell"):
         assert any(wanted in n for n in names), f"no {wanted} notebook in {names}"
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
@@ -140,3 +140,19 @@ def test_powershell(tmp_path: Path) -> None:
     assert "usable again" in text(out["pwsh-timeout"])
     assert "winrm, +20 ms" in text(out["bench"])
     assert "image/png" in mimes(out["bench-plot"])
+
+
+def test_fleet(tmp_path: Path) -> None:
+    out = execute("04_fleet.ipynb", tmp_path)
+    assert text(out["sandbox"]).strip() == "25"
+    assert "25 targets: 24 ok, 1 failed" in text(out["run"])
+    assert "ConnectError" in text(out["failed"])
+    assert "24 answered, 1 failed" in text(out["failed"])
+    assert text(out["fleet-error"]).startswith("FleetError 1 of 25 targets failed")
+    assert "reused: 24 of 24" in text(out["warm"])
+    assert "id -un" in text(out["run-many"])
+    assert "image/png" in mimes(out["plot"])
+    ssm = text(out["ssm"])
+    assert "Linux" in ssm
+    assert "False" in ssm  # stopped instances are failure rows, not lost
+    assert re.search(r"0\s+24\n<NA>\s+1", text(out["dask"]))

@@ -77,6 +77,12 @@ class AsyncSSHServer(Background):
     def uri(self) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}"
 
+    def fleet_uris(self, count: int) -> list[str]:
+        """``count`` distinct target URIs that reach this server (at most 4: one port)."""
+        from trainlab.sandbox.sshd import distinct_uris
+
+        return distinct_uris(self.user, [self.port], count)
+
     @property
     def client_options(self) -> dict[str, Any]:
         """Options for ``trainlab.connect`` that reach this server and trust it."""

@@ -53,6 +53,9 @@ class Sandbox(Background):
     ssh_server
         ``auto`` (OpenSSH's sshd when installed, else the asyncssh server),
         ``openssh`` or ``asyncssh``.
+    ssh_ports
+        Loopback ports the OpenSSH server listens on (1 to 16): ``fleet_uris``
+        hands out four distinct targets per port.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class Sandbox(Background):
         instances: int = 40,
         strict: bool = False,
         ssh_server: str = "auto",
+        ssh_ports: int = 1,
     ) -> None:
         unknown = [p for p in parts if p not in PARTS]
         if unknown:
@@ -69,6 +73,9 @@ class Sandbox(Background):
         if ssh_server not in ("auto", "openssh", "asyncssh"):
             raise TargetError(f"ssh_server is auto, openssh or asyncssh, not {ssh_server!r}")
         self.ssh_server = ssh_server
+        if not 1 <= ssh_ports <= 16:
+            raise TargetError(f"ssh_ports is 1 to 16 (sshd's own limit), not {ssh_ports}")
+        self.ssh_ports = ssh_ports
         self.parts = tuple(parts)
         self.instances = instances
         self.strict = strict
@@ -106,7 +113,7 @@ class Sandbox(Background):
         use_openssh = self.ssh_server == "openssh" or (
             self.ssh_server == "auto" and (sshd_path() is not None or not asyncssh_available())
         )
-        server = SSHServer() if use_openssh else AsyncSSHServer()
+        server = SSHServer(extra_ports=self.ssh_ports - 1) if use_openssh else AsyncSSHServer()
         self.ssh = self._stack.enter_context(server)
 
     def _start_aws(self) -> None:
@@ -211,6 +218,10 @@ class Sandbox(Background):
             "client_secret": server.client_secret,
         }
         return self._near(server.url, rtt), options
+
+    def fleet_uris(self, count: int) -> list[str]:
+        """``count`` distinct SSH targets on the sandbox server (options: ``target("ssh")``)."""
+        return list(self._part("ssh").fleet_uris(count))
 
     def connect(self, part: str, *, rtt: float = 0.0, **options: Any) -> Session:
         """A session on a sandbox target, closed when the sandbox stops."""

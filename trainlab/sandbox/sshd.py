@@ -35,6 +35,33 @@ def sshd_path() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when its parent dies (Linux prctl)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def distinct_uris(user: str, ports: list[int], count: int) -> list[str]:
+    """Up to ``4 * len(ports)`` distinct ssh:// URIs for one loopback server."""
+    uris = [
+        f"ssh://{who}{name}:{port}"
+        for who in (f"{user}@", "")
+        for name in ("127.0.0.1", "localhost")
+        for port in ports
+    ]
+    if not 0 < count <= len(uris):
+        from trainlab.errors import TargetError
+
+        raise TargetError(
+            f"one server gives 1 to {len(uris)} distinct targets ({len(ports)} ports): "
+            f"ask for fewer, or start it with more ports"
+        )
+    return uris[:count]
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,6 +144,12 @@ class SSHServer(Background):
     def uris(self) -> list[str]:
         """One URI per listening port (``uri`` first)."""
         return [f"ssh://{self.user}@127.0.0.1:{port}" for port in self.ports]
+
+    def fleet_uris(self, count: int) -> list[str]:
+        """``count`` distinct target URIs that all reach this server: its ports, by two
+        names, with and without the user (each a different target to the live-session
+        registry, so a fleet opens one connection per URI)."""
+        return distinct_uris(self.user, self.ports or [self.port], count)
 
     @property
     def client_options(self) -> dict[str, Any]:
@@ -207,6 +240,9 @@ class SSHServer(Background):
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # Only prctl runs between fork and exec: safe with threads, and no
+            # orphaned server survives this process being killed.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

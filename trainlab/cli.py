@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
+from typing import Any
 
 import trainlab
 from trainlab.errors import TrainlabError
@@ -116,7 +118,7 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     )
     _print_bench(local, markdown)
     results = [local]
-    with Sandbox(instances=20) as lab:
+    with Sandbox(instances=20, ssh_ports=FLEET_TARGETS // 4) as lab:
         if lab.ssh_kind:
             print(f"\nsandbox SSH server: {lab.ssh_kind}")
         for part, reason in lab.missing.items():
@@ -143,6 +145,10 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
                     )
                 _print_bench(result, markdown)
                 results.append(result)
+        if "ssh" not in lab.missing and lab.ssh_kind == "OpenSSH":
+            fleet = _demo_fleet(lab, max(3, repeat // 10))
+            _print_bench(fleet, markdown)
+            results.append(fleet)
     print("\nSummary (median ms per command; speedup over a fresh connection per command)\n")
     table = trainlab.bench.overview(results)[["median_ms", "p95_ms", "speedup"]]
     if markdown:
@@ -161,6 +167,56 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
         to_html(results, report)
         print(f"\nReport: {report} (self-contained HTML: tables, plots, environment)")
     return 0
+
+
+FLEET_TARGETS = 24
+
+
+def _demo_fleet(lab: Any, repeat: int) -> trainlab.bench.BenchResult:
+    """``hostname`` on 24 distinct SSH targets at once: a cold fan-out against a warm one."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    uris = lab.fleet_uris(FLEET_TARGETS)
+    _, options = lab.target("ssh")
+    label = f"fleet of {FLEET_TARGETS} (ssh +0 ms)"
+    print(f"\n{label}: hostname on {FLEET_TARGETS} targets at once, cold and warm")
+    rows = []
+    started = datetime.now(UTC)
+    for strategy, rounds in (("fresh", repeat), ("reused", repeat * 3)):
+        fleet = trainlab.Fleet(uris, progress=False, connect_retries=0, **options)
+        if strategy == "reused":
+            fleet.run("true").raise_for_errors()  # open every connection first
+        for index in range(rounds):
+            t0 = time.perf_counter()
+            fleet.run("hostname").raise_for_errors()
+            elapsed = time.perf_counter() - t0
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "command": "hostname",
+                    "repetition": index,
+                    "seconds": elapsed / FLEET_TARGETS,
+                    "commands_per_call": FLEET_TARGETS,
+                }
+            )
+            if strategy == "fresh":
+                fleet.close()
+        fleet.close()
+    return trainlab.bench.BenchResult(
+        target=uris[0],
+        commands=["hostname"],
+        timings=pd.DataFrame(rows),
+        started=started,
+        repeat=repeat,
+        warmup=0,
+        notes=[
+            f"per target: a whole fan-out's wall time over {FLEET_TARGETS} targets; fresh "
+            "opens every connection (cold), reused finds them open (warm)"
+        ],
+        label=label,
+    )
 
 
 def _headlines(results: list[trainlab.bench.BenchResult]) -> list[str]:

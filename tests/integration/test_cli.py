@@ -47,7 +47,12 @@ def test_demo_measures_every_sandbox_target_near_and_far(tmp_path: Path, sshd: A
     assert not re.search(r"^\w+: left out", out.stdout, re.M), out.stdout
     summary = out.stdout[out.stdout.index("Summary") :]
     parts = ("ssh", "aws", "rest", "winrm")
-    labels = ["local", "pwsh +0 ms", *(f"{p} +{ms} ms" for ms in (0, 20) for p in parts)]
+    labels = [
+        "local",
+        "pwsh +0 ms",
+        "fleet of 24 (ssh +0 ms)",
+        *(f"{p} +{ms} ms" for ms in (0, 20) for p in parts),
+    ]
     for label in labels:
         assert f"\n{label}" in summary
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import trainlab
-from tests.contract.contract import TransportContract
+from tests.contract.contract import ThisMachinesFiles, TransportContract
 
 pytestmark = pytest.mark.aws
 
 
-class TestSSM(TransportContract):
+class TestSSM(ThisMachinesFiles, TransportContract):
     @pytest.fixture
     def session(self, ssm_target: dict[str, Any]) -> trainlab.Session:
         return trainlab.connect(
@@ -22,14 +21,6 @@ class TestSSM(TransportContract):
             output_s3_bucket=ssm_target["bucket"],
             **ssm_target["options"],
         )
-
-    @pytest.fixture
-    def sample_file(self, tmp_path: Path) -> tuple[str, bytes]:
-        # The "instance" runs its commands on this machine, so a local file is its file.
-        path = tmp_path / "sample.txt"
-        content = "héllo\nworld\n".encode()
-        path.write_bytes(content)
-        return str(path), content
 
     def test_non_utf8_output_is_replaced_and_raw_bytes_kept(
         self, session: trainlab.Session

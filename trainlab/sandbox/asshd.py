@@ -27,6 +27,7 @@ from typing import Any
 
 from trainlab.errors import TrainlabError
 from trainlab.sandbox._base import Background
+from trainlab.sandbox.sshd import LoopbackSSH
 
 __all__ = ["AsyncSSHServer", "asyncssh_available"]
 
@@ -42,7 +43,7 @@ def asyncssh_available() -> bool:
     return True
 
 
-class AsyncSSHServer(Background):
+class AsyncSSHServer(LoopbackSSH, Background):
     """asyncssh's server on 127.0.0.1, in a thread of this process.
 
     The same surface as ``SSHServer``: ``uri``, ``client_options``, ``key_file``,
@@ -59,6 +60,7 @@ class AsyncSSHServer(Background):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="trainlab-asshd-"))
         self.user = getpass.getuser()
         self.port = 0
+        self.ports: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -68,31 +70,6 @@ class AsyncSSHServer(Background):
     @property
     def key_file(self) -> str:
         return str(self.dir / "client_ed25519")
-
-    @property
-    def known_hosts(self) -> str:
-        return str(self.dir / "known_hosts")
-
-    @property
-    def uri(self) -> str:
-        return f"ssh://{self.user}@127.0.0.1:{self.port}"
-
-    def fleet_uris(self, count: int) -> list[str]:
-        """``count`` distinct target URIs that reach this server (at most 4: one port)."""
-        from trainlab.sandbox.sshd import distinct_uris
-
-        return distinct_uris(self.user, [self.port], count)
-
-    @property
-    def client_options(self) -> dict[str, Any]:
-        """Options for ``trainlab.connect`` that reach this server and trust it."""
-        return {
-            "key_file": self.key_file,
-            "known_hosts": self.known_hosts,
-            "agent": False,
-            "look_for_keys": False,
-            "ssh_config": "",
-        }
 
     # ------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 10.0) -> AsyncSSHServer:

@@ -69,7 +69,50 @@ def _free_port() -> int:
         return port
 
 
-class SSHServer(Background):
+class LoopbackSSH:
+    """What a sandbox SSH server tells clients: its URIs and the options that trust it.
+
+    Subclasses set ``dir`` (with ``known_hosts`` in it), ``key_file``, ``user``,
+    ``port`` and ``ports``.
+    """
+
+    dir: Path
+    user: str
+    port: int
+    ports: list[int]
+
+    @property
+    def key_file(self) -> str:  # pragma: no cover - every server defines it
+        raise NotImplementedError
+
+    @property
+    def known_hosts(self) -> str:
+        """A known_hosts file that already trusts this server."""
+        return str(self.dir / "known_hosts")
+
+    @property
+    def uri(self) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+
+    def fleet_uris(self, count: int) -> list[str]:
+        """``count`` distinct target URIs that all reach this server: its ports, by two
+        names, with and without the user (each a different target to the live-session
+        registry, so a fleet opens one connection per URI)."""
+        return distinct_uris(self.user, self.ports or [self.port], count)
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """Options for ``trainlab.connect`` that reach this server and trust it."""
+        return {
+            "key_file": self.key_file,
+            "known_hosts": self.known_hosts,
+            "agent": False,
+            "look_for_keys": False,
+            "ssh_config": "",
+        }
+
+
+class SSHServer(LoopbackSSH, Background):
     """OpenSSH's sshd in the foreground on 127.0.0.1, stopped by its pid.
 
     Parameters
@@ -128,39 +171,13 @@ class SSHServer(Background):
         return str(self.dir / f"client_{self.key_types[0]}")
 
     @property
-    def known_hosts(self) -> str:
-        """A known_hosts file that already trusts this server."""
-        return str(self.dir / "known_hosts")
-
-    @property
-    def host_public_key(self) -> str:
-        return (self.dir / "host_ed25519.pub").read_text().strip()
-
-    @property
-    def uri(self) -> str:
-        return f"ssh://{self.user}@127.0.0.1:{self.port}"
-
-    @property
     def uris(self) -> list[str]:
         """One URI per listening port (``uri`` first)."""
         return [f"ssh://{self.user}@127.0.0.1:{port}" for port in self.ports]
 
-    def fleet_uris(self, count: int) -> list[str]:
-        """``count`` distinct target URIs that all reach this server: its ports, by two
-        names, with and without the user (each a different target to the live-session
-        registry, so a fleet opens one connection per URI)."""
-        return distinct_uris(self.user, self.ports or [self.port], count)
-
     @property
-    def client_options(self) -> dict[str, Any]:
-        """Options for ``trainlab.connect`` that reach this server and trust it."""
-        return {
-            "key_file": self.key_file,
-            "known_hosts": self.known_hosts,
-            "agent": False,
-            "look_for_keys": False,
-            "ssh_config": "",
-        }
+    def host_public_key(self) -> str:
+        return (self.dir / "host_ed25519.pub").read_text().strip()
 
     def _keygen(self, path: Path, kind: str, comment: str) -> None:
         if path.exists():

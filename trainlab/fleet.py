@@ -864,12 +864,20 @@ class _SSMRun(_Run):
 
     @classmethod
     def takes(cls, specs: Sequence[_Spec], plan: _Plan) -> bool:
-        return not plan.batch and all(
-            spec.session is None
-            and spec.uri.startswith("ssm://")
-            and set(spec.options) <= set(cls._KEYS)
-            for spec in specs
-        )
+        return not plan.batch and all(cls._fits(spec) for spec in specs)
+
+    @classmethod
+    def _fits(cls, spec: _Spec) -> bool:
+        """True when ``ssm_run`` honours every option of ``spec``, the URI's query too."""
+        from trainlab.uri import parse_target
+
+        if spec.session is not None or not spec.uri.startswith("ssm://"):
+            return False
+        try:
+            query = parse_target(spec.uri).query
+        except TargetError:
+            query = {}  # reported as its row by execute()
+        return set(spec.options) | set(query) <= set(cls._KEYS)
 
     def execute(self) -> list[Outcome]:
         from trainlab.aws.fanout import ssm_run

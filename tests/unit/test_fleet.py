@@ -342,3 +342,15 @@ def test_what_travels_to_dask_workers_pickles() -> None:
     assert list(empty.frame.columns) == list(FLEET_COLUMNS)
     assert empty.all_ok
     assert empty.raise_for_errors() is empty
+
+
+def test_ssm_query_options_outside_ssm_run_take_the_session_path() -> None:
+    from trainlab.fleet import _Plan, _Spec, _SSMRun
+
+    plan = _Plan(["pwd"], False, False, 60.0, None)
+    uri = "ssm://i-2?working_directory=/srv"
+    # ssm_run has no working directory: these targets must go through their sessions.
+    assert not _SSMRun.takes([_Spec(uri, uri=uri)], plan)
+    assert _SSMRun.takes(
+        [_Spec("ssm://i-3?region=eu-west-1", uri="ssm://i-3?region=eu-west-1")], plan
+    )

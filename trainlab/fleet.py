@@ -897,9 +897,21 @@ class _SSMRun(_Run):
             given = {**target.query, **spec.options}
             key = tuple(given.get(name) for name in self._KEYS)
             groups.setdefault(key, []).append((index, target.host))
-        budget = plan.timeout if plan.deadline is None else min(plan.timeout, plan.deadline)
+        # Groups run one after another; the fan-out's deadline is shared by all of them.
+        end = None if plan.deadline is None else time.monotonic() + plan.deadline
         for (region, profile, endpoint, poll, bucket), members in groups.items():
             since = time.perf_counter()
+            budget = plan.timeout if end is None else min(plan.timeout, end - time.monotonic())
+            if budget <= 0:
+                for index, _ in members:
+                    self.outcomes[index] = _placeholder(
+                        self.specs[index].label,
+                        plan.commands,
+                        "Deadline",
+                        "not started: past the deadline",
+                    )
+                self.update(len(members))
+                continue
             try:
                 frame = ssm_run(
                     [instance for _, instance in members],

@@ -354,3 +354,41 @@ def test_ssm_query_options_outside_ssm_run_take_the_session_path() -> None:
     assert _SSMRun.takes(
         [_Spec("ssm://i-3?region=eu-west-1", uri="ssm://i-3?region=eu-west-1")], plan
     )
+
+
+def test_ssm_fan_out_over_regions_keeps_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from trainlab.aws import fanout
+
+    given: list[float] = []
+
+    def slow_ssm_run(instances: list[str], command: str, **kwargs: Any) -> pd.DataFrame:
+        given.append(kwargs["timeout"])
+        time.sleep(kwargs["timeout"])  # every instance runs until SSM's timeout
+        rows = [
+            {
+                "instance_id": i,
+                "status": "TimedOut",
+                "error": "late",
+                "stdout": "",
+                "stderr": "",
+                "exit_status": None,
+                "truncated": False,
+                "command_id": "c",
+            }
+            for i in instances
+        ]
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(fanout, "ssm_run", slow_ssm_run)
+    fleet = Fleet(
+        ["ssm://i-1?region=eu-west-1", "ssm://i-2?region=us-east-1", "ssm://i-3?region=ap-south-1"]
+    )
+    started = time.monotonic()
+    result = fleet.run("uptime", deadline=0.3, progress=False)
+    elapsed = time.monotonic() - started
+    assert len(result) == 3
+    assert result.targets == fleet.uris
+    assert elapsed < 0.3 + 0.25, (elapsed, given)
+    assert {o.error_type for o in result} <= {"TimedOut", "Deadline"}

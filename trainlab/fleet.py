@@ -32,6 +32,7 @@ from trainlab.errors import FleetError, TargetError
 from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
 from trainlab.session import Session, command_text, connect
+from trainlab.uri import _redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -268,8 +269,8 @@ class _Spec:
     """One target: a URI and connect options, or a session given as is."""
 
     label: str
-    uri: str = ""
-    options: Mapping[str, Any] = field(default_factory=dict)
+    uri: str = field(default="", repr=False)  # may hold a password; the label does not
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     session: Session | None = None
     # The registry's session, kept between fan-outs: a registry lookup parses the
     # URI and freezes the options, a third of a warm fan-out's own CPU time.
@@ -429,7 +430,8 @@ class Fleet:
             return _Spec(item.uri, session=item)
         if not isinstance(item, str):
             raise TargetError(f"fleet targets are URIs or sessions, got {type(item).__name__}")
-        return _Spec(item, uri=item, options=_connect_options(item, self.options, self.timeout))
+        options = _connect_options(item, self.options, self.timeout)
+        return _Spec(_redact(item), uri=item, options=options)
 
     def _check_file_limit(self) -> None:
         budget = _fd_budget()

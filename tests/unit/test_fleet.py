@@ -392,3 +392,17 @@ def test_ssm_fan_out_over_regions_keeps_one_deadline(monkeypatch: pytest.MonkeyP
     assert result.targets == fleet.uris
     assert elapsed < 0.3 + 0.25, (elapsed, given)
     assert {o.error_type for o in result} <= {"TimedOut", "Deadline"}
+
+
+def test_a_password_in_a_target_uri_or_option_shows_nowhere() -> None:
+    from trainlab.fleet import _Spec
+
+    fleet = Fleet(["ssh://alice:hunter2@web1:22", "mock://a"], password="s3cret", timeout=0.5)
+    assert fleet.uris == ["ssh://alice:***@web1:22", "mock://a"]
+    shown = [repr(fleet), *map(repr, fleet._specs)]
+    result = FleetResult(
+        [Outcome(fleet.uris[0], "uptime", error="unreachable", error_type="ConnectError")]
+    )
+    shown += [repr(result), result._repr_html_(), result.frame.to_string()]
+    shown.append(repr(_Spec("ssh://h", uri="ssh://h", options={"passphrase": "s3cret"})))
+    assert not [text for text in shown if "hunter2" in text or "s3cret" in text]

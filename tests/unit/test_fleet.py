@@ -406,3 +406,38 @@ def test_a_password_in_a_target_uri_or_option_shows_nowhere() -> None:
     shown += [repr(result), result._repr_html_(), result.frame.to_string()]
     shown.append(repr(_Spec("ssh://h", uri="ssh://h", options={"passphrase": "s3cret"})))
     assert not [text for text in shown if "hunter2" in text or "s3cret" in text]
+
+
+def test_dask_task_arguments_show_no_secret() -> None:
+    pytest.importorskip("distributed")
+
+    class Sent(Exception):
+        pass
+
+    class Client:
+        """Enough of a dask.distributed.Client to see what a task carries."""
+
+        def __init__(self) -> None:
+            self.args: tuple[Any, ...] = ()
+
+        def run_on_scheduler(self, _function: Any) -> Any:
+            return ["tcp://127.0.0.1:1"], True
+
+        def submit(self, _function: Any, *args: Any, **_kwargs: Any) -> Any:
+            self.args = args
+            raise Sent
+
+    client = Client()
+    fleet = Fleet(["ssh://alice:hunter2@web1"], passphrase="s3cret")
+    with pytest.raises(Sent):
+        fleet.run("uptime", executor=client, progress=False)
+    # Dask logs a failed task's repr; the worker still gets everything it needs.
+    shown = repr(client.args)
+    assert "hunter2" not in shown
+    assert "s3cret" not in shown
+    [(label, uri, options)] = list(client.args[0])
+    assert (label, uri, options["passphrase"]) == (
+        "ssh://alice:***@web1",
+        "ssh://alice:hunter2@web1",
+        "s3cret",
+    )

@@ -800,10 +800,10 @@ class _ThreadRun(_Run):
         plan = self.plan
         end = None if plan.deadline is None else time.monotonic() + plan.deadline
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="trainlab-fleet")
+        futures: dict[Future[list[Outcome]], int] = {}
         try:
-            futures: dict[Future[list[Outcome]], int] = {
-                pool.submit(self._task, index, end): index for index in range(len(self.specs))
-            }
+            for index in range(len(self.specs)):  # Ctrl-C may land while they queue
+                futures[pool.submit(self._task, index, end)] = index
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=_TICK, return_when=FIRST_COMPLETED)

@@ -441,3 +441,24 @@ def test_dask_task_arguments_show_no_secret() -> None:
         "ssh://alice:hunter2@web1",
         "s3cret",
     )
+
+
+def test_ctrl_c_while_targets_are_still_being_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    submit = ThreadPoolExecutor.submit
+    calls = [0]
+
+    def interrupted_submit(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:  # Ctrl-C lands while the second target is being queued
+            raise KeyboardInterrupt
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", interrupted_submit)
+    fleet = Fleet(["mock://q1", "mock://q2", "mock://q3"], responses={"x": "ok\n"})
+    with pytest.raises(KeyboardInterrupt) as caught:
+        fleet.run("x", progress=False)
+    partial = caught.value.results  # type: ignore[attr-defined]
+    assert partial.targets == fleet.uris
+    assert partial.interrupted

@@ -217,7 +217,11 @@ class FleetResult(Items[Outcome]):
         if not failed:
             return self
         kinds: dict[str, int] = {}
-        for outcome in failed:
+        counted: set[str] = set()
+        for outcome in failed:  # each target once, by its first failure
+            if outcome.target in counted:
+                continue
+            counted.add(outcome.target)
             kind = outcome.error_type or f"exit {outcome.exit_status}"
             kinds[kind] = kinds.get(kind, 0) + 1
         summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))

@@ -462,3 +462,12 @@ def test_ctrl_c_while_targets_are_still_being_queued(monkeypatch: pytest.MonkeyP
     partial = caught.value.results  # type: ignore[attr-defined]
     assert partial.targets == fleet.uris
     assert partial.interrupted
+
+
+def test_the_failure_summary_counts_targets_not_rows() -> None:
+    commands = ["a", "b", "c"]
+    down = [Outcome("ssh://down", c, error="refused", error_type="ConnectError") for c in commands]
+    up = [Outcome("ssh://up", c, trainlab.CommandResult(c, b"", b"", 0)) for c in commands]
+    with pytest.raises(FleetError) as caught:
+        FleetResult([*down, *up]).raise_for_errors()
+    assert "1 of 2 targets failed (1 ConnectError)" in str(caught.value)

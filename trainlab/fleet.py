@@ -324,6 +324,28 @@ def _fd_budget() -> int:
     return max(0, soft - used - _FD_RESERVE)
 
 
+def _label(uri: str) -> str:
+    """``uri`` as a fleet names it: its password and secret query options hidden."""
+    from urllib.parse import parse_qsl
+
+    from trainlab.uri import parse_target
+
+    label = _redact(uri)
+    try:
+        declared = registry.transport_class(parse_target(uri).scheme).options
+    except TargetError:
+        return label  # reported per target when it connects
+    base, sep, query = label.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(key in declared and declared[key].secret for key, _ in pairs):
+        return label
+    shown = [
+        f"{key}=***" if key in declared and declared[key].secret else f"{key}={value}"
+        for key, value in pairs
+    ]
+    return base + sep + "&".join(shown)
+
+
 def _connect_options(uri: str, options: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     """The options a fleet connects ``uri`` with: the caller's, and two defaults.
 
@@ -435,7 +457,7 @@ class Fleet:
         if not isinstance(item, str):
             raise TargetError(f"fleet targets are URIs or sessions, got {type(item).__name__}")
         options = _connect_options(item, self.options, self.timeout)
-        return _Spec(_redact(item), uri=item, options=options)
+        return _Spec(_label(item), uri=item, options=options)
 
     def _check_file_limit(self) -> None:
         budget = _fd_budget()

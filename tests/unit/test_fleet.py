@@ -471,3 +471,10 @@ def test_the_failure_summary_counts_targets_not_rows() -> None:
     with pytest.raises(FleetError) as caught:
         FleetResult([*down, *up]).raise_for_errors()
     assert "1 of 2 targets failed (1 ConnectError)" in str(caught.value)
+
+
+def test_a_secret_in_a_target_query_shows_nowhere() -> None:
+    fleet = Fleet(["mock://web1?password=hunter2&latency=0", "mock://web2?latency=0"])
+    assert fleet.uris == ["mock://web1?password=***&latency=0", "mock://web2?latency=0"]
+    result = fleet.run("uptime", progress=False)
+    assert "hunter2" not in repr(list(result)) + result.frame.to_string()

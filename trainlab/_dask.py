@@ -77,6 +77,14 @@ def assign(labels: Sequence[str], workers: Sequence[str]) -> dict[str, list[int]
     return groups
 
 
+class _Targets(list[tuple[str, str, dict[str, Any]]]):
+    """A worker's (label, uri, options) targets; its repr, in Dask's logs of a failed
+    task, names them only: URIs and options may hold passwords and passphrases."""
+
+    def __repr__(self) -> str:
+        return f"<trainlab targets {[label for label, _, _ in self]}>"
+
+
 def _work(
     specs: list[tuple[str, str, dict[str, Any]]], plan: _Plan, max_workers: int
 ) -> list[Outcome]:
@@ -143,7 +151,7 @@ class DaskRun(_Run):
         for number, (worker, indexes) in enumerate(sorted(groups.items())):
             future = client.submit(
                 _work,
-                [self.specs[i].portable() for i in indexes],
+                _Targets(self.specs[i].portable() for i in indexes),
                 plan,
                 self.max_workers,
                 key=f"trainlab-fleet-{tag}-{number}",

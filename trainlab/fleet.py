@@ -32,6 +32,7 @@ from trainlab.errors import FleetError, TargetError
 from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
 from trainlab.session import Session, command_text, connect
+from trainlab.uri import _redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -216,7 +217,11 @@ class FleetResult(Items[Outcome]):
         if not failed:
             return self
         kinds: dict[str, int] = {}
-        for outcome in failed:
+        counted: set[str] = set()
+        for outcome in failed:  # each target once, by its first failure
+            if outcome.target in counted:
+                continue
+            counted.add(outcome.target)
             kind = outcome.error_type or f"exit {outcome.exit_status}"
             kinds[kind] = kinds.get(kind, 0) + 1
         summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
@@ -268,8 +273,8 @@ class _Spec:
     """One target: a URI and connect options, or a session given as is."""
 
     label: str
-    uri: str = ""
-    options: Mapping[str, Any] = field(default_factory=dict)
+    uri: str = field(default="", repr=False)  # may hold a password; the label does not
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
     session: Session | None = None
     # The registry's session, kept between fan-outs: a registry lookup parses the
     # URI and freezes the options, a third of a warm fan-out's own CPU time.
@@ -317,6 +322,28 @@ def _fd_budget() -> int:
     except OSError:
         used = 0
     return max(0, soft - used - _FD_RESERVE)
+
+
+def _label(uri: str) -> str:
+    """``uri`` as a fleet names it: its password and secret query options hidden."""
+    from urllib.parse import parse_qsl
+
+    from trainlab.uri import parse_target
+
+    label = _redact(uri)
+    try:
+        declared = registry.transport_class(parse_target(uri).scheme).options
+    except TargetError:
+        return label  # reported per target when it connects
+    base, sep, query = label.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(key in declared and declared[key].secret for key, _ in pairs):
+        return label
+    shown = [
+        f"{key}=***" if key in declared and declared[key].secret else f"{key}={value}"
+        for key, value in pairs
+    ]
+    return base + sep + "&".join(shown)
 
 
 def _connect_options(uri: str, options: Mapping[str, Any], timeout: float) -> dict[str, Any]:
@@ -429,7 +456,8 @@ class Fleet:
             return _Spec(item.uri, session=item)
         if not isinstance(item, str):
             raise TargetError(f"fleet targets are URIs or sessions, got {type(item).__name__}")
-        return _Spec(item, uri=item, options=_connect_options(item, self.options, self.timeout))
+        options = _connect_options(item, self.options, self.timeout)
+        return _Spec(_label(item), uri=item, options=options)
 
     def _check_file_limit(self) -> None:
         budget = _fd_budget()
@@ -798,10 +826,10 @@ class _ThreadRun(_Run):
         plan = self.plan
         end = None if plan.deadline is None else time.monotonic() + plan.deadline
         pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="trainlab-fleet")
+        futures: dict[Future[list[Outcome]], int] = {}
         try:
-            futures: dict[Future[list[Outcome]], int] = {
-                pool.submit(self._task, index, end): index for index in range(len(self.specs))
-            }
+            for index in range(len(self.specs)):  # Ctrl-C may land while they queue
+                futures[pool.submit(self._task, index, end)] = index
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=_TICK, return_when=FIRST_COMPLETED)
@@ -864,12 +892,20 @@ class _SSMRun(_Run):
 
     @classmethod
     def takes(cls, specs: Sequence[_Spec], plan: _Plan) -> bool:
-        return not plan.batch and all(
-            spec.session is None
-            and spec.uri.startswith("ssm://")
-            and set(spec.options) <= set(cls._KEYS)
-            for spec in specs
-        )
+        return not plan.batch and all(cls._fits(spec) for spec in specs)
+
+    @classmethod
+    def _fits(cls, spec: _Spec) -> bool:
+        """True when ``ssm_run`` honours every option of ``spec``, the URI's query too."""
+        from trainlab.uri import parse_target
+
+        if spec.session is not None or not spec.uri.startswith("ssm://"):
+            return False
+        try:
+            query = parse_target(spec.uri).query
+        except TargetError:
+            query = {}  # reported as its row by execute()
+        return set(spec.options) | set(query) <= set(cls._KEYS)
 
     def execute(self) -> list[Outcome]:
         from trainlab.aws.fanout import ssm_run
@@ -889,9 +925,21 @@ class _SSMRun(_Run):
             given = {**target.query, **spec.options}
             key = tuple(given.get(name) for name in self._KEYS)
             groups.setdefault(key, []).append((index, target.host))
-        budget = plan.timeout if plan.deadline is None else min(plan.timeout, plan.deadline)
+        # Groups run one after another; the fan-out's deadline is shared by all of them.
+        end = None if plan.deadline is None else time.monotonic() + plan.deadline
         for (region, profile, endpoint, poll, bucket), members in groups.items():
             since = time.perf_counter()
+            budget = plan.timeout if end is None else min(plan.timeout, end - time.monotonic())
+            if budget <= 0:
+                for index, _ in members:
+                    self.outcomes[index] = _placeholder(
+                        self.specs[index].label,
+                        plan.commands,
+                        "Deadline",
+                        "not started: past the deadline",
+                    )
+                self.update(len(members))
+                continue
             try:
                 frame = ssm_run(
                     [instance for _, instance in members],

@@ -100,6 +100,10 @@ class TrainMagics(Magics):
         if isinstance(known, Session):  # a session made in Python: give it an alias
             if options:
                 raise UsageError(f"{args.uri} is an open session already: drop the -o options")
+            if known.closed:
+                raise UsageError(
+                    f"{args.uri} is a closed session; %train connect {known.uri} opens a new one"
+                )
             session = known
         else:
             session = trainlab.connect(args.uri, **options)

@@ -109,3 +109,13 @@ def test_connect_aliases_a_session_made_in_python(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="drop the -o options"):
         ip.run_line_magic("train", "connect made -o ttl=5")
     made.close()
+
+
+def test_connect_refuses_a_closed_session_variable(ip: InteractiveShell) -> None:
+    gone = trainlab.connect("local://", reuse=False)
+    gone.close()
+    ip.user_ns["gone"] = gone
+    with pytest.raises(UsageError, match="closed"):
+        ip.run_line_magic("train", "connect gone --as old")
+    with pytest.raises(UsageError, match="no session named 'old'"):
+        ip.run_line_magic("train", "use old")

@@ -91,3 +91,25 @@ def test_powershell_parts_near_and_far() -> None:
             lab.target("pwsh", rtt=0.02)
         port = near.target.port
     assert not listening(port)
+
+
+@pytest.mark.ssh
+def test_an_sshd_that_exits_at_start_leaves_no_keys_or_open_log(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _need_sshd()
+    from trainlab.sandbox import sshd
+
+    made: list[sshd.SSHServer] = []
+
+    class Failing(sshd.SSHServer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(config="NoSuchKeyword yes", **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(sshd, "SSHServer", Failing)
+    with Sandbox(["ssh"], ssh_server="openssh") as lab:
+        assert "sshd exited at start" in lab.missing["ssh"]
+    [server] = made
+    assert server._log.closed
+    assert not server.dir.exists()  # its private keys are gone too

@@ -342,3 +342,139 @@ def test_what_travels_to_dask_workers_pickles() -> None:
     assert list(empty.frame.columns) == list(FLEET_COLUMNS)
     assert empty.all_ok
     assert empty.raise_for_errors() is empty
+
+
+def test_ssm_query_options_outside_ssm_run_take_the_session_path() -> None:
+    from trainlab.fleet import _Plan, _Spec, _SSMRun
+
+    plan = _Plan(["pwd"], False, False, 60.0, None)
+    uri = "ssm://i-2?working_directory=/srv"
+    # ssm_run has no working directory: these targets must go through their sessions.
+    assert not _SSMRun.takes([_Spec(uri, uri=uri)], plan)
+    assert _SSMRun.takes(
+        [_Spec("ssm://i-3?region=eu-west-1", uri="ssm://i-3?region=eu-west-1")], plan
+    )
+
+
+def test_ssm_fan_out_over_regions_keeps_one_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from trainlab.aws import fanout
+
+    given: list[float] = []
+
+    def slow_ssm_run(instances: list[str], command: str, **kwargs: Any) -> pd.DataFrame:
+        given.append(kwargs["timeout"])
+        time.sleep(kwargs["timeout"])  # every instance runs until SSM's timeout
+        rows = [
+            {
+                "instance_id": i,
+                "status": "TimedOut",
+                "error": "late",
+                "stdout": "",
+                "stderr": "",
+                "exit_status": None,
+                "truncated": False,
+                "command_id": "c",
+            }
+            for i in instances
+        ]
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(fanout, "ssm_run", slow_ssm_run)
+    fleet = Fleet(
+        ["ssm://i-1?region=eu-west-1", "ssm://i-2?region=us-east-1", "ssm://i-3?region=ap-south-1"]
+    )
+    started = time.monotonic()
+    result = fleet.run("uptime", deadline=0.3, progress=False)
+    elapsed = time.monotonic() - started
+    assert len(result) == 3
+    assert result.targets == fleet.uris
+    assert elapsed < 0.3 + 0.25, (elapsed, given)
+    assert {o.error_type for o in result} <= {"TimedOut", "Deadline"}
+
+
+def test_a_password_in_a_target_uri_or_option_shows_nowhere() -> None:
+    from trainlab.fleet import _Spec
+
+    fleet = Fleet(["ssh://alice:hunter2@web1:22", "mock://a"], password="s3cret", timeout=0.5)
+    assert fleet.uris == ["ssh://alice:***@web1:22", "mock://a"]
+    shown = [repr(fleet), *map(repr, fleet._specs)]
+    result = FleetResult(
+        [Outcome(fleet.uris[0], "uptime", error="unreachable", error_type="ConnectError")]
+    )
+    shown += [repr(result), result._repr_html_(), result.frame.to_string()]
+    shown.append(repr(_Spec("ssh://h", uri="ssh://h", options={"passphrase": "s3cret"})))
+    assert not [text for text in shown if "hunter2" in text or "s3cret" in text]
+
+
+def test_dask_task_arguments_show_no_secret() -> None:
+    pytest.importorskip("distributed")
+
+    class Sent(Exception):
+        pass
+
+    class Client:
+        """Enough of a dask.distributed.Client to see what a task carries."""
+
+        def __init__(self) -> None:
+            self.args: tuple[Any, ...] = ()
+
+        def run_on_scheduler(self, _function: Any) -> Any:
+            return ["tcp://127.0.0.1:1"], True
+
+        def submit(self, _function: Any, *args: Any, **_kwargs: Any) -> Any:
+            self.args = args
+            raise Sent
+
+    client = Client()
+    fleet = Fleet(["ssh://alice:hunter2@web1"], passphrase="s3cret")
+    with pytest.raises(Sent):
+        fleet.run("uptime", executor=client, progress=False)
+    # Dask logs a failed task's repr; the worker still gets everything it needs.
+    shown = repr(client.args)
+    assert "hunter2" not in shown
+    assert "s3cret" not in shown
+    [(label, uri, options)] = list(client.args[0])
+    assert (label, uri, options["passphrase"]) == (
+        "ssh://alice:***@web1",
+        "ssh://alice:hunter2@web1",
+        "s3cret",
+    )
+
+
+def test_ctrl_c_while_targets_are_still_being_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    submit = ThreadPoolExecutor.submit
+    calls = [0]
+
+    def interrupted_submit(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:  # Ctrl-C lands while the second target is being queued
+            raise KeyboardInterrupt
+        return submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", interrupted_submit)
+    fleet = Fleet(["mock://q1", "mock://q2", "mock://q3"], responses={"x": "ok\n"})
+    with pytest.raises(KeyboardInterrupt) as caught:
+        fleet.run("x", progress=False)
+    partial = caught.value.results  # type: ignore[attr-defined]
+    assert partial.targets == fleet.uris
+    assert partial.interrupted
+
+
+def test_the_failure_summary_counts_targets_not_rows() -> None:
+    commands = ["a", "b", "c"]
+    down = [Outcome("ssh://down", c, error="refused", error_type="ConnectError") for c in commands]
+    up = [Outcome("ssh://up", c, trainlab.CommandResult(c, b"", b"", 0)) for c in commands]
+    with pytest.raises(FleetError) as caught:
+        FleetResult([*down, *up]).raise_for_errors()
+    assert "1 of 2 targets failed (1 ConnectError)" in str(caught.value)
+
+
+def test_a_secret_in_a_target_query_shows_nowhere() -> None:
+    fleet = Fleet(["mock://web1?password=hunter2&latency=0", "mock://web2?latency=0"])
+    assert fleet.uris == ["mock://web1?password=***&latency=0", "mock://web2?latency=0"]
+    result = fleet.run("uptime", progress=False)
+    assert "hunter2" not in repr(list(result)) + result.frame.to_string()

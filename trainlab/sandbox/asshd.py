@@ -110,7 +110,13 @@ class AsyncSSHServer(LoopbackSSH, Background):
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
         public = host_key.export_public_key().decode().split()
-        Path(self.known_hosts).write_text(f"[127.0.0.1]:{self.port} {public[0]} {public[1]}\n")
+        # Both names of fleet_uris, as OpenSSH's sandbox server has them.
+        Path(self.known_hosts).write_text(
+            "".join(
+                f"[{name}]:{self.port} {public[0]} {public[1]}\n"
+                for name in ("127.0.0.1", "localhost")
+            )
+        )
         return self
 
     def stop(self) -> None:

@@ -264,9 +264,9 @@ class SSHServer(LoopbackSSH, Background):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise TrainlabError(
-                    f"sshd exited at start ({self.process.returncode}): {self.log_text()[-2000:]}"
-                )
+                why = f"sshd exited at start ({self.process.returncode}): {self.log_text()[-2000:]}"
+                self.stop()  # closes the log and removes the keys
+                raise TrainlabError(why)
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,

@@ -1542,8 +1542,20 @@ def _parsed_known_hosts(path: Path) -> tuple[bytes, list[_KnownEntry]]:
 
 
 def _load_plain_key(path: str) -> paramiko.PKey:
-    """An unencrypted private key, parsed once per file content."""
-    version = _version("key", Path(path).read_bytes())
+    """An unencrypted private key, parsed once per content of the key and its certificate.
+
+    ``PKey.from_path`` also loads ``<key>-cert.pub`` when there is one (or the
+    key beside a ``-cert.pub`` path), so both files are part of the version.
+    """
+    suffix = "-cert.pub"
+    key_path = Path(path.removesuffix(suffix)).expanduser()
+    cert_path = Path(f"{key_path}{suffix}")
+    try:
+        cert = cert_path.read_bytes()
+    except FileNotFoundError:
+        cert = b""
+    data = key_path.read_bytes()
+    version = _version("key", len(data).to_bytes(8, "big") + data + cert)
     cached: paramiko.PKey | None = _parsed_files.get(version)
     if cached is None:
         cached = paramiko.PKey.from_path(path, None)

@@ -236,6 +236,9 @@ class AsyncSSHServer(LoopbackSSH, Background):
             if child.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
+                # Reap it: a Popen collected unreaped warns that it is still running.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(child.wait(), 2)
             transport = getattr(child, "_transport", None)  # closes its pipes too
             if transport is not None:
                 transport.close()

@@ -217,3 +217,34 @@ def test_long_commands_travel_whole(winrm_server: Any) -> None:
     payload = "x" * 120_000
     with connect(winrm_server) as s:
         assert s.run(f"printf %s '{payload}' | wc -c").stdout.strip() == "120000"
+
+
+def test_a_receive_that_gets_no_answer_is_not_retried_past_the_deadline() -> None:
+    # pypsrp retries a Receive whose HTTP read timed out five times, with backoff
+    # (minutes); a session gives up after one, shortly past its deadline.
+    import threading
+    import time
+
+    released = threading.Event()
+    with WinRMServer() as server:
+        s = connect(server)
+        s.run("true")
+        answer = server._receive
+        held = 0
+
+        def hang(*args: Any) -> str:
+            nonlocal held
+            held += 1
+            if held <= 2:  # the first two Receives go unanswered
+                released.wait(20)
+            return answer(*args)
+
+        server._receive = hang  # type: ignore[method-assign]
+        started = time.monotonic()
+        try:
+            with pytest.raises(trainlab.TransportError, match="timed out"):
+                s.run("echo late", timeout=1.0)
+            assert time.monotonic() - started < 8
+        finally:
+            released.set()
+            s.close()

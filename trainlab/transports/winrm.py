@@ -12,6 +12,7 @@ server dropped it (pypsrp #21, #203). Option names follow ``WSMan``'s keywords.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -153,6 +154,9 @@ class WinRMTransport(PowerShellTransport):
                 )
             except ValueError as exc:  # pypsrp's check of auth against encryption
                 raise TargetError(_config_hint(str(exc), settings["auth"], self.ssl)) from None
+            # pypsrp retries a Receive whose answer timed out five times with backoff,
+            # minutes past a command's deadline: here a Receive is sent once.
+            wsman.receive = functools.partial(_receive_once, wsman)  # type: ignore[method-assign]
             pool = RunspacePool(
                 wsman,
                 configuration_name=settings["configuration_name"],
@@ -353,6 +357,24 @@ class WinRMSTransport(WinRMTransport):
 
     scheme: ClassVar[str] = "winrms"
     ssl: ClassVar[bool] = True
+
+
+def _receive_once(
+    wsman: Any,
+    resource_uri: str,
+    resource: Any,
+    *,
+    option_set: Any = None,
+    selector_set: Any = None,
+    timeout: int | None = None,
+) -> Any:
+    """``WSMan.receive`` without its retries: a Receive that gets no answer in time fails."""
+    from pypsrp.wsman import NAMESPACES, WSManAction
+
+    answer = wsman.invoke(
+        WSManAction.RECEIVE, resource_uri, resource, option_set, selector_set, timeout
+    )
+    return answer.find("s:Body", namespaces=NAMESPACES)
 
 
 def _cert_validation(value: str) -> bool | str:

@@ -214,6 +214,9 @@ class _Host:
                 f"the PowerShell host {argv[0]!r} did not open a runspace ({exc}); check that "
                 f"{shlex.join(argv)!r} starts PowerShell's server mode (-s)" + self._stderr_tail()
             ) from exc
+        except BaseException:
+            self.kill()  # interrupted or refused mid-open: no process is left behind untracked
+            raise
 
     # -- process --------------------------------------------------------------
     def alive(self) -> bool:

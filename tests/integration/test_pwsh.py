@@ -161,3 +161,26 @@ def test_host_interrupted_while_opening_is_killed(
     s.close()
     assert len(started) == 1
     assert started[0].poll() is not None  # not left running, untracked
+
+
+def test_host_that_never_answers_shows_what_it_wrote() -> None:
+    s = trainlab.connect(
+        "pwsh://",
+        reuse=False,
+        executable="/bin/sh",
+        arguments="-c 'echo no-such-option >&2; sleep 30'",
+        open_timeout=0.5,
+    )
+    with pytest.raises(trainlab.ConnectError, match="it wrote: no-such-option"):
+        s.run("true")
+    s.close()
+
+
+def test_host_that_is_not_a_server_shows_what_it_wrote() -> None:
+    s = trainlab.connect(
+        "pwsh://", reuse=False, executable="/bin/sh", arguments="-c 'echo bad-flag >&2; echo x'"
+    )
+    with pytest.raises(trainlab.ConnectError, match="server mode") as info:
+        s.run("true")
+    s.close()
+    assert "it wrote: bad-flag" in str(info.value)

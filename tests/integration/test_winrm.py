@@ -248,3 +248,17 @@ def test_a_receive_that_gets_no_answer_is_not_retried_past_the_deadline() -> Non
         finally:
             released.set()
             s.close()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "auth"),
+    [("winrm_server", "basic"), ("winrm_ntlm_server", "ntlm"), ("winrm_ntlm_server", "negotiate")],
+)
+def test_missing_password_is_a_target_error_naming_it(
+    fixture: str, auth: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue(fixture)
+    s = connect(server, password=None, auth=auth)
+    with pytest.raises(trainlab.TargetError, match=rf"auth={auth}.*password="):
+        s.run("true")
+    s.close()

@@ -297,6 +297,7 @@ class WinRMTransport(PowerShellTransport):
         """Every pypsrp and requests failure as a TrainlabError naming the fix."""
         import requests
         from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
+        from spnego.exceptions import SpnegoError
 
         where = self.endpoint
         user = self.target.user or "(no user)"
@@ -313,6 +314,14 @@ class WinRMTransport(PowerShellTransport):
             raise TargetError(
                 f"auth={auth} needs a package that is not installed ({exc}): "
                 f"pip install 'pypsrp[{extra}]'"
+            ) from None
+        except (ValueError, SpnegoError) as exc:
+            if not opening:
+                raise
+            # pypsrp builds its auth on first use: no user or password for this auth.
+            raise TargetError(
+                f"{where} needs credentials for auth={self.settings['auth']} and has none "
+                f"usable ({exc}): pass password= and a user in the URI (winrm://user@host)"
             ) from None
         except AuthenticationError:
             raise ConnectError(

@@ -184,3 +184,10 @@ def test_host_that_is_not_a_server_shows_what_it_wrote() -> None:
         s.run("true")
     s.close()
     assert "it wrote: bad-flag" in str(info.value)
+
+
+def test_missing_working_directory_names_cwd(pwsh_options: dict[str, Any]) -> None:
+    s = trainlab.connect("pwsh://", reuse=False, cwd="/nonexistent/dir", **pwsh_options)
+    with pytest.raises(trainlab.ConnectError, match=r"'/nonexistent/dir'.*check cwd="):
+        s.run("true")
+    s.close()

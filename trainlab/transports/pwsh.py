@@ -179,6 +179,10 @@ class _Host:
             )
         except OSError as exc:
             self._errors.close()
+            if cwd is not None and exc.filename == cwd:  # the working directory, not the program
+                raise ConnectError(
+                    f"could not start the PowerShell host in {cwd!r}: {exc.strerror}; check cwd="
+                ) from exc
             raise ConnectError(
                 f"could not start the PowerShell host {argv[0]!r}: {exc.strerror}; "
                 "check executable="

@@ -263,3 +263,23 @@ def test_missing_password_is_a_target_error_naming_it(
     with pytest.raises(trainlab.TargetError, match=rf"auth={auth}.*password="):
         s.run("true")
     s.close()
+
+
+def test_an_interrupted_command_does_not_leave_its_shell_on_the_server(
+    winrm_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainlab.transports.winrm import WinRMTransport
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C in the notebook while the answer is awaited
+
+    s = connect(winrm_server)
+    s.run("true")
+    shell_id = s.transport._pool.id
+    with monkeypatch.context() as patch:
+        patch.setattr(WinRMTransport, "_collect", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            s.run("sleep 1")
+    assert s.run("echo again").stdout == "again\n"
+    s.close()
+    assert shell_id not in winrm_server.shells  # WinRM allows few shells per user

@@ -107,6 +107,7 @@ class WinRMTransport(PowerShellTransport):
         self._wsman: Any = None
         self._pool: Any = None
         self._broken = False
+        self._interrupted = False  # broken by Ctrl-C: the shell is still on the server
         self._last_used = 0.0
         self._lock = threading.Lock()
         self._busy = threading.Lock()  # held while a pipeline talks to the pool
@@ -199,7 +200,9 @@ class WinRMTransport(PowerShellTransport):
     def _discard(self) -> None:
         pool, wsman = self._pool, self._wsman
         self._pool = self._wsman = None
-        if pool is not None and not self._broken:
+        deletable = pool is not None and (self._interrupted or not self._broken)
+        self._interrupted = False
+        if deletable:
             with contextlib.suppress(Exception):  # the server may be gone already
                 pool.close()
         if wsman is not None:
@@ -307,6 +310,7 @@ class WinRMTransport(PowerShellTransport):
             raise
         except KeyboardInterrupt:
             self._broken = True  # interrupted mid-exchange: the pool's state is unknown
+            self._interrupted = True  # ... but its shell can still be deleted
             raise
         except ImportError as exc:  # pypsrp imports Kerberos and CredSSP support on first use
             auth = self.settings["auth"]

@@ -134,3 +134,60 @@ def test_long_commands_travel_whole(pwsh_options: dict[str, Any]) -> None:
     payload = "x" * 120_000
     with trainlab.connect("pwsh://", reuse=False, **pwsh_options) as s:
         assert s.run(f"printf %s '{payload}' | wc -c").stdout.strip() == "120000"
+
+
+def test_host_interrupted_while_opening_is_killed(
+    pwsh_options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from trainlab.transports import pwsh
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    class Recorded(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    def interrupted(self: Any, element: Any, events: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pwsh.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(pwsh._Host, "_step", interrupted)
+    s = trainlab.connect("pwsh://", reuse=False, **pwsh_options)
+    with pytest.raises(KeyboardInterrupt):
+        s.run("true")
+    s.close()
+    assert len(started) == 1
+    assert started[0].poll() is not None  # not left running, untracked
+
+
+def test_host_that_never_answers_shows_what_it_wrote() -> None:
+    s = trainlab.connect(
+        "pwsh://",
+        reuse=False,
+        executable="/bin/sh",
+        arguments="-c 'echo no-such-option >&2; sleep 30'",
+        open_timeout=0.5,
+    )
+    with pytest.raises(trainlab.ConnectError, match="it wrote: no-such-option"):
+        s.run("true")
+    s.close()
+
+
+def test_host_that_is_not_a_server_shows_what_it_wrote() -> None:
+    s = trainlab.connect(
+        "pwsh://", reuse=False, executable="/bin/sh", arguments="-c 'echo bad-flag >&2; echo x'"
+    )
+    with pytest.raises(trainlab.ConnectError, match="server mode") as info:
+        s.run("true")
+    s.close()
+    assert "it wrote: bad-flag" in str(info.value)
+
+
+def test_missing_working_directory_names_cwd(pwsh_options: dict[str, Any]) -> None:
+    s = trainlab.connect("pwsh://", reuse=False, cwd="/nonexistent/dir", **pwsh_options)
+    with pytest.raises(trainlab.ConnectError, match=r"'/nonexistent/dir'.*check cwd="):
+        s.run("true")
+    s.close()

@@ -217,3 +217,69 @@ def test_long_commands_travel_whole(winrm_server: Any) -> None:
     payload = "x" * 120_000
     with connect(winrm_server) as s:
         assert s.run(f"printf %s '{payload}' | wc -c").stdout.strip() == "120000"
+
+
+def test_a_receive_that_gets_no_answer_is_not_retried_past_the_deadline() -> None:
+    # pypsrp retries a Receive whose HTTP read timed out five times, with backoff
+    # (minutes); a session gives up after one, shortly past its deadline.
+    import threading
+    import time
+
+    released = threading.Event()
+    with WinRMServer() as server:
+        s = connect(server)
+        s.run("true")
+        answer = server._receive
+        held = 0
+
+        def hang(*args: Any) -> str:
+            nonlocal held
+            held += 1
+            if held <= 2:  # the first two Receives go unanswered
+                released.wait(20)
+            return answer(*args)
+
+        server._receive = hang  # type: ignore[method-assign]
+        started = time.monotonic()
+        try:
+            with pytest.raises(trainlab.TransportError, match="timed out"):
+                s.run("echo late", timeout=1.0)
+            assert time.monotonic() - started < 8
+        finally:
+            released.set()
+            s.close()
+
+
+@pytest.mark.parametrize(
+    ("fixture", "auth"),
+    # Not negotiate: its SpnegoError leaves the 401 answer's socket to the garbage collector.
+    [("winrm_server", "basic"), ("winrm_ntlm_server", "ntlm")],
+)
+def test_missing_password_is_a_target_error_naming_it(
+    fixture: str, auth: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue(fixture)
+    s = connect(server, password=None, auth=auth)
+    with pytest.raises(trainlab.TargetError, match=rf"auth={auth}.*password="):
+        s.run("true")
+    s.close()
+
+
+def test_an_interrupted_command_does_not_leave_its_shell_on_the_server(
+    winrm_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainlab.transports.winrm import WinRMTransport
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt  # Ctrl-C in the notebook while the answer is awaited
+
+    s = connect(winrm_server)
+    s.run("true")
+    shell_id = s.transport._pool.id
+    with monkeypatch.context() as patch:
+        patch.setattr(WinRMTransport, "_collect", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            s.run("sleep 1")
+    assert s.run("echo again").stdout == "again\n"
+    s.close()
+    assert shell_id not in winrm_server.shells  # WinRM allows few shells per user

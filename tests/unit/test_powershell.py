@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
 
+from trainlab.result import CommandResult
 from trainlab.transports import _powershell
 from trainlab.transports._powershell import Events
+from trainlab.uri import parse_target
 
 
 def mark(
@@ -51,7 +54,11 @@ def test_other_streams_go_to_stderr_with_their_prefix_and_to_extra() -> None:
     (result,) = _powershell.results(request, events, "pwsh://", datetime.now(UTC), 0.1)
     assert result.stderr == "WARNING: disk low\nVERBOSE: reading"
     assert result.stdout == "Write-Host text"
-    assert result.extra == {"warning": ["disk low"], "verbose": ["reading"]}
+    assert result.extra == {
+        "warning": ["disk low"],
+        "verbose": ["reading"],
+        "information": ["Write-Host text"],
+    }
 
 
 def test_terminating_error_fails_the_command_and_ends_the_batch() -> None:
@@ -112,3 +119,32 @@ def test_a_command_that_exits_the_pipeline_still_has_its_result() -> None:
     later = Events([mark(request, 0), ("error", "oops"), mark(request, 2)], finished=True)
     outputs, _ = _powershell.outcomes(request, later)
     assert [(o.stderr, o.exit_status) for o in outputs] == [(b"", 0), (b"oops", 1), (b"", 0)]
+
+
+class _Scripted(_powershell.PowerShellTransport):
+    """Answers every pipeline with the same messages (Write-Host text, then the JSON)."""
+
+    scheme = "pwsh"
+
+    def open(self) -> None: ...
+
+    def alive(self) -> bool:
+        return True
+
+    def close(self) -> None: ...
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        request = _powershell.build_request(commands)
+        events = Events(
+            [("information", "Checking..."), ("output", '[{"Name":"a"}]'), mark(request, 0)],
+            finished=True,
+        )
+        return _powershell.results(request, events, "pwsh://", datetime.now(UTC), 0.1)
+
+
+def test_run_ps_objects_are_not_mixed_with_write_host_text() -> None:
+    session = _powershell.PowerShellSession(_Scripted(parse_target("pwsh://"), {}))
+    assert session.run_ps("Write-Host 'Checking...'; Get-Item a") == [{"Name": "a"}]
+    assert session.run("Write-Host 'Checking...'; 'x'").stdout.startswith("Checking...")

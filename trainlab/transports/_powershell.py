@@ -213,6 +213,7 @@ def outcomes(
                 close(code if code else int(failed))
                 continue
             current.output.append(text)  # Write-Host and Write-Information text
+            current.streams.setdefault("information", []).append(text)
         elif stream == "output":
             current.output.append(text)
         elif stream == "error":
@@ -283,7 +284,12 @@ class PowerShellSession(Session):
         result = self.run(
             as_json_script(script, depth), timeout=timeout, ttl=ttl, refresh=refresh, check=check
         )
-        text = result.stdout.strip()
+        text = result.stdout
+        # Write-Host text comes first: the JSON is written once the script has ended.
+        shown = "\n".join(result.extra.get("information", []))
+        if shown and text.startswith(shown):
+            text = text[len(shown) :]
+        text = text.strip()
         try:
             data = json.loads(text) if text else []
         except json.JSONDecodeError as exc:

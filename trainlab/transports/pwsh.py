@@ -179,6 +179,10 @@ class _Host:
             )
         except OSError as exc:
             self._errors.close()
+            if cwd is not None and exc.filename == cwd:  # the working directory, not the program
+                raise ConnectError(
+                    f"could not start the PowerShell host in {cwd!r}: {exc.strerror}; check cwd="
+                ) from exc
             raise ConnectError(
                 f"could not start the PowerShell host {argv[0]!r}: {exc.strerror}; "
                 "check executable="
@@ -202,18 +206,24 @@ class _Host:
             while self.pool.state != RunspacePoolState.Opened:
                 self._step(self._packet(deadline), None)
         except _Deadline:
+            tail = self._stderr_tail()  # before kill(), which closes the file it reads
             self.kill()
             raise ConnectError(
                 f"the PowerShell host {argv[0]!r} did not open a runspace within {timeout:g} s; "
-                f"check that {shlex.join(argv)!r} starts PowerShell's server mode (-s)"
-                + self._stderr_tail()
+                f"check that {shlex.join(argv)!r} starts PowerShell's server mode (-s)" + tail
             ) from None
         except TransportError as exc:
+            tail = self._stderr_tail()
             self.kill()
+            if tail in str(exc):
+                tail = ""
             raise ConnectError(
                 f"the PowerShell host {argv[0]!r} did not open a runspace ({exc}); check that "
-                f"{shlex.join(argv)!r} starts PowerShell's server mode (-s)" + self._stderr_tail()
+                f"{shlex.join(argv)!r} starts PowerShell's server mode (-s)" + tail
             ) from exc
+        except BaseException:
+            self.kill()  # interrupted or refused mid-open: no process is left behind untracked
+            raise
 
     # -- process --------------------------------------------------------------
     def alive(self) -> bool:

@@ -12,6 +12,7 @@ server dropped it (pypsrp #21, #203). Option names follow ``WSMan``'s keywords.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -106,6 +107,7 @@ class WinRMTransport(PowerShellTransport):
         self._wsman: Any = None
         self._pool: Any = None
         self._broken = False
+        self._interrupted = False  # broken by Ctrl-C: the shell is still on the server
         self._last_used = 0.0
         self._lock = threading.Lock()
         self._busy = threading.Lock()  # held while a pipeline talks to the pool
@@ -153,6 +155,9 @@ class WinRMTransport(PowerShellTransport):
                 )
             except ValueError as exc:  # pypsrp's check of auth against encryption
                 raise TargetError(_config_hint(str(exc), settings["auth"], self.ssl)) from None
+            # pypsrp retries a Receive whose answer timed out five times with backoff,
+            # minutes past a command's deadline: here a Receive is sent once.
+            wsman.receive = functools.partial(_receive_once, wsman)  # type: ignore[method-assign]
             pool = RunspacePool(
                 wsman,
                 configuration_name=settings["configuration_name"],
@@ -195,7 +200,9 @@ class WinRMTransport(PowerShellTransport):
     def _discard(self) -> None:
         pool, wsman = self._pool, self._wsman
         self._pool = self._wsman = None
-        if pool is not None and not self._broken:
+        deletable = pool is not None and (self._interrupted or not self._broken)
+        self._interrupted = False
+        if deletable:
             with contextlib.suppress(Exception):  # the server may be gone already
                 pool.close()
         if wsman is not None:
@@ -293,6 +300,7 @@ class WinRMTransport(PowerShellTransport):
         """Every pypsrp and requests failure as a TrainlabError naming the fix."""
         import requests
         from pypsrp.exceptions import AuthenticationError, WinRMError, WSManFaultError
+        from spnego.exceptions import SpnegoError
 
         where = self.endpoint
         user = self.target.user or "(no user)"
@@ -302,6 +310,7 @@ class WinRMTransport(PowerShellTransport):
             raise
         except KeyboardInterrupt:
             self._broken = True  # interrupted mid-exchange: the pool's state is unknown
+            self._interrupted = True  # ... but its shell can still be deleted
             raise
         except ImportError as exc:  # pypsrp imports Kerberos and CredSSP support on first use
             auth = self.settings["auth"]
@@ -309,6 +318,14 @@ class WinRMTransport(PowerShellTransport):
             raise TargetError(
                 f"auth={auth} needs a package that is not installed ({exc}): "
                 f"pip install 'pypsrp[{extra}]'"
+            ) from None
+        except (ValueError, SpnegoError) as exc:
+            if not opening:
+                raise
+            # pypsrp builds its auth on first use: no user or password for this auth.
+            raise TargetError(
+                f"{where} needs credentials for auth={self.settings['auth']} and has none "
+                f"usable ({exc}): pass password= and a user in the URI (winrm://user@host)"
             ) from None
         except AuthenticationError:
             raise ConnectError(
@@ -353,6 +370,24 @@ class WinRMSTransport(WinRMTransport):
 
     scheme: ClassVar[str] = "winrms"
     ssl: ClassVar[bool] = True
+
+
+def _receive_once(
+    wsman: Any,
+    resource_uri: str,
+    resource: Any,
+    *,
+    option_set: Any = None,
+    selector_set: Any = None,
+    timeout: int | None = None,
+) -> Any:
+    """``WSMan.receive`` without its retries: a Receive that gets no answer in time fails."""
+    from pypsrp.wsman import NAMESPACES, WSManAction
+
+    answer = wsman.invoke(
+        WSManAction.RECEIVE, resource_uri, resource, option_set, selector_set, timeout
+    )
+    return answer.find("s:Body", namespaces=NAMESPACES)
 
 
 def _cert_validation(value: str) -> bool | str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,18 +152,22 @@ def resolve_options(
     return resolved
 
 
+_SECRET_KEY = secrets.token_bytes(32)  # per process: keys are compared only within it
+
+
 def frozen_items(declared: Mapping[str, Option], values: Mapping[str, Any]) -> tuple[Any, ...]:
     """A hashable, secret-free form of ``values`` for registry and cache keys.
 
-    Secrets enter as a salted digest: two sessions with different passwords differ,
-    yet the key never holds the password itself.
+    Secrets enter as an HMAC under a key made at random for this process: two
+    sessions with different passwords differ, yet the key never holds the password,
+    and a digest seen elsewhere cannot be tested against guessed passwords.
     """
     items: list[tuple[str, Any]] = []
     for name in sorted(values):
         value = values[name]
         option = declared.get(name)
         if option is not None and option.secret and value is not None:
-            value = "sha256:" + hashlib.sha256(b"trainlab\0" + str(value).encode()).hexdigest()
+            value = "hmac:" + hmac.new(_SECRET_KEY, str(value).encode(), hashlib.sha256).hexdigest()
         items.append((name, _freeze(value)))
     return tuple(items)
 

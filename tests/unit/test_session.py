@@ -323,3 +323,18 @@ def test_sessions_frame_and_close_all() -> None:
     assert row["cache_saved_s"] == 0.25  # the hit saved the one call's duration
     assert trainlab.close_all() == 2
     assert trainlab.sessions().empty
+
+
+def test_a_secret_in_a_registry_key_is_keyed_per_process() -> None:
+    import hashlib
+
+    from trainlab.options import Option, frozen_items
+
+    declared = {"password": Option(str, None, "a secret", secret=True)}
+    one = frozen_items(declared, {"password": "hunter2"})
+    assert one == frozen_items(declared, {"password": "hunter2"})  # stable within a process
+    assert one != frozen_items(declared, {"password": "hunter3"})
+    digest = one[0][1]
+    assert "hunter2" not in digest
+    plain = hashlib.sha256(b"trainlab\0hunter2").hexdigest()
+    assert plain not in digest  # not a fixed-salt hash one could test guesses against

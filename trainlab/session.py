@@ -672,8 +672,8 @@ def live_sessions() -> list[Session]:
 def sessions() -> pd.DataFrame:
     """The open sessions as a DataFrame.
 
-    Columns: target, transport, mode, opened, commands, cache_hits, cache_hit_rate,
-    cache_saved_s, alive.
+    Columns: target, transport, mode, opened, commands, cache_hits, cache_misses,
+    cache_hit_rate, cache_saved_s, alive.
     """
     import pandas as pd
 
@@ -688,6 +688,7 @@ def sessions() -> pd.DataFrame:
                 "opened": s.opened,
                 "commands": s.commands,
                 "cache_hits": stats.hits,
+                "cache_misses": stats.misses,
                 "cache_hit_rate": stats.hit_rate,
                 "cache_saved_s": stats.seconds_saved,
                 "alive": s.alive,
@@ -700,6 +701,7 @@ def sessions() -> pd.DataFrame:
         "opened",
         "commands",
         "cache_hits",
+        "cache_misses",
         "cache_hit_rate",
         "cache_saved_s",
         "alive",
@@ -709,6 +711,7 @@ def sessions() -> pd.DataFrame:
         {
             "commands": "int64",
             "cache_hits": "int64",
+            "cache_misses": "int64",
             "cache_hit_rate": "float64",
             "cache_saved_s": "float64",
             "alive": "bool",

@@ -83,12 +83,14 @@ class Dashboard(w.VBox):  # type: ignore[misc]
     def refresh(self) -> None:
         """Redraw every part from the live sessions."""
         table = self.frame
-        hits = int(table["cache_hits"].sum()) if len(table) else 0
-        rate = float(table["cache_hit_rate"].mean()) if len(table) else 0.0
+        hits = int(table["cache_hits"].sum())
+        lookups = hits + int(table["cache_misses"].sum())
+        rate = hits / lookups if lookups else 0.0  # over every lookup, not a mean of rates
         saved = float(table["cache_saved_s"].sum()) if len(table) else 0.0
         self.header.value = (
             f"<b>{len(table)}</b> live sessions &middot; <b>{int(table['commands'].sum())}</b> "
-            f"commands &middot; cache: <b>{hits}</b> hits, mean hit rate <b>{rate:.0%}</b>, "
+            f"commands &middot; cache: <b>{hits}</b> hits in {lookups} lookups "
+            f"(<b>{rate:.0%}</b>), "
             f"<b>{saved:.3f} s</b> saved"
             if len(table)
             else "<b>0</b> live sessions: <code>trainlab.connect(URI)</code> opens one"

@@ -313,6 +313,7 @@ def test_sessions_frame_and_close_all() -> None:
         "opened",
         "commands",
         "cache_hits",
+        "cache_misses",
         "cache_hit_rate",
         "cache_saved_s",
         "alive",

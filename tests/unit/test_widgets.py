@@ -29,7 +29,12 @@ def test_dashboard_shows_sessions_hit_rates_and_operations() -> None:
     s.run("hostname")
     board.button.click()  # as the user does
     assert "1</b> live sessions" in board.header.value
-    assert "50%" in board.header.value  # one hit in two lookups
+    assert "1</b> hits in 2 lookups (<b>50%</b>)" in board.header.value
+    other = trainlab.connect("mock://web2", responses={"x": "1"})
+    other.run("x")  # no ttl: no lookup, so it does not dilute the hit rate
+    board.refresh()
+    assert "1</b> hits in 2 lookups (<b>50%</b>)" in board.header.value
+    other.close()
     assert "0.500 s</b> saved" in board.header.value
     assert "mock://web1" in board.sessions_view.value
     ops = board.operations

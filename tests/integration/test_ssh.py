@@ -14,6 +14,7 @@ import pytest
 
 import trainlab
 from tests.integration.test_local import gone, reaped, wait_gone
+from tests.servers import _need_sshd
 from trainlab.sandbox.sshd import SSHServer
 from trainlab.transports.ssh import InsecureHostKeyWarning
 
@@ -415,3 +416,24 @@ def test_agent_keys(sshd: SSHServer, ssh_options: dict[str, Any], ssh_agent: str
     without = {**options, "agent": False}
     with pytest.raises(trainlab.ConnectError, match="tried nothing"):
         trainlab.connect(sshd.uri, reuse=False, **without).open()
+
+
+def test_shell_mode_is_clean_bash_even_when_bashrc_changes_options(tmp_path: Path) -> None:
+    # Debian's bash reads ~/.bashrc when sshd starts it; the kept shell must not
+    # inherit errexit, nounset, pipefail or traps from it (exec mode does, as ssh does).
+    _need_sshd()
+    with SSHServer(tmp_path / "rc-sshd") as server:
+        (server.dir / "home" / ".bashrc").write_text(
+            "set -o errexit -o nounset -o pipefail\ntrap 'echo trapped >&2' EXIT\n"
+        )
+        exec_mode = trainlab.connect(server.uri, reuse=False, **server.client_options)
+        assert "unbound variable" in exec_mode.run("echo $NOT_SET_ANYWHERE").stderr  # rc applies
+        s = trainlab.connect(server.uri, mode="shell", reuse=False, **server.client_options)
+        assert s.run("false; echo after").stdout == "after\n"
+        assert s.run("echo ${NOT_SET_ANYWHERE}ok").stdout == "ok\n"
+        assert s.run("false | true").exit_status == 0
+        batch = s.run_many(["exit 4", "echo still"])
+        assert [r.exit_status for r in batch] == [4, 0]
+        assert "trapped" not in batch[1].stderr
+        exec_mode.close()
+        s.close()

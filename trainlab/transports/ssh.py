@@ -60,6 +60,13 @@ _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 # Prepended to every exec-mode command: a stderr line with the login shell's pid
 # (the session leader, so the process group of everything the command starts).
 _PREAMBLE = 'echo "__tl_pid $$" >&2; '
+# What a clean `bash --noprofile --norc -c` has and an rc file may have changed.
+_CLEAN_BASH = (
+    "set +o errexit +o nounset +o pipefail +o xtrace +o errtrace +o functrace "
+    "+o noclobber +o noglob +o posix 2>/dev/null; trap - EXIT ERR DEBUG RETURN; "
+    "shopt -u expand_aliases nullglob failglob nocaseglob extglob globstar 2>/dev/null; "
+    "unalias -a 2>/dev/null;"
+)
 # Longer exec-mode commands go through the kept shell: one argument of a command
 # line may not pass 128 KiB on Linux (sshd hands it to `shell -c`).
 _MAX_EXEC_COMMAND = 100_000
@@ -1111,11 +1118,15 @@ class _RemoteShell:
                 host = sudo.command(host)
             start = f"exec {host}"
             if sudo is None and shell == "bash":
-                # A login shell that is bash already (sshd runs it with -c: no
-                # profile, no rc file) runs the host itself: one bash start less
-                # per session, which a cold fan-out over many hosts pays for each.
+                # A login shell that is bash already runs the host itself: one bash
+                # start less per session, which a cold fan-out over many hosts pays
+                # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
+                # it so), so first undo what an rc file may set that a clean
+                # `bash --norc` lacks: errexit, nounset, pipefail, POSIX mode, traps
+                # and alias expansion would otherwise change every command.
                 start = (
-                    f'if [ -n "$BASH_VERSION" ]; then eval {shlex.quote(inner)}; else {start}; fi'
+                    f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
+                    f"else {start}; fi"
                 )
             self.chan = client.open_session(timeout=timeout)
             if tty:

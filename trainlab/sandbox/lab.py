@@ -176,7 +176,8 @@ class Sandbox(Background):
                 session.close()
         self._sessions.clear()
         for proxy in self._proxies.values():
-            proxy.stop()
+            with contextlib.suppress(Exception):  # one proxy must not keep the rest running
+                proxy.stop()
         self._proxies.clear()
         self._stack.close()
 

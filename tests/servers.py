@@ -203,13 +203,7 @@ def api_server() -> Iterator[Any]:
 
 @pytest.fixture
 def api_options(api_server: Any) -> dict[str, Any]:
-    return {
-        "ca_bundle": api_server.ca_file,
-        "token_url": api_server.token_url,
-        "client_id": "lab",
-        "client_secret": api_server.client_secret,
-        "backoff": 0.01,
-    }
+    return {**api_server.client_options, "backoff": 0.01}
 
 
 # -- PowerShell: a WSMan endpoint and an out-of-process host, both on psrpcore ----------

@@ -32,7 +32,15 @@ from trainlab.uri import parse_target
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STRATEGIES", "BenchResult", "compare", "overview"]
+__all__ = [
+    "STRATEGIES",
+    "TIMING_COLUMNS",
+    "BenchResult",
+    "compare",
+    "overview",
+    "time_calls",
+    "timings_frame",
+]
 
 STRATEGIES = ("fresh", "reused", "shell", "batched", "cached")
 
@@ -167,23 +175,14 @@ def compare(
     bar = progress_bar(progress is True, total=total, desc=f"bench {parsed}", unit="call")
 
     def timed(strategy: str, label: str, call: Callable[[], Any], per: int = 1) -> None:
-        for index in range(warmup + repeat):
-            t0 = time.perf_counter()
-            call()
-            elapsed = time.perf_counter() - t0
-            if index >= warmup:
-                rows.append(
-                    {
-                        "strategy": strategy,
-                        "command": label,
-                        "repetition": index - warmup,
-                        "seconds": elapsed / per,
-                        "commands_per_call": per,
-                    }
-                )
+        def tick(done: int) -> None:
             bar.update(1)
             if callable(progress):
-                progress(strategy, index + 1, warmup + repeat)
+                progress(strategy, done, warmup + repeat)
+
+        rows.extend(
+            time_calls(strategy, label, call, repeat=repeat, warmup=warmup, per=per, after=tick)
+        )
 
     exec_mode = {"mode": "exec"} if has_shell else {}
     for strategy in strategies:
@@ -209,21 +208,62 @@ def compare(
             for command in commands:
                 timed(strategy, command, partial(session.run, command))
     bar.close()
-    import pandas as pd
 
-    frame = pd.DataFrame(
-        rows, columns=["strategy", "command", "repetition", "seconds", "commands_per_call"]
-    )
     return BenchResult(
         target=str(parsed),
         commands=commands,
-        timings=frame,
+        timings=timings_frame(rows),
         started=started,
         repeat=repeat,
         warmup=warmup,
         notes=notes,
         label=label,
     )
+
+
+TIMING_COLUMNS = ("strategy", "command", "repetition", "seconds", "commands_per_call")
+
+
+def time_calls(
+    strategy: str,
+    label: str,
+    call: Callable[[], Any],
+    *,
+    repeat: int,
+    warmup: int = 0,
+    per: int = 1,
+    after: Callable[[int], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Time ``call`` ``warmup + repeat`` times: a row per timed call, seconds per command.
+
+    ``per`` is how many commands one call stands for; ``after(done)`` runs after
+    every call, outside the timing.
+    """
+    rows = []
+    for index in range(warmup + repeat):
+        t0 = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - t0
+        if index >= warmup:
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "command": label,
+                    "repetition": index - warmup,
+                    "seconds": elapsed / per,
+                    "commands_per_call": per,
+                }
+            )
+        if after is not None:
+            after(index + 1)
+    return rows
+
+
+def timings_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of ``time_calls`` as the ``timings`` frame of a ``BenchResult``."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=list(TIMING_COLUMNS))
 
 
 def overview(results: Sequence[BenchResult]) -> pd.DataFrame:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -176,38 +175,34 @@ def _demo_fleet(lab: Any, repeat: int) -> trainlab.bench.BenchResult:
     """``hostname`` on 24 distinct SSH targets at once: a cold fan-out against a warm one."""
     from datetime import UTC, datetime
 
-    import pandas as pd
-
     uris = lab.fleet_uris(FLEET_TARGETS)
     _, options = lab.target("ssh")
     label = f"fleet of {FLEET_TARGETS} (ssh +0 ms)"
     print(f"\n{label}: hostname on {FLEET_TARGETS} targets at once, cold and warm")
-    rows = []
     started = datetime.now(UTC)
-    for strategy, rounds in (("fresh", repeat), ("reused", repeat * 3)):
-        fleet = trainlab.Fleet(uris, progress=False, connect_retries=0, **options)
-        if strategy == "reused":
-            fleet.run("true").raise_for_errors()  # open every connection first
-        for index in range(rounds):
-            t0 = time.perf_counter()
-            fleet.run("hostname").raise_for_errors()
-            elapsed = time.perf_counter() - t0
-            rows.append(
-                {
-                    "strategy": strategy,
-                    "command": "hostname",
-                    "repetition": index,
-                    "seconds": elapsed / FLEET_TARGETS,
-                    "commands_per_call": FLEET_TARGETS,
-                }
-            )
-            if strategy == "fresh":
-                fleet.close()
-        fleet.close()
+    fleet = trainlab.Fleet(uris, progress=False, connect_retries=0, **options)
+
+    def fan_out() -> None:
+        fleet.run("hostname").raise_for_errors()
+
+    # Cold: every connection opened by the fan-out (closed after each, untimed).
+    rows = trainlab.bench.time_calls(
+        "fresh",
+        "hostname",
+        fan_out,
+        repeat=repeat,
+        per=FLEET_TARGETS,
+        after=lambda _: fleet.close(),
+    )
+    fleet.run("true").raise_for_errors()  # warm: every connection open first
+    rows += trainlab.bench.time_calls(
+        "reused", "hostname", fan_out, repeat=repeat * 3, per=FLEET_TARGETS
+    )
+    fleet.close()
     return trainlab.bench.BenchResult(
         target=uris[0],
         commands=["hostname"],
-        timings=pd.DataFrame(rows),
+        timings=trainlab.bench.timings_frame(rows),
         started=started,
         repeat=repeat,
         warmup=0,
@@ -250,19 +245,11 @@ def _run(uri: str, command: list[str], timeout: float | None) -> int:
 
 
 def _inventory(args: argparse.Namespace) -> int:
-    filters: dict[str, list[str]] = {}
-    for item in args.filter:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"trainlab: filter {item!r} is not NAME=VALUE (tag:role=web)", file=sys.stderr)
-            return 2
-        filters.setdefault(key, []).append(value)
-    regions = args.region or None
+    from trainlab.aws.inventory import parse_query
+
+    regions, filters = parse_query(args.region, args.filter)
     frame = trainlab.aws.ec2_inventory(
-        regions="all" if regions == ["all"] else regions,
-        filters=filters,
-        profile=args.profile,
-        endpoint_url=args.endpoint_url,
+        regions=regions, filters=filters, profile=args.profile, endpoint_url=args.endpoint_url
     )
     if args.csv:
         sys.stdout.write(frame.to_csv(index=False))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab import registry
 from trainlab.errors import FleetError, TargetError
+from trainlab.progress import progress_bar
 from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
 from trainlab.session import Session, command_text, connect
@@ -1001,24 +1002,16 @@ class _Progress:
         self.total = total
         self.done = 0
         self.callback: Callable[[int, int], None] | None = None
-        self.bar: Any = None
+        enabled: bool | None = bool(choice)
         if callable(choice) and not isinstance(choice, bool):
-            self.callback = choice
-        elif choice or (choice is None and total > 1):
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                if choice:
-                    raise TargetError(
-                        "progress=True needs tqdm: pip install 'trainlab[notebook]'"
-                    ) from None
-                return
-            self.bar = tqdm(total=total, desc=f"fleet {label[:40]}", unit="target", leave=False)
+            self.callback, enabled = choice, False
+        elif choice is None:
+            enabled = None if total > 1 else False  # a bar when tqdm is there
+        self.bar = progress_bar(enabled, total=total, desc=f"fleet {label[:40]}", unit="target")
 
     def update(self, count: int) -> None:
         self.done += count
-        if self.bar is not None:
-            self.bar.update(count)
+        self.bar.update(count)
         if self.callback is not None:
             self.callback(self.done, self.total)
 
@@ -1026,5 +1019,4 @@ class _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()

@@ -179,15 +179,9 @@ class TrainMagics(Magics):
     @argument("--endpoint-url", default=None)
     def _ec2(self, line: str) -> Any:
         args = parse_argstring(self._ec2, line)
-        filters: dict[str, list[str]] = {}
-        for item in args.filter:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UsageError(f"filter {item!r} is not NAME=VALUE")
-            filters.setdefault(key, []).append(value)
-        regions: Any = args.region or None
-        if regions == ["all"]:
-            regions = "all"
+        from trainlab.aws.inventory import parse_query
+
+        regions, filters = parse_query(args.region, args.filter)
         return trainlab.aws.ec2_inventory(
             regions=regions, filters=filters, profile=args.profile, endpoint_url=args.endpoint_url
         )

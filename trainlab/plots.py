@@ -7,6 +7,7 @@ the values span more than a factor of 20.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -150,11 +151,10 @@ def _show_in_notebooks() -> None:
     these figures deliberately avoid pyplot, so a notebook would show only
     ``<Figure size ...>``. Registering is idempotent and does nothing outside IPython.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")  # a notebook has imported it already
+    if ipython is None:
         return
-    shell = get_ipython()
+    shell = ipython.get_ipython()
     if shell is None:
         return
     from matplotlib.figure import Figure as MplFigure

@@ -27,12 +27,23 @@ class _Silent:
         """Nothing to close."""
 
 
-def progress_bar(enabled: bool, *, total: int | None, desc: str, unit: str = "it") -> Any:
-    """A tqdm.auto bar when ``enabled``, else a silent stand-in with the same methods."""
-    if not enabled:
-        silent = _Silent()
-        silent.total = total
-        return silent
-    from tqdm.auto import tqdm
+def progress_bar(enabled: bool | None, *, total: int | None, desc: str, unit: str = "it") -> Any:
+    """A tqdm.auto bar when ``enabled``, else a silent stand-in with the same methods.
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    ``None`` means a bar if tqdm is installed; ``True`` without tqdm names the fix.
+    """
+    if enabled is not False:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            if enabled:
+                from trainlab.errors import TargetError
+
+                raise TargetError(
+                    "progress=True needs tqdm: pip install 'trainlab[notebook]'"
+                ) from None
+        else:
+            return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    silent = _Silent()
+    silent.total = total
+    return silent

@@ -20,7 +20,13 @@ from trainlab.errors import FleetError, TargetError, TrainlabError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["INVENTORY_COLUMNS", "PartialInventoryWarning", "ec2_inventory", "flatten"]
+__all__ = [
+    "INVENTORY_COLUMNS",
+    "PartialInventoryWarning",
+    "ec2_inventory",
+    "flatten",
+    "parse_query",
+]
 
 INVENTORY_COLUMNS: dict[str, str] = {
     "region": "string",
@@ -50,6 +56,22 @@ _cache_lock = threading.Lock()
 
 class PartialInventoryWarning(UserWarning):
     """Some regions failed; the inventory holds the others (``frame.attrs['errors']``)."""
+
+
+def parse_query(regions: Sequence[str], filters: Sequence[str]) -> tuple[Any, dict[str, list[str]]]:
+    """``--region`` and ``--filter NAME=VALUE`` words as ``ec2_inventory`` takes them.
+
+    >>> parse_query(["all"], ["tag:role=web", "tag:role=db"])
+    ('all', {'tag:role': ['web', 'db']})
+    """
+    parsed: dict[str, list[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TargetError(f"filter {item!r} is not NAME=VALUE (tag:role=web)")
+        parsed.setdefault(key, []).append(value)
+    chosen: Any = list(regions) or None
+    return ("all" if chosen == ["all"] else chosen), parsed
 
 
 def ec2_inventory(

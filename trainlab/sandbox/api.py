@@ -239,6 +239,16 @@ class APIServer(Background):
     def token_url(self) -> str:
         return f"{self.base}/token"
 
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """Options for ``trainlab.connect(server.url, **server.client_options)``."""
+        return {
+            "ca_bundle": self.ca_file,
+            "token_url": self.token_url,
+            "client_id": "lab",
+            "client_secret": self.client_secret,
+        }
+
     def issue_token(self, lifetime: float | None = None) -> str:
         token = secrets.token_hex(16)
         self.tokens[token] = time.monotonic() + (lifetime or self.token_lifetime)

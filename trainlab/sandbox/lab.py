@@ -148,22 +148,12 @@ class Sandbox(Background):
         raise TrainlabError("the sandbox fleet has no running instance")  # pragma: no cover
 
     def _start_winrm(self) -> None:
-        try:
-            from trainlab.sandbox.winrm_server import WinRMServer
-        except ImportError as exc:
-            raise TrainlabError(
-                f"the WinRM test endpoint needs {exc.name}: pip install 'trainlab[winrm]'"
-            ) from exc
-        self.winrm = self._stack.enter_context(WinRMServer(auth="ntlm"))
+        server = _winrm_module("trainlab.sandbox.winrm_server", "WinRM test endpoint")
+        self.winrm = self._stack.enter_context(server.WinRMServer(auth="ntlm"))
 
     def _start_pwsh(self) -> None:
-        try:
-            from trainlab.sandbox.psrp_stdio import PSRPStdioHost
-        except ImportError as exc:
-            raise TrainlabError(
-                f"the PowerShell test host needs {exc.name}: pip install 'trainlab[winrm]'"
-            ) from exc
-        self.pwsh = self._stack.enter_context(PSRPStdioHost())
+        host = _winrm_module("trainlab.sandbox.psrp_stdio", "PowerShell test host")
+        self.pwsh = self._stack.enter_context(host.PSRPStdioHost())
 
     def _start_rest(self) -> None:
         from trainlab.sandbox.api import APIServer
@@ -212,12 +202,8 @@ class Sandbox(Background):
             if rtt > 0:
                 raise TargetError("pwsh:// is a local process: there is no round trip to slow")
             return "pwsh://", dict(server.client_options)
-        options = {
-            "ca_bundle": server.ca_file,
-            "token_url": self._near(server.token_url, rtt),
-            "client_id": "lab",
-            "client_secret": server.client_secret,
-        }
+        options = dict(server.client_options)
+        options["token_url"] = self._near(server.token_url, rtt)
         return self._near(server.url, rtt), options
 
     def fleet_uris(self, count: int) -> list[str]:
@@ -282,3 +268,13 @@ class Sandbox(Background):
     def __repr__(self) -> str:
         running = [p for p in self.parts if p not in self.missing]
         return f"<Sandbox running={running} missing={list(self.missing)}>"
+
+
+def _winrm_module(name: str, what: str) -> Any:
+    """A PowerShell test server's module; ``TrainlabError`` names the extra it needs."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise TrainlabError(f"the {what} needs {exc.name}: pip install 'trainlab[winrm]'") from exc

@@ -19,12 +19,22 @@ Patterns
                        costs sshd less CPU than curve25519 (any client can choose it)
 
 Rounds alternate the patterns so drift hits each alike; each cell is the median
-of --rounds rounds, with the range. --growth also times the kit at 10, 50, 100
-and 200 targets; --dask also times the kit's fleet on a LocalCluster of two
-worker processes (executor=Client), which keep their sessions between calls.
+of --rounds rounds, with the range. "client CPU" is the benchmark process's CPU
+time in the cold column (every pattern's client runs in it; sshd's does not).
 
-Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--growth] [--dask]
-     [--json out.json]
+On one machine sshd's logins share the cores with the client, so on loopback the
+cold column mostly measures sshd. On a real network each target's sshd has its
+own CPU and the cold column is round trips times the RTT, plus client CPU:
+--round-trips counts, with a relay and no clock, the round trips each pattern
+waits for on one cold target and one warm command (deterministic), and --rtt S
+puts a latency proxy (in its own process) before every port.
+
+--growth also times the kit at 10, 50, 100 and 200 targets; --dask also times
+the kit's fleet on a LocalCluster of two worker processes (executor=Client),
+which keep their sessions between calls.
+
+Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--round-trips]
+     [--rtt 0.02] [--growth] [--dask] [--json out.json]
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from typing import Any
 import paramiko
 
 import trainlab
+from trainlab.sandbox.proxy import LatencyProxy, RoundTripCounter
 from trainlab.sandbox.sshd import SSHServer
 
 warnings.simplefilter("ignore")  # paramiko and fabric deprecation chatter
@@ -303,12 +314,14 @@ PATTERNS: dict[str, Callable[..., Any]] = {
 
 def measure(
     factory: Callable[..., Any], hosts: list[tuple[str, str, int]], server: SSHServer, warm: int
-) -> tuple[float, float]:
-    """(cold ms, median warm ms) for one round of one pattern."""
+) -> tuple[float, float, float]:
+    """(cold ms, median warm ms, client CPU ms of the cold call) for one round."""
     with factory(hosts, server) as (cold_call, warm_call):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         cold_call()
         cold_ms = (time.perf_counter() - t0) * 1e3
+        cpu_ms = (time.process_time() - c0) * 1e3
         warm_call()  # the first warm call may still settle channels
         samples = []
         for _ in range(warm):
@@ -316,7 +329,66 @@ def measure(
             warm_call()
             samples.append((time.perf_counter() - t0) * 1e3)
     time.sleep(0.3)  # let sshd reap the closed connections before the next pattern
-    return cold_ms, statistics.median(samples)
+    return cold_ms, statistics.median(samples), cpu_ms
+
+
+def round_trips(server: SSHServer, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(cold, warm) round trips each pattern waits for, on one target through a relay."""
+    counts: dict[str, tuple[int, int]] = {}
+    with RoundTripCounter("127.0.0.1", server.port) as relay:
+        kind, key = server.host_public_key.split()[:2]
+        with open(server.known_hosts, "a") as known:
+            known.write(f"[127.0.0.1]:{relay.port} {kind} {key}\n")
+        host = [(f"ssh://{server.user}@127.0.0.1:{relay.port}", "127.0.0.1", relay.port)]
+        for name in names:
+            with PATTERNS[name](host, server) as (cold_call, warm_call):
+                cold_call()
+                cold = relay.flights[-1]
+                warm_call()  # settles channels, as in measure()
+                before = relay.flights[-1]
+                warm_call()
+                counts[name] = (cold, relay.flights[-1] - before)
+            trainlab.close_all()
+    return counts
+
+
+def _proxies(ports: list[int], rtt: float, pipe: Any) -> None:
+    """In a child process: a latency proxy per port; sends {port: proxy port}, then waits."""
+    proxies = [LatencyProxy("127.0.0.1", port, rtt=rtt).start() for port in ports]
+    pipe.send({port: proxy.port for port, proxy in zip(ports, proxies, strict=True)})
+    pipe.recv()  # until the parent is done (or gone)
+
+
+@contextlib.contextmanager
+def behind_proxies(servers: list[SSHServer], rtt: float) -> Iterator[dict[int, int]]:
+    """Every server port behind a latency proxy in its own process (not in the
+    client's: the proxies' threads would take the clients' GIL)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    ports = [port for server in servers for port in server.ports]
+    process = context.Process(target=_proxies, args=(ports, rtt, child), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise SystemExit("the latency proxies did not start")
+        mapping: dict[int, int] = parent.recv()
+        server = servers[0]
+        kind, key = server.host_public_key.split()[:2]
+        with open(server.known_hosts, "a") as known:
+            for other in servers:
+                kind, key = other.host_public_key.split()[:2]
+                for port in other.ports:
+                    for name in ("127.0.0.1", "localhost"):
+                        known.write(f"[{name}]:{mapping[port]} {kind} {key}\n")
+        yield mapping
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
 
 
 def cell(values: list[float]) -> str:
@@ -329,6 +401,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warm", type=int, default=5, help="warm repetitions per round")
     parser.add_argument("--only", default="", help="comma-separated pattern names")
+    parser.add_argument("--round-trips", action="store_true", help="count them (one target)")
+    parser.add_argument("--rtt", type=float, default=0.0, help="seconds added per round trip")
     parser.add_argument("--growth", action="store_true", help="the kit at 10 to 200 targets")
     parser.add_argument("--dask", action="store_true", help="the kit on a 2-worker LocalCluster")
     parser.add_argument("--json", default="", help="write the numbers here")
@@ -344,29 +418,52 @@ def main() -> int:
         with open(server.known_hosts, "a") as known:
             for other in servers[1:]:
                 known.write(Path(other.known_hosts).read_text())
-        hosts = targets(servers, args.targets)
+        trips: dict[str, tuple[int, int]] = {}
+        if args.round_trips:
+            trips = round_trips(server, chosen)
+            print("round trips waited for: one cold target (connect + run), one warm run\n")
+            print("| pattern | cold | warm |\n|---|---:|---:|")
+            for name, (cold_trips, warm_trips) in trips.items():
+                print(f"| {name} | {cold_trips} | {warm_trips} |")
+            print()
+        mapping: dict[int, int] = {}
+        where = "on loopback"
+        if args.rtt:
+            mapping = stack.enter_context(behind_proxies(servers, args.rtt))
+            where = f"behind {args.rtt * 1e3:g} ms RTT proxies"
+
+        def routed(count: int) -> list[tuple[str, str, int]]:
+            if not mapping:
+                return targets(servers, count)
+            return [
+                (uri.replace(f":{port}", f":{mapping[port]}"), host, mapping[port])
+                for uri, host, port in targets(servers, count)
+            ]
+
+        hosts = routed(args.targets)
         print(
-            f"{len(hosts)} connections to {len(servers)} sshd on loopback, `{COMMAND}`; "
+            f"{len(hosts)} connections to {len(servers)} sshd {where}, `{COMMAND}`; "
             f"{os.cpu_count()} cores; cold: connect + run; warm: run on open connections; "
             f"median of {args.rounds} rounds (range), ms\n"
         )
         results: dict[str, dict[str, list[float]]] = {
-            name: {"cold": [], "warm": []} for name in chosen
+            name: {"cold": [], "warm": [], "cpu": []} for name in chosen
         }
         for _ in range(args.rounds):
             # parallel-ssh brings gevent: it goes last in every round.
             for name in sorted(chosen, key=lambda n: n == "parallel-ssh"):
-                cold, warm = measure(PATTERNS[name], hosts, server, args.warm)
+                cold, warm, cpu = measure(PATTERNS[name], hosts, server, args.warm)
                 results[name]["cold"].append(cold)
                 results[name]["warm"].append(warm)
+                results[name]["cpu"].append(cpu)
                 trainlab.close_all()
         width = max(len(n) for n in chosen)
-        print(f"| {'pattern':<{width}} | cold ms | warm ms |")
-        print(f"|{'-' * (width + 2)}|---:|---:|")
+        print(f"| {'pattern':<{width}} | cold ms | warm ms | client CPU ms (cold) |")
+        print(f"|{'-' * (width + 2)}|---:|---:|---:|")
         for name in chosen:
             print(
                 f"| {name:<{width}} | {cell(results[name]['cold'])} "
-                f"| {cell(results[name]['warm'])} |"
+                f"| {cell(results[name]['warm'])} | {cell(results[name]['cpu'])} |"
             )
         growth: dict[str, dict[str, list[float]]] = {}
         if args.growth:
@@ -378,7 +475,7 @@ def main() -> int:
                 for mode in ("exec", "shell"):
                     pattern = PATTERNS["kit exec" if mode == "exec" else "kit shell (default)"]
                     for _ in range(max(1, args.rounds // 2 + 1)):
-                        cold, warm = measure(pattern, targets(servers, size), server, args.warm)
+                        cold, warm, _ = measure(pattern, routed(size), server, args.warm)
                         row.setdefault(f"{mode} cold", []).append(cold)
                         row.setdefault(f"{mode} warm", []).append(warm)
                         trainlab.close_all()
@@ -399,7 +496,9 @@ def main() -> int:
                 Client(cluster) as client,
             ):
                 for _ in range(args.rounds):
-                    cold, warm = measure(partial(kit_dask, client=client), hosts, server, args.warm)
+                    cold, warm, _ = measure(
+                        partial(kit_dask, client=client), hosts, server, args.warm
+                    )
                     dask_cells.setdefault("cold", []).append(cold)
                     dask_cells.setdefault("warm", []).append(warm)
             print(
@@ -411,6 +510,8 @@ def main() -> int:
                 json.dump(
                     {
                         "targets": len(hosts),
+                        "rtt": args.rtt,
+                        "round_trips": trips,
                         "patterns": results,
                         "growth": growth,
                         "dask": dask_cells,

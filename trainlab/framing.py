@@ -44,6 +44,7 @@ __all__ = [
     "Request",
     "build_request",
     "encode_command",
+    "host_script",
     "needs_subshell",
     "parse_response",
     "runs_in_host",
@@ -299,13 +300,22 @@ __tl() {
 #: The host's main loop. Bash reads a script from a pipe one byte at a time (about
 #: 0.15 us a byte here); ``read -N`` takes a counted request in one read instead.
 #: Every command runs with stdin from /dev/null, so none can eat the next request.
-HOST_SCRIPT = (
-    BOOTSTRAP
-    + b"""while IFS= read -r -d ' ' __tl_len && IFS= read -r -N "$__tl_len" __tl_req; do
+_HOST_LOOP = b"""while IFS= read -r -d ' ' __tl_len && IFS= read -r -N "$__tl_len" __tl_req; do
   eval "$__tl_req"
 done
 """
-).decode()
+
+
+def host_script(first: Request | None = None) -> str:
+    """The host's script; with ``first``, that request runs before the loop reads.
+
+    A host started for a request can so answer it without a round trip to send
+    it (the SSH shell's cold start does this).
+    """
+    return (BOOTSTRAP + (first.script if first is not None else b"") + _HOST_LOOP).decode()
+
+
+HOST_SCRIPT = host_script()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import selectors
 import socket
 import threading
 import time
 
 from trainlab.sandbox._base import Background
 
-__all__ = ["LatencyProxy"]
+__all__ = ["LatencyProxy", "RoundTripCounter"]
 
 
 class LatencyProxy(Background):
@@ -127,4 +128,103 @@ class LatencyProxy(Background):
             with contextlib.suppress(OSError):
                 sock.close()
         for thread in list(self._threads):
+            thread.join(timeout=2)
+
+
+class RoundTripCounter(Background):
+    """Forward 127.0.0.1:``port`` to ``upstream``, counting the round trips a client waits.
+
+    What the client sends goes on at once; what the server sends is held until
+    the server has been quiet for ``quiet`` seconds, then released as one
+    flight. Whatever a client can send without waiting has gone out by then,
+    so each flight is one round trip it waited for. ``flights[i]`` counts the
+    flights of the i-th connection so far; protocol chatter that needs no
+    answer adds none.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, quiet: float = 0.05) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.quiet = quiet
+        self.flights: list[int] = []
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> RoundTripCounter:
+        self._listener.listen(16)
+        thread = threading.Thread(target=self._accept, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                return
+            with self._lock:
+                self._sockets += [client, upstream]
+                index = len(self.flights)
+                self.flights.append(0)
+            thread = threading.Thread(
+                target=self._relay, args=(client, upstream, index), daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _relay(self, client: socket.socket, upstream: socket.socket, index: int) -> None:
+        held = bytearray()
+        last = 0.0
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(client, selectors.EVENT_READ)
+            selector.register(upstream, selectors.EVENT_READ)
+            while True:
+                wait = None if not held else max(0.0, last + self.quiet - time.monotonic())
+                events = selector.select(wait)
+                if not events and held:  # the server went quiet: one flight
+                    with self._lock:
+                        self.flights[index] += 1
+                    client.sendall(held)
+                    held.clear()
+                    continue
+                for key, _ in events:
+                    sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = sock.recv(65536)
+                    if not data:
+                        if held:
+                            client.sendall(held)
+                        return
+                    if sock is client:
+                        upstream.sendall(data)
+                    else:
+                        held += data
+                        last = time.monotonic()
+        except OSError:
+            return
+        finally:
+            selector.close()
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        for thread in self._threads:
             thread.join(timeout=2)

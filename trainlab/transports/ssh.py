@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import paramiko
+from paramiko.auth_handler import AuthHandler
 from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_IGNORE
 from paramiko.message import Message
 
@@ -189,6 +190,32 @@ class InsecureHostKeyWarning(UserWarning):
 _warned_hosts: set[str] = set()
 
 
+class _EarlyLogin(AuthHandler):
+    """Sends a key login right behind the ``ssh-userauth`` service request.
+
+    The server handles packets in order, so the login needs no wait for the
+    service accept: a cold connection saves a round trip. Used only where that
+    is known to hold (OpenSSH) and where the signature does not depend on the
+    server's ``server-sig-algs`` (not RSA keys), which may not have arrived yet.
+    """
+
+    _sent_early = False
+
+    def _request_auth(self) -> None:
+        # Set first: the accept may be read (on paramiko's thread) before the
+        # login is sent, and must not send a second one.
+        self._sent_early = True
+        super()._request_auth()  # type: ignore[misc]
+        accept = Message()
+        accept.add_string("ssh-userauth")
+        accept.rewind()
+        super()._parse_service_accept(accept)  # type: ignore[misc]
+
+    def _parse_service_accept(self, m: Message) -> None:
+        if not self._sent_early:
+            super()._parse_service_accept(m)  # type: ignore[misc]
+
+
 class _Transport(paramiko.Transport):
     """paramiko's Transport, answering OpenSSH's post-login host key announcement.
 
@@ -205,6 +232,18 @@ class _Transport(paramiko.Transport):
             ignore.add_byte(cMSG_IGNORE)
             ignore.add_string(b"")
             self._send_message(ignore)  # type: ignore[attr-defined]
+
+    def auth_publickey(
+        self, username: str, key: paramiko.PKey, event: threading.Event | None = None
+    ) -> list[str]:
+        if event is not None or not _early_login_ok(self, key):
+            return super().auth_publickey(username, key, event)
+        if not self.is_active() or not self.initial_kex_done:
+            raise paramiko.SSHException("No existing session")
+        done = threading.Event()
+        self.auth_handler = _EarlyLogin(self)
+        self.auth_handler.auth_publickey(username, key, done)
+        return self.auth_handler.wait_for_response(done)
 
     def _parse_debug(self, m: Message) -> None:
         # paramiko builds a log line from each debug message one character at a
@@ -1105,37 +1144,64 @@ class _RemoteShell:
         self.broken = False
         self.pid: int | None = None
         self.err_chan: paramiko.Channel | None = None
-        tty = sudo is not None and sudo.tty
-        inner = "echo __tl_ready; " + framing.HOST_SCRIPT
-        suffix = ""
+        self.shell = shell
+        self.tty = sudo is not None and sudo.tty
+        self.fifo = ""
+        # Without sudo there is nothing to answer while the shell starts, so the
+        # start waits for the first request and carries it: one exec runs bash
+        # and the request (see exchange), and the ready lines arrive with the
+        # answer. OpenSSH opens a session's window only once its exec has run,
+        # so a request sent behind the exec would wait a round trip for it.
+        self._starting = sudo is None
         try:
-            if tty:
-                fifo = self._open_stderr_fifo()
-                inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
-                suffix = " " + shlex.quote(fifo)
-            host = f"{shlex.quote(shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
-            if sudo is not None:
-                host = sudo.command(host)
-            start = f"exec {host}"
-            if sudo is None and shell == "bash":
-                # A login shell that is bash already runs the host itself: one bash
-                # start less per session, which a cold fan-out over many hosts pays
-                # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
-                # it so), so first undo what an rc file may set that a clean
-                # `bash --norc` lacks: errexit, nounset, pipefail, POSIX mode, traps
-                # and alias expansion would otherwise change every command.
-                start = (
-                    f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
-                    f"else {start}; fi"
-                )
+            if self.tty:
+                self.fifo = self._open_stderr_fifo()
             self.chan = client.open_session(timeout=timeout)
-            if tty:
+            if self.tty:
                 self.chan.get_pty(term="dumb", width=4096, height=100)
-            self.chan.exec_command(f'echo "__tl_pid $$"; {start}')
+            if not self._starting:
+                self.chan.exec_command(self._start_command())
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
-        self.pid = self._handshake()
+        if not self._starting:
+            self.pid, _, _ = self._handshake([], [])
+
+    def _start_command(self, first: framing.Request | None = None) -> str:
+        """The exec line: report the login shell's pid, then become the host."""
+        if self._starting:  # both streams say ready, so startup chatter can be cut off
+            inner = "echo __tl_ready; echo __tl_ready >&2; " + framing.host_script(first)
+        else:
+            inner = "echo __tl_ready; " + framing.HOST_SCRIPT
+        suffix = ""
+        if self.tty:
+            inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
+            suffix = " " + shlex.quote(self.fifo)
+        host = f"{shlex.quote(self.shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
+        if self.sudo is not None:
+            host = self.sudo.command(host)
+        start = f"exec {host}"
+        if self.sudo is None and self.shell == "bash":
+            # A login shell that is bash already runs the host itself: one bash
+            # start less per session, which a cold fan-out over many hosts pays
+            # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
+            # it so), so first undo what an rc file may set that a clean
+            # `bash --norc` lacks: errexit, nounset, pipefail, POSIX mode, traps
+            # and alias expansion would otherwise change every command.
+            start = (
+                f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
+                f"else {start}; fi"
+            )
+        return f'echo "__tl_pid $$"; {start}'
+
+    def _start(self, request: framing.Request) -> None:
+        """Start the host with ``request`` in its exec line, or behind it if too long."""
+        command = self._start_command(request)
+        if len(command.encode()) <= _MAX_EXEC_COMMAND:
+            _send_exec(self.chan, command)  # the answer follows the reply: no wait
+            return
+        _send_exec(self.chan, self._start_command())
+        self.chan.sendall(request.wire)  # waits for the window the exec opens
 
     def _open_stderr_fifo(self) -> str:
         """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
@@ -1155,23 +1221,28 @@ class _RemoteShell:
             _wait(self.err_chan, 0.5)
         return line.decode().strip()
 
-    def _handshake(self) -> int:
-        """Read the login shell's pid and bash's ready line, answering sudo on the way."""
-        out: list[bytes] = []
-        err: list[bytes] = []
+    def _handshake(
+        self, out: list[bytes], err: list[bytes]
+    ) -> tuple[int, list[bytes], list[bytes]]:
+        """Read the login shell's pid and bash's ready line, answering sudo on the way.
+
+        Returns the pid and what followed the ready lines on stdout and stderr:
+        nothing for a plain start, the first answer's beginning for a pipelined
+        one. What a chatty login shell printed before them is dropped.
+        """
         answered = 0
         deadline = time.monotonic() + max(self.timeout, 30.0)  # a login shell may be slow
         tty = self.err_chan is not None
         while True:
             _drain(self.chan, out, err)
             stdout = b"".join(out).replace(b"\r", b"")
-            if _READY.search(stdout):
+            if _READY.search(stdout) and (not self._starting or _READY.search(b"".join(err))):
                 break
             # On a pty sudo prompts on the merged output; otherwise on stderr.
             said = stdout if tty else b"".join(err)
             if self.sudo is not None and said and answered < 2:
                 answered = self.sudo.answer(self.chan, said, answered)
-            ended = self.chan.exit_status_ready() or self.chan.eof_received
+            ended = self.chan.closed or self.chan.exit_status_ready() or self.chan.eof_received
             if ended or time.monotonic() > deadline:
                 _drain(self.chan, out, err)
                 self.close()
@@ -1185,12 +1256,21 @@ class _RemoteShell:
                 )
             _wait(self.chan, 0.5)
         # Anything else the login shell printed (a chatty .bashrc) is left behind.
+        if self._starting:  # no pty: the bytes are the answer's, \r and all
+            stdout = b"".join(out)
         pid = _PID_LINE.search(stdout)
         ready = _READY.search(stdout)
-        if pid is None or ready is None or stdout[ready.end() :]:
+        rest = stdout[ready.end() :] if ready is not None else b""
+        if pid is None or ready is None or (rest and not self._starting):
             self.close()
             raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
-        return int(pid.group(1))
+        if not self._starting:
+            return int(pid.group(1)), [], []
+        stderr = b"".join(err)
+        err_ready = _READY.search(stderr)
+        assert err_ready is not None  # the loop waited for it
+        rest_err = stderr[err_ready.end() :]
+        return int(pid.group(1)), [rest] if rest else [], [rest_err] if rest_err else []
 
     def alive(self) -> bool:
         chan = self.chan
@@ -1203,17 +1283,25 @@ class _RemoteShell:
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
-        junk: list[bytes] = []
-        self._drain(junk, junk)  # late output of earlier background jobs
         try:
-            chan.sendall(request.wire)
+            if self._starting:
+                self._start(request)
+            else:
+                junk: list[bytes] = []
+                self._drain(junk, junk)  # late output of earlier background jobs
+                chan.sendall(request.wire)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.broken = True
             raise TransportError(f"the shell on {self.where} is gone: {exc}") from exc
-        out_tail = err_tail = b""
-        out_done = err_done = False
         nonce = request.nonce
         try:
+            if self._starting:  # the request went out behind the start: read both
+                self.pid, out, err = self._handshake(out, err)
+                self._starting = False
+            out_tail = b"".join(out)[-_READ:]
+            err_tail = b"".join(err)[-_READ:]
+            out_done = framing.is_done(out_tail, nonce)
+            err_done = framing.is_done(err_tail, nonce)
             while not (out_done and err_done):
                 got_out, got_err = self._drain(out, err)
                 if got_out:
@@ -1416,6 +1504,29 @@ def _drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> tuple[
         err.append(data)
         got_err += 1
     return got_out, got_err
+
+
+def _send_exec(chan: paramiko.Channel, command: str) -> None:
+    """``exec_command`` without waiting for the server's reply.
+
+    A refusal still shows: paramiko closes the channel on CHANNEL_FAILURE, and
+    whoever reads the channel sees it closed.
+    """
+    if chan.closed:
+        raise paramiko.SSHException("the channel is closed")
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(chan.remote_chanid)
+    message.add_string("exec")
+    message.add_boolean(True)
+    message.add_string(command)
+    transport: Any = chan.transport
+    transport._send_user_message(message)
+
+
+def _early_login_ok(client: paramiko.Transport, key: paramiko.PKey) -> bool:
+    """Whether a key login may go out before the service accept (see _EarlyLogin)."""
+    return client.remote_version.startswith("SSH-2.0-OpenSSH_") and "rsa" not in key.get_name()
 
 
 def _wait(chan: paramiko.Channel, seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -179,6 +180,22 @@ def test_ssh_config_alias(sshd: SSHServer, ssh_options: dict[str, Any], tmp_path
     s = trainlab.connect("ssh://lab-alias", reuse=False, **options)
     assert s.run("echo via-config").stdout == "via-config\n"
     assert s.transport.identity() == ("ssh", sshd.user, "127.0.0.1", sshd.port, None)
+
+
+def test_cipher_and_kex_choices_are_used_or_named(
+    sshd: SSHServer, ssh_options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="paramiko")  # paramiko logs the agreed kex
+    s = trainlab.connect(
+        sshd.uri, reuse=False, ciphers="aes256-ctr", kex="ecdh-sha2-nistp256", **ssh_options
+    )
+    assert s.run("echo ok").stdout == "ok\n"
+    assert s.transport._client.local_cipher == "aes256-ctr"  # type: ignore[attr-defined]
+    assert "Kex: ecdh-sha2-nistp256" in caplog.messages
+    s.close()
+    for option, value in (("ciphers", "chacha20-poly1305@openssh.com"), ("kex", "sntrup761")):
+        with pytest.raises(trainlab.TargetError, match=f"unsupported {option[:3]}.*choose from"):
+            trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, option: value}).open()
 
 
 # -------------------------------------------------------- timeouts, daemons

@@ -1,10 +1,11 @@
 """Round trips of a cold SSH session, counted by a relay (no clocks), and what the
 fast start must keep: a login shell's chatter stays out of the first answer, a
 first command too long for the exec line still runs, a rejected key still falls
-through to the next one."""
+through to the next one, a refused channel is an error at once."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from collections.abc import Iterator
@@ -77,20 +78,22 @@ def paramiko_round_trips(sshd: SSHServer, counter: RoundTripCounter) -> tuple[in
         client.close()
 
 
-def test_a_cold_command_waits_one_round_trip_less_than_paramiko(
+def test_a_cold_command_waits_two_round_trips_less_than_paramiko(
     sshd: SSHServer, counter: RoundTripCounter, ssh_options: dict[str, Any]
 ) -> None:
     raw_cold, raw_warm = paramiko_round_trips(sshd, counter)
     exec_cold, exec_warm = kit_round_trips(sshd, counter, ssh_options, "exec")
     shell_cold, shell_warm = kit_round_trips(sshd, counter, ssh_options, "shell")
-    # kex (2), login (1, sent behind the service request), channel (1), command (1)
-    assert (exec_cold, shell_cold) == (5, 5)
+    # kex (2); the login sent behind the service request, and the first channel
+    # behind the login (1); the command (1). paramiko waits for the service
+    # accept, the login and the channel each.
+    assert (exec_cold, shell_cold) == (4, 4)
     assert raw_cold == 6
     # a channel per command costs its opening; the kept shell only the request
     assert (raw_warm, exec_warm, shell_warm) == (2, 2, 1)
 
 
-def test_an_rsa_key_waits_for_the_service_accept_and_logs_in(
+def test_an_rsa_key_waits_for_the_service_accept_and_the_login(
     sshd: SSHServer, counter: RoundTripCounter, ssh_options: dict[str, Any]
 ) -> None:
     # The RSA signature's algorithm depends on the server's server-sig-algs,
@@ -99,11 +102,36 @@ def test_an_rsa_key_waits_for_the_service_accept_and_logs_in(
     assert kit_round_trips(sshd, counter, options, "shell")[0] == 6
 
 
-def test_a_rejected_key_falls_through_to_the_next(
-    sshd: SSHServer, ssh_options: dict[str, Any], tmp_path: Path
+def test_password_logins_are_not_sent_early(
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]]
 ) -> None:
-    # Both logins go out early on one connection: the first is refused, the
-    # second (an ssh_config IdentityFile) accepted.
+    # Passwords go the classic way: service accept, login, then the channel.
+    user, password = next(iter(test_users.values()))
+    with RoundTripCounter("127.0.0.1", users_sshd.port) as relay:
+        options = {
+            **users_sshd.client_options,
+            "key_file": None,
+            "password": password,
+            "host_key_policy": "off",
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = trainlab.connect(f"ssh://{user}@127.0.0.1:{relay.port}", reuse=False, **options)
+            assert s.run("echo pw").stdout == "pw\n"
+        assert relay.flights[-1] == 6
+        s.close()
+
+
+def test_a_rejected_key_falls_through_to_the_next(
+    sshd: SSHServer,
+    ssh_options: dict[str, Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Both logins go out early on one connection, each with a channel behind
+    # it: the first login is refused (and its channel answered UNIMPLEMENTED,
+    # quietly), the second (an ssh_config IdentityFile) accepted.
+    caplog.set_level(logging.WARNING)
     stranger = new_key(tmp_path, "ed25519")
     config = tmp_path / "ssh_config"
     config.write_text(f"Host 127.0.0.1\n  IdentityFile {sshd.key_file}\n")
@@ -112,6 +140,25 @@ def test_a_rejected_key_falls_through_to_the_next(
         s = trainlab.connect(sshd.uri, mode=mode, reuse=False, **options)
         assert s.run("echo in").stdout == "in\n"
         s.close()
+    assert not [r for r in caplog.records if r.name.startswith("paramiko")]
+
+
+def test_a_refused_channel_fails_the_command_at_once(tmp_path: Path) -> None:
+    # MaxSessions 0: OpenSSH logs in, then refuses every session channel,
+    # the early one included; the command fails with the reason, well
+    # before the timeout.
+    _need_sshd()
+    with SSHServer(tmp_path / "no-sessions", config="Match all\n  MaxSessions 0") as server:
+        for mode in ("exec", "shell"):
+            s = trainlab.connect(
+                server.uri, mode=mode, reuse=False, timeout=60, **server.client_options
+            )
+            with pytest.raises(
+                trainlab.TrainlabError, match=r"cannot (open a channel|start a shell)"
+            ) as info:
+                s.run("echo never")
+            assert "Timeout" not in str(info.value)
+            s.close()
 
 
 def test_login_chatter_stays_out_of_the_first_answer(tmp_path: Path) -> None:

@@ -32,7 +32,12 @@ from typing import Any, ClassVar
 
 import paramiko
 from paramiko.auth_handler import AuthHandler
-from paramiko.common import cMSG_CHANNEL_REQUEST, cMSG_IGNORE
+from paramiko.common import (
+    MSG_UNIMPLEMENTED,
+    cMSG_CHANNEL_OPEN,
+    cMSG_CHANNEL_REQUEST,
+    cMSG_IGNORE,
+)
 from paramiko.message import Message
 
 from trainlab import framing
@@ -217,13 +222,31 @@ class _EarlyLogin(AuthHandler):
 
 
 class _Transport(paramiko.Transport):
-    """paramiko's Transport, answering OpenSSH's post-login host key announcement.
+    """paramiko's Transport, with a faster login.
 
     OpenSSH sends ``hostkeys-00@openssh.com`` (no reply wanted) right after
     authentication; with Nagle on its side, its next packet then waits for our
     ACK, which the kernel delays by about 40 ms. Any small packet from us
     carries the ACK at once, so an ``SSH_MSG_IGNORE`` answers it.
+
+    Where the login goes out early (see _EarlyLogin), the first session
+    channel can follow it in the same flight (``early_channel``): OpenSSH keeps
+    what it has read across its post-login process change and opens the
+    channel once the login succeeds, so the channel's confirmation comes back
+    with the login's. If the login fails, the server only answers the
+    channel's packet with UNIMPLEMENTED, and the channel is forgotten.
     """
+
+    early_channel = False
+
+    def __init__(self, sock: Any) -> None:
+        super().__init__(sock)
+        # The channel is held here: paramiko's channel map holds only weak references.
+        self._spare: tuple[paramiko.Channel, threading.Event] | None = None
+        self._handler_table = {
+            **self._handler_table,  # type: ignore[has-type]
+            MSG_UNIMPLEMENTED: lambda m: None,  # an early channel of a failed login
+        }
 
     def _parse_global_request(self, m: Message) -> None:
         super()._parse_global_request(m)  # type: ignore[misc]
@@ -243,7 +266,68 @@ class _Transport(paramiko.Transport):
         done = threading.Event()
         self.auth_handler = _EarlyLogin(self)
         self.auth_handler.auth_publickey(username, key, done)
-        return self.auth_handler.wait_for_response(done)
+        if self.early_channel and self._spare is None:
+            self._open_early()
+        try:
+            rest: list[str] = self.auth_handler.wait_for_response(done)
+        except BaseException:
+            self._forget_spare()
+            raise
+        if not self.is_authenticated():  # partial: another method follows
+            self._forget_spare()
+        return rest
+
+    def _open_early(self) -> None:
+        """Send a session channel's open without waiting for its confirmation."""
+        with self.lock:
+            window = self._sanitize_window_size(None)  # type: ignore[attr-defined]
+            packet = self._sanitize_packet_size(None)  # type: ignore[attr-defined]
+            chanid = self._next_channel()  # type: ignore[attr-defined]
+            message = Message()
+            message.add_byte(cMSG_CHANNEL_OPEN)
+            message.add_string("session")
+            message.add_int(chanid)
+            message.add_int(window)
+            message.add_int(packet)
+            chan = paramiko.Channel(chanid)
+            self._channels.put(chanid, chan)  # type: ignore[attr-defined]
+            self.channel_events[chanid] = event = threading.Event()
+            self.channels_seen[chanid] = True
+            chan._set_transport(self)  # type: ignore[attr-defined]
+            chan._set_window(window, packet)  # type: ignore[attr-defined]
+            self._spare = (chan, event)
+        self._send_user_message(message)  # type: ignore[attr-defined]
+
+    def _forget_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with self.lock:
+                self._channels.delete(spare[0].chanid)  # type: ignore[attr-defined]
+                self.channel_events.pop(spare[0].chanid, None)
+
+    def open_session(
+        self,
+        window_size: int | None = None,
+        max_packet_size: int | None = None,
+        timeout: float | None = None,
+    ) -> paramiko.Channel:
+        """The channel opened early, once confirmed, else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is None or window_size is not None or max_packet_size is not None:
+            if spare is not None:
+                self._spare = spare
+            return super().open_session(window_size, max_packet_size, timeout)
+        chan, event = spare
+        deadline = time.monotonic() + (self.channel_timeout if timeout is None else timeout)
+        while not event.wait(0.1):
+            if not self.is_active():
+                raise self.get_exception() or paramiko.SSHException("Unable to open channel.")
+            if time.monotonic() > deadline:
+                raise paramiko.SSHException("Timeout opening channel.")
+        if self._channels.get(chan.chanid) is None:  # type: ignore[attr-defined]
+            # refused: paramiko dropped it and saved the reason
+            raise self.get_exception() or paramiko.SSHException("Unable to open channel.")
+        return chan
 
     def _parse_debug(self, m: Message) -> None:
         # paramiko builds a log line from each debug message one character at a
@@ -497,6 +581,7 @@ class SSHTransport(Transport):
                     "(is it an SSH server?)"
                 )
             self._check_host_key(client)
+            client.early_channel = self.mode in ("exec", "shell")  # its first command's
             self._authenticate(client)
             if self.settings["keepalive"]:
                 client.set_keepalive(int(max(1, self.settings["keepalive"])))
@@ -583,10 +668,13 @@ class SSHTransport(Transport):
         ciphers = self.settings.get("ciphers")
         if ciphers:
             wanted = tuple(c.strip() for c in ciphers.split(",") if c.strip())
-            try:
-                security.ciphers = wanted
-            except ValueError as exc:
-                raise TargetError(f"unsupported ciphers {ciphers!r}: {exc}") from exc
+            unknown = [c for c in wanted if c not in security.ciphers]
+            if unknown or not wanted:
+                raise TargetError(
+                    f"unsupported cipher {', '.join(unknown) or repr(ciphers)}; "
+                    f"choose from {', '.join(security.ciphers)}"
+                )
+            security.ciphers = wanted
         else:
             fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
             security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)

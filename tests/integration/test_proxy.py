@@ -1,4 +1,5 @@
-"""The latency proxy: bytes pass unchanged, in order, no sooner than the delay allows."""
+"""The latency proxy: bytes pass unchanged, in order, no sooner than the delay allows;
+the round-trip counter: one count per wait, not per message."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trainlab.sandbox.proxy import LatencyProxy
+from trainlab.sandbox.proxy import LatencyProxy, RoundTripCounter
 
 
 @pytest.fixture
@@ -66,3 +67,30 @@ def test_a_round_trip_costs_at_least_the_rtt(echo_server: int) -> None:
 def test_negative_rtt_is_refused() -> None:
     with pytest.raises(ValueError, match="rtt"):
         LatencyProxy("127.0.0.1", 1, rtt=-1)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the relay closed early"
+        data += chunk
+    return data
+
+
+def test_round_trip_counter_counts_waits_not_messages(echo_server: int) -> None:
+    with RoundTripCounter("127.0.0.1", echo_server, quiet=0.03) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle waits
+            for word in (b"one", b"two", b"three"):  # each waits for its echo
+                sock.sendall(word)
+                assert _read_exactly(sock, len(word)) == word
+            assert relay.flights == [3]
+            for word in (b"four", b"five", b"six"):  # sent together: one wait
+                sock.sendall(word)
+            assert _read_exactly(sock, 11) == b"fourfivesix"
+            assert relay.flights == [4]
+        with socket.create_connection(("127.0.0.1", relay.port)) as sock:
+            sock.sendall(b"x")
+            assert _read_exactly(sock, 1) == b"x"
+        assert relay.flights == [4, 1]  # counted per connection

@@ -7,7 +7,7 @@ with the context manager that started it.
 from __future__ import annotations
 
 from trainlab.sandbox.lab import Sandbox
-from trainlab.sandbox.proxy import LatencyProxy
+from trainlab.sandbox.proxy import LatencyProxy, RoundTripCounter
 from trainlab.sandbox.sshd import SSHServer, sshd_path
 
-__all__ = ["LatencyProxy", "SSHServer", "Sandbox", "sshd_path"]
+__all__ = ["LatencyProxy", "RoundTripCounter", "SSHServer", "Sandbox", "sshd_path"]

@@ -195,6 +195,26 @@ class InsecureHostKeyWarning(UserWarning):
 _warned_hosts: set[str] = set()
 
 
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+class _QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it reads at once (Linux's TCP_QUICKACK).
+
+    sshd leaves Nagle's algorithm on for sessions without a pty, so its second
+    small packet in a row waits for the ACK of the first, which the kernel here
+    would delay by up to 40 ms when we have nothing to send back: after an
+    early login, the channel's confirmation would wait so. The kernel clears
+    the flag as it goes, so it is set again before every read (a system call
+    of about a microsecond).
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        with contextlib.suppress(OSError):
+            self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # type: ignore[arg-type]
+        return super().recv(bufsize, flags)
+
+
 class _EarlyLogin(AuthHandler):
     """Sends a key login right behind the ``ssh-userauth`` service request.
 
@@ -581,7 +601,11 @@ class SSHTransport(Transport):
                     "(is it an SSH server?)"
                 )
             self._check_host_key(client)
-            client.early_channel = self.mode in ("exec", "shell")  # its first command's
+            # The first command's channel, behind the login; only where our ACKs
+            # go out at once (see _QuickAckSocket), or sshd's next packet would wait.
+            client.early_channel = self.mode in ("exec", "shell") and isinstance(
+                sock, _QuickAckSocket
+            )
             self._authenticate(client)
             if self.settings["keepalive"]:
                 client.set_keepalive(int(max(1, self.settings["keepalive"])))
@@ -612,7 +636,11 @@ class SSHTransport(Transport):
                     time.sleep(delay * (2**attempt))
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock
+            if _QUICKACK is None:
+                return sock
+            quick = _QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            quick.settimeout(timeout)
+            return quick
         reason = (
             "timed out"
             if isinstance(last, TimeoutError)

@@ -26,15 +26,18 @@ On one machine sshd's logins share the cores with the client, so on loopback the
 cold column mostly measures sshd. On a real network each target's sshd has its
 own CPU and the cold column is round trips times the RTT, plus client CPU:
 --round-trips counts, with a relay and no clock, the round trips each pattern
-waits for on one cold target and one warm command (deterministic), and --rtt S
-puts a latency proxy (in its own process) before every port.
+waits for on one cold target and one warm command (deterministic), --rtt S
+puts a latency proxy (in its own process) before every port, and --far S moves
+sshd into a network namespace behind a delay line that holds every packet, ACKs
+included (trainlab.sandbox.netns; root): only there do Nagle's algorithm in sshd
+and delayed ACKs in the clients cost what they cost on a real link.
 
 --growth also times the kit at 10, 50, 100 and 200 targets; --dask also times
 the kit's fleet on a LocalCluster of two worker processes (executor=Client),
 which keep their sessions between calls.
 
 Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--round-trips]
-     [--rtt 0.02] [--growth] [--dask] [--json out.json]
+     [--rtt 0.02 | --far 0.02] [--growth] [--dask] [--json out.json]
 """
 
 from __future__ import annotations
@@ -403,6 +406,9 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated pattern names")
     parser.add_argument("--round-trips", action="store_true", help="count them (one target)")
     parser.add_argument("--rtt", type=float, default=0.0, help="seconds added per round trip")
+    parser.add_argument(
+        "--far", type=float, default=0.0, help="sshd in a namespace behind a delay line: its RTT"
+    )
     parser.add_argument("--growth", action="store_true", help="the kit at 10 to 200 targets")
     parser.add_argument("--dask", action="store_true", help="the kit on a 2-worker LocalCluster")
     parser.add_argument("--json", default="", help="write the numbers here")
@@ -428,11 +434,20 @@ def main() -> int:
             print()
         mapping: dict[int, int] = {}
         where = "on loopback"
-        if args.rtt:
+        far: Any = None
+        if args.far:
+            from trainlab.sandbox.netns import DelayLine, FarSSH
+
+            line = stack.enter_context(DelayLine(rtt=args.far))
+            far = stack.enter_context(FarSSH(server, line))
+            where = f"in a namespace behind a {args.far * 1e3:g} ms RTT delay line"
+        elif args.rtt:
             mapping = stack.enter_context(behind_proxies(servers, args.rtt))
             where = f"behind {args.rtt * 1e3:g} ms RTT proxies"
 
         def routed(count: int) -> list[tuple[str, str, int]]:
+            if far is not None:
+                return far.targets(count)  # type: ignore[no-any-return]
             if not mapping:
                 return targets(servers, count)
             return [
@@ -511,6 +526,7 @@ def main() -> int:
                     {
                         "targets": len(hosts),
                         "rtt": args.rtt,
+                        "far": args.far,
                         "round_trips": trips,
                         "patterns": results,
                         "growth": growth,

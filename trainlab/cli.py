@@ -137,6 +137,8 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
                     result.notes.append(
                         "ssm:// keeps no connection: fresh and reused differ only by a session"
                     )
+                if part == "ssh" and not rtt:
+                    result.notes.append(_ssh_round_trips(uri, options))
                 if part in ("winrm", "pwsh"):
                     result.notes.append(
                         "a PowerShell test server that runs scripts with /bin/sh: the protocol "
@@ -169,6 +171,29 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
 
 
 FLEET_TARGETS = 24
+
+
+def _ssh_round_trips(uri: str, options: dict[str, Any]) -> str:
+    """How many round trips a cold and a warm SSH command wait for, counted by a relay."""
+    from trainlab.sandbox.proxy import RoundTripCounter
+    from trainlab.uri import parse_target
+
+    target = parse_target(uri)
+    with RoundTripCounter(target.host, target.port or 22) as relay:
+        session = trainlab.connect(
+            f"ssh://{target.user}@127.0.0.1:{relay.port}", mode="shell", reuse=False, **options
+        )
+        try:
+            session.run("true")
+            cold = relay.flights[-1]
+            session.run("true")
+            warm = relay.flights[-1] - cold
+        finally:
+            session.close()
+    return (
+        f"round trips waited for (counted by a relay, no clock): {cold} for a cold command "
+        f"(connect, log in, run), {warm} for a warm one in shell mode"
+    )
 
 
 def _demo_fleet(lab: Any, repeat: int) -> trainlab.bench.BenchResult:

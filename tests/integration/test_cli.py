@@ -57,7 +57,12 @@ def test_demo_measures_every_sandbox_target_near_and_far(tmp_path: Path, sshd: A
         assert f"\n{label}" in summary
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):
         assert strategy in summary
+    # The sandbox's sshd is OpenSSH here: the login and first channel go out early.
+    trips = "round trips waited for (counted by a relay, no clock): 4 for a cold command"
+    assert f"note: {trips}" in out.stdout
+    assert "1 for a warm one in shell mode" in out.stdout
     page = report.read_text()
+    assert trips in page
     assert "<h2>Overview</h2>" in page
     for label in labels:
         assert f"<h2>{label}</h2>" in page

@@ -116,19 +116,7 @@ class LatencyProxy(Background):
 
     def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        with contextlib.suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-        for thread in list(self._threads):
-            thread.join(timeout=2)
+        _shut(self._listener, self._sockets, self._threads, self._lock)
 
 
 class RoundTripCounter(Background):
@@ -219,16 +207,27 @@ class RoundTripCounter(Background):
                     sock.close()
 
     def stop(self) -> None:
+        _shut(self._listener, self._sockets, self._threads, self._lock)
+
+
+def _shut(
+    listener: socket.socket,
+    sockets: list[socket.socket],
+    threads: list[threading.Thread],
+    lock: threading.Lock,
+) -> None:
+    """Close a relay: the listener (which wakes its blocked accept), every socket, then
+    wait a little for its threads."""
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        listener.close()
+    with lock:
+        held = list(sockets)
+    for sock in held:
         with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
-            self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-        for thread in self._threads:
-            thread.join(timeout=2)
+            sock.close()
+    for thread in list(threads):
+        thread.join(timeout=2)

@@ -1630,12 +1630,17 @@ def _send_exec(chan: paramiko.Channel, command: str) -> None:
     """
     if chan.closed:
         raise paramiko.SSHException("the channel is closed")
+    _channel_request(chan, "exec", command, want_reply=True)
+
+
+def _channel_request(chan: paramiko.Channel, kind: str, value: str, *, want_reply: bool) -> None:
+    """Send an RFC 4254 channel request with one string field, not waiting."""
     message = Message()
     message.add_byte(cMSG_CHANNEL_REQUEST)
     message.add_int(chan.remote_chanid)
-    message.add_string("exec")
-    message.add_boolean(True)
-    message.add_string(command)
+    message.add_string(kind)
+    message.add_boolean(want_reply)
+    message.add_string(value)
     transport: Any = chan.transport
     transport._send_user_message(message)
 
@@ -1658,15 +1663,8 @@ def _signal(chan: paramiko.Channel, name: str) -> None:
     process group (killpg), which takes the command's children with it."""
     if chan.closed:
         return
-    message = Message()
-    message.add_byte(cMSG_CHANNEL_REQUEST)
-    message.add_int(chan.remote_chanid)
-    message.add_string("signal")
-    message.add_boolean(False)
-    message.add_string(name)
-    transport: Any = chan.transport
     with contextlib.suppress(Exception):
-        transport._send_user_message(message)
+        _channel_request(chan, "signal", name, want_reply=False)
 
 
 def _kill_remote_group(client: paramiko.Transport, pid: int, sudo: _Sudo | None) -> None:

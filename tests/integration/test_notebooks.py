@@ -150,6 +150,7 @@ def test_fleet(tmp_path: Path) -> None:
     assert "24 answered, 1 failed" in text(out["failed"])
     assert text(out["fleet-error"]).startswith("FleetError 1 of 25 targets failed")
     assert "reused: 24 of 24" in text(out["warm"])
+    assert "a cold command waits 4 round trips, a warm one 1" in text(out["round-trips"])
     assert "id -un" in text(out["run-many"])
     assert "image/png" in mimes(out["plot"])
     ssm = text(out["ssm"])

@@ -1,7 +1,9 @@
 """SSH: the kit against raw paramiko, asyncssh and OpenSSH's ControlMaster, in one run.
 
 Everything talks to one private sshd on loopback (trainlab.sandbox.SSHServer),
-directly and through the latency proxy at 10 ms RTT (and 50 ms with --wan).
+directly and through the latency proxy at 10 ms RTT (and 50 ms with --wan); with
+--far, through a delay line to a network namespace instead, which delays ACKs too
+(trainlab.sandbox.netns; needs root).
 Medians of --repeat calls (at least 30) of `echo hi` after warm-up.
 
 Patterns
@@ -20,7 +22,7 @@ Targets (issue 3): exec within 1.2x raw paramiko channel and no slower than
 asyncssh; shell within 1.5x the raw framed shell on loopback and at most 1.2 round
 trips per command at 10 ms; a batch of 10 at most 1.5 round trips at 10 ms.
 
-Run: python benchmarks/bench_ssh.py [--repeat 40] [--wan] [--json out.json]
+Run: python benchmarks/bench_ssh.py [--repeat 40] [--wan] [--far] [--json out.json]
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ from trainlab.sandbox.sshd import SSHServer
 warnings.simplefilter("ignore")  # host_key_policy=off through the proxy's changing ports
 
 median_ms = functools.partial(_timing.median_ms, warmup=3)
+WHERE = {"host": "127.0.0.1"}  # the far namespace's address with --far
 
 
 def raw_transport(port: int, server: SSHServer, nodelay: bool = True) -> paramiko.Transport:
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = socket.create_connection((WHERE["host"], port))
     if nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock)
@@ -114,7 +117,7 @@ def asyncssh_conn(port: int, server: SSHServer) -> Iterator[Callable[[], object]
     loop = asyncio.new_event_loop()
     conn = loop.run_until_complete(
         asyncssh.connect(
-            "127.0.0.1",
+            WHERE["host"],
             port=port,
             username=server.user,
             client_keys=[server.key_file],
@@ -155,7 +158,7 @@ def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object
         "ControlMaster=auto",
         "-o",
         "ControlPersist=60",
-        f"{server.user}@127.0.0.1",
+        f"{server.user}@{WHERE['host']}",
     ]
 
     def call() -> object:
@@ -164,13 +167,15 @@ def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object
     call()
     yield call
     subprocess.run(
-        [*base[:-1], "-O", "exit", f"{server.user}@127.0.0.1"], capture_output=True, check=False
+        [*base[:-1], "-O", "exit", f"{server.user}@{WHERE['host']}"],
+        capture_output=True,
+        check=False,
     )
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure(port: int, server: SSHServer, repeat: int, slow_repeat: int) -> dict[str, float]:
-    uri = f"ssh://{server.user}@127.0.0.1:{port}"
+    uri = f"ssh://{server.user}@{WHERE['host']}:{port}"
     options: dict[str, Any] = {**server.client_options, "host_key_policy": "off"}
     figures: dict[str, float] = {}
     figures["raw paramiko fresh"] = median_ms(lambda: raw_fresh(port, server), slow_repeat)
@@ -219,6 +224,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--wan", action="store_true", help="also measure at 50 ms RTT")
+    parser.add_argument(
+        "--far",
+        action="store_true",
+        help="delay with a delay line to a namespace (ACKs too; root), not the latency proxy",
+    )
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     repeat = max(30, args.repeat)
@@ -229,6 +239,15 @@ def main() -> int:
             label = "loopback" if rtt == 0 else f"{rtt * 1000:.0f} ms RTT"
             if rtt == 0:
                 results[label] = measure(server.port, server, repeat, 30)
+            elif args.far:
+                from trainlab.sandbox.netns import DelayLine, FarSSH
+
+                with DelayLine(rtt=rtt) as line, FarSSH(server, line):
+                    WHERE["host"] = line.far[0]
+                    try:
+                        results[label] = measure(server.port, server, repeat, 30)
+                    finally:
+                        WHERE["host"] = "127.0.0.1"
             else:
                 with LatencyProxy("127.0.0.1", server.port, rtt=rtt) as proxy:
                     results[label] = measure(proxy.port, server, repeat, 30)

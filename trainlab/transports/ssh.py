@@ -220,8 +220,12 @@ class _EarlyLogin(AuthHandler):
 
     The server handles packets in order, so the login needs no wait for the
     service accept: a cold connection saves a round trip. Used only where that
-    is known to hold (OpenSSH) and where the signature does not depend on the
-    server's ``server-sig-algs`` (not RSA keys), which may not have arrived yet.
+    is known to hold (OpenSSH), where the signature does not depend on the
+    server's ``server-sig-algs`` (not RSA keys), which may not have arrived yet,
+    and on a socket that acknowledges at once (see _QuickAckSocket): sshd sends
+    the accept and the login's answer as two packets, and Nagle's algorithm
+    holds the second until the first is acknowledged. Through a jump host the
+    jump's kernel acknowledges, so the login waits for the accept there.
     """
 
     _sent_early = False
@@ -1647,7 +1651,11 @@ def _channel_request(chan: paramiko.Channel, kind: str, value: str, *, want_repl
 
 def _early_login_ok(client: paramiko.Transport, key: paramiko.PKey) -> bool:
     """Whether a key login may go out before the service accept (see _EarlyLogin)."""
-    return client.remote_version.startswith("SSH-2.0-OpenSSH_") and "rsa" not in key.get_name()
+    return (
+        isinstance(client.sock, _QuickAckSocket)
+        and client.remote_version.startswith("SSH-2.0-OpenSSH_")
+        and "rsa" not in key.get_name()
+    )
 
 
 def _wait(chan: paramiko.Channel, seconds: float) -> None:

@@ -79,14 +79,16 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 def test_round_trip_counter_counts_waits_not_messages(echo_server: int) -> None:
-    with RoundTripCounter("127.0.0.1", echo_server, quiet=0.03) as relay:
+    with RoundTripCounter("127.0.0.1", echo_server, quiet=0.2) as relay:
         with socket.create_connection(("127.0.0.1", relay.port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle waits
             for word in (b"one", b"two", b"three"):  # each waits for its echo
                 sock.sendall(word)
                 assert _read_exactly(sock, len(word)) == word
             assert relay.flights == [3]
-            for word in (b"four", b"five", b"six"):  # sent together: one wait
+            # Sent together: one wait (the quiet time is long enough that a busy
+            # machine cannot slip a flight in between the writes).
+            for word in (b"four", b"five", b"six"):
                 sock.sendall(word)
             assert _read_exactly(sock, 11) == b"fourfivesix"
             assert relay.flights == [4]

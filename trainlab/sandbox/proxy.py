@@ -132,7 +132,7 @@ class RoundTripCounter(Background):
     a wait counts too.)
     """
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, quiet: float = 0.05) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *, quiet: float = 0.1) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.quiet = quiet
         self.flights: list[int] = []

@@ -158,6 +158,8 @@ def test_a_refused_channel_fails_the_command_at_once(tmp_path: Path) -> None:
             ) as info:
                 s.run("echo never")
             assert "Timeout" not in str(info.value)
+            assert "refused the channel" in str(info.value)
+            assert "MaxSessions" in str(info.value)
             s.close()
 
 

@@ -911,7 +911,7 @@ class SSHTransport(Transport):
         try:
             return client.open_session(timeout=self.settings["timeout"])
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise TransportError(f"cannot open a channel to {self.where}: {exc}") from exc
+            raise TransportError(f"cannot open a channel to {self.where}: {_why(exc)}") from exc
 
     def run(self, command: str, timeout: float | None) -> CommandResult:
         started = datetime.now(UTC)
@@ -1283,7 +1283,7 @@ class _RemoteShell:
                 self.chan.exec_command(self._start_command())
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
-            raise TransportError(f"cannot start a shell on {where}: {exc}") from exc
+            raise TransportError(f"cannot start a shell on {where}: {_why(exc)}") from exc
         if not self._starting:
             self.pid, _, _ = self._handshake([], [])
 
@@ -1647,6 +1647,16 @@ def _channel_request(chan: paramiko.Channel, kind: str, value: str, *, want_repl
     message.add_string(value)
     transport: Any = chan.transport
     transport._send_user_message(message)
+
+
+def _why(exc: BaseException) -> str:
+    """An SSH failure in words; a refused channel says what usually refuses it."""
+    if isinstance(exc, paramiko.ChannelException):
+        return (
+            f"the server refused the channel ({exc.text or 'no reason'}, code {exc.code}); "
+            "it may allow no more sessions on this connection (sshd's MaxSessions)"
+        )
+    return str(exc) or type(exc).__name__
 
 
 def _early_login_ok(client: paramiko.Transport, key: paramiko.PKey) -> bool:

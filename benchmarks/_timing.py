@@ -37,3 +37,13 @@ def blocks_ms(
                 call()
                 bucket.append(time.perf_counter() - t0)
     return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+
+
+def print_columns(title: str, results: dict[str, dict[str, float]]) -> None:
+    """A table of patterns (rows, in the first column's order) by columns, ms."""
+    names = list(next(iter(results.values())))
+    width = max(len(title), *(len(n) for n in names))
+    print(f"{title:<{width}}  " + "  ".join(f"{c:>12}" for c in results))
+    for name in names:
+        cells = "  ".join(f"{results[c].get(name, float('nan')):12.2f}" for c in results)
+        print(f"{name:<{width}}  {cells}")

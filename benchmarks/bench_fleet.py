@@ -339,9 +339,7 @@ def round_trips(server: SSHServer, names: list[str]) -> dict[str, tuple[int, int
     """(cold, warm) round trips each pattern waits for, on one target through a relay."""
     counts: dict[str, tuple[int, int]] = {}
     with RoundTripCounter("127.0.0.1", server.port) as relay:
-        kind, key = server.host_public_key.split()[:2]
-        with open(server.known_hosts, "a") as known:
-            known.write(f"[127.0.0.1]:{relay.port} {kind} {key}\n")
+        server.trust(("127.0.0.1", relay.port))
         host = [(f"ssh://{server.user}@127.0.0.1:{relay.port}", "127.0.0.1", relay.port)]
         for name in names:
             with PATTERNS[name](host, server) as (cold_call, warm_call):
@@ -377,14 +375,15 @@ def behind_proxies(servers: list[SSHServer], rtt: float) -> Iterator[dict[int, i
         if not parent.poll(60):
             raise SystemExit("the latency proxies did not start")
         mapping: dict[int, int] = parent.recv()
-        server = servers[0]
-        kind, key = server.host_public_key.split()[:2]
-        with open(server.known_hosts, "a") as known:
-            for other in servers:
-                kind, key = other.host_public_key.split()[:2]
-                for port in other.ports:
-                    for name in ("127.0.0.1", "localhost"):
-                        known.write(f"[{name}]:{mapping[port]} {kind} {key}\n")
+        for other in servers:  # into the first server's file, which the clients read
+            other.trust(
+                *(
+                    (name, mapping[port])
+                    for port in other.ports
+                    for name in ("127.0.0.1", "localhost")
+                ),
+                into=servers[0].known_hosts,
+            )
         yield mapping
     finally:
         with contextlib.suppress(OSError):

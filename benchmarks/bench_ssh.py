@@ -53,11 +53,12 @@ from trainlab.sandbox.sshd import SSHServer
 warnings.simplefilter("ignore")  # host_key_policy=off through the proxy's changing ports
 
 median_ms = functools.partial(_timing.median_ms, warmup=3)
-WHERE = {"host": "127.0.0.1"}  # the far namespace's address with --far
 
 
-def raw_transport(port: int, server: SSHServer, nodelay: bool = True) -> paramiko.Transport:
-    sock = socket.create_connection((WHERE["host"], port))
+def raw_transport(
+    where: tuple[str, int], server: SSHServer, nodelay: bool = True
+) -> paramiko.Transport:
+    sock = socket.create_connection(where)
     if nodelay:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     transport = paramiko.Transport(sock)
@@ -80,8 +81,8 @@ def raw_exec(transport: paramiko.Transport, command: str = "echo hi") -> bytes:
     return out
 
 
-def raw_fresh(port: int, server: SSHServer) -> None:
-    transport = raw_transport(port, server)
+def raw_fresh(where: tuple[str, int], server: SSHServer) -> None:
+    transport = raw_transport(where, server)
     raw_exec(transport)
     transport.close()
 
@@ -108,7 +109,9 @@ def raw_framed_shell(transport: paramiko.Transport) -> Iterator[Callable[[], byt
 
 
 @contextlib.contextmanager
-def asyncssh_conn(port: int, server: SSHServer) -> Iterator[Callable[[], object] | None]:
+def asyncssh_conn(
+    where: tuple[str, int], server: SSHServer
+) -> Iterator[Callable[[], object] | None]:
     try:
         import asyncssh
     except ImportError:
@@ -117,8 +120,8 @@ def asyncssh_conn(port: int, server: SSHServer) -> Iterator[Callable[[], object]
     loop = asyncio.new_event_loop()
     conn = loop.run_until_complete(
         asyncssh.connect(
-            WHERE["host"],
-            port=port,
+            where[0],
+            port=where[1],
             username=server.user,
             client_keys=[server.key_file],
             known_hosts=None,
@@ -135,7 +138,9 @@ def asyncssh_conn(port: int, server: SSHServer) -> Iterator[Callable[[], object]
 
 
 @contextlib.contextmanager
-def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object] | None]:
+def control_master(
+    where: tuple[str, int], server: SSHServer
+) -> Iterator[Callable[[], object] | None]:
     if shutil.which("ssh") is None:
         yield None
         return
@@ -143,7 +148,7 @@ def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object
     base = [
         "ssh",
         "-p",
-        str(port),
+        str(where[1]),
         "-i",
         server.key_file,
         "-o",
@@ -158,7 +163,7 @@ def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object
         "ControlMaster=auto",
         "-o",
         "ControlPersist=60",
-        f"{server.user}@{WHERE['host']}",
+        f"{server.user}@{where[0]}",
     ]
 
     def call() -> object:
@@ -167,23 +172,25 @@ def control_master(port: int, server: SSHServer) -> Iterator[Callable[[], object
     call()
     yield call
     subprocess.run(
-        [*base[:-1], "-O", "exit", f"{server.user}@{WHERE['host']}"],
+        [*base[:-1], "-O", "exit", base[-1]],
         capture_output=True,
         check=False,
     )
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def measure(port: int, server: SSHServer, repeat: int, slow_repeat: int) -> dict[str, float]:
-    uri = f"ssh://{server.user}@{WHERE['host']}:{port}"
+def measure(
+    where: tuple[str, int], server: SSHServer, repeat: int, slow_repeat: int
+) -> dict[str, float]:
+    uri = f"ssh://{server.user}@{where[0]}:{where[1]}"
     options: dict[str, Any] = {**server.client_options, "host_key_policy": "off"}
     figures: dict[str, float] = {}
-    figures["raw paramiko fresh"] = median_ms(lambda: raw_fresh(port, server), slow_repeat)
+    figures["raw paramiko fresh"] = median_ms(lambda: raw_fresh(where, server), slow_repeat)
     figures["kit fresh (connect + run + close)"] = median_ms(
         lambda: _kit_fresh(uri, options), slow_repeat
     )
-    kept = raw_transport(port, server)
-    default = raw_transport(port, server, nodelay=False)
+    kept = raw_transport(where, server)
+    default = raw_transport(where, server, nodelay=False)
     exe = trainlab.connect(uri, reuse=False, **options)
     shell = trainlab.connect(uri, mode="shell", reuse=False, **options)
     exe.open()
@@ -192,10 +199,10 @@ def measure(port: int, server: SSHServer, repeat: int, slow_repeat: int) -> dict
     figures["raw paramiko channel"] = median_ms(lambda: raw_exec(kept), repeat)
     figures["kit exec"] = median_ms(lambda: exe.run("echo hi"), repeat)
     figures["raw paramiko default (Nagle on)"] = median_ms(lambda: raw_exec(default), slow_repeat)
-    with asyncssh_conn(port, server) as call:
+    with asyncssh_conn(where, server) as call:
         if call is not None:
             figures["asyncssh conn.run"] = median_ms(call, repeat)
-    with control_master(port, server) as call:
+    with control_master(where, server) as call:
         if call is not None:
             figures["openssh controlmaster"] = median_ms(call, repeat)
     with raw_framed_shell(kept) as ask:
@@ -238,25 +245,16 @@ def main() -> int:
         for rtt in rtts:
             label = "loopback" if rtt == 0 else f"{rtt * 1000:.0f} ms RTT"
             if rtt == 0:
-                results[label] = measure(server.port, server, repeat, 30)
+                results[label] = measure(("127.0.0.1", server.port), server, repeat, 30)
             elif args.far:
                 from trainlab.sandbox.netns import DelayLine, FarSSH
 
                 with DelayLine(rtt=rtt) as line, FarSSH(server, line):
-                    WHERE["host"] = line.far[0]
-                    try:
-                        results[label] = measure(server.port, server, repeat, 30)
-                    finally:
-                        WHERE["host"] = "127.0.0.1"
+                    results[label] = measure((line.far[0], server.port), server, repeat, 30)
             else:
                 with LatencyProxy("127.0.0.1", server.port, rtt=rtt) as proxy:
-                    results[label] = measure(proxy.port, server, repeat, 30)
-    names = list(next(iter(results.values())))
-    width = max(len(n) for n in names)
-    print(f"{'pattern (median ms, echo hi)':<{width}}  " + "  ".join(f"{c:>12}" for c in results))
-    for name in names:
-        cells = "  ".join(f"{results[c].get(name, float('nan')):12.2f}" for c in results)
-        print(f"{name:<{width}}  {cells}")
+                    results[label] = measure(("127.0.0.1", proxy.port), server, repeat, 30)
+    _timing.print_columns("pattern (median ms, echo hi)", results)
     print()
     for column, fig in results.items():
         rtt_ms = 0.0 if column == "loopback" else float(column.split()[0])

@@ -114,13 +114,8 @@ def main() -> int:
         )
         kit.close()
     results["loopback"].update(measure_pwsh(repeat))
-    names = list(results["loopback"])
-    width = max(len(n) for n in names)
     print("PowerShell test servers (/bin/sh behind PSRP), median ms of `echo hi`")
-    print(f"{'pattern':<{width}}  " + "  ".join(f"{c:>12}" for c in results))
-    for name in names:
-        cells = "  ".join(f"{results[c].get(name, float('nan')):12.2f}" for c in results)
-        print(f"{name:<{width}}  {cells}")
+    _timing.print_columns("pattern", results)
     print()
     for column, fig in results.items():
         kept = fig["kit winrm kept pool"]

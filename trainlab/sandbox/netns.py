@@ -26,7 +26,6 @@ import re
 import secrets
 import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from typing import Any
 
 from trainlab.errors import TrainlabError
 from trainlab.sandbox._base import Background
-from trainlab.sandbox.sshd import SSHServer, _die_with_parent
+from trainlab.sandbox.sshd import SSHServer, _die_with_parent, answers_ssh, end_process
 
 __all__ = ["DelayLine", "FarSSH", "delay_line_missing"]
 
@@ -181,10 +180,7 @@ class FarSSH(Background):
         base = (self.server.dir / "sshd_config").read_text()
         base = re.sub(r"(?m)^(ListenAddress|PidFile) .*\n", "", base)
         sockets = [(address, port) for address in self.line.far for port in self.ports]
-        kind, key = self.server.host_public_key.split()[:2]
-        with open(self.server.known_hosts, "a") as known:
-            for address, port in sockets:
-                known.write(f"[{address}]:{port} {kind} {key}\n")
+        self.server.trust(*sockets)
         log = open(self.server.dir / "far-sshd.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         for index in range(0, len(sockets), 16):
@@ -210,13 +206,9 @@ class FarSSH(Background):
                 text = (self.server.dir / "far-sshd.log").read_text(errors="replace")
                 self.stop()
                 raise TrainlabError(f"a far sshd exited at start: {text[-1000:]}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(waiting[0], timeout=1) as sock,
-            ):
-                if sock.recv(4).startswith(b"SSH-"):
-                    waiting.pop(0)
-                    continue
+            if answers_ssh(waiting[0], timeout=1):
+                waiting.pop(0)
+                continue
             time.sleep(0.05)
         if waiting:
             self.stop()
@@ -225,13 +217,7 @@ class FarSSH(Background):
 
     def stop(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            end_process(process)
         self.processes = []
         log = getattr(self, "_log", None)
         if log is not None:

@@ -12,36 +12,29 @@ import selectors
 import socket
 import threading
 import time
+from typing import Self
 
 from trainlab.sandbox._base import Background
 
 __all__ = ["LatencyProxy", "RoundTripCounter"]
 
 
-class LatencyProxy(Background):
-    """Forward 127.0.0.1:``port`` to ``upstream``, adding ``rtt`` seconds per round trip.
+class _Relay(Background):
+    """A listener on 127.0.0.1:``port`` that connects each client to ``upstream``
+    (both sockets with ``TCP_NODELAY``: the relay adds no waits of its own);
+    subclasses move the bytes in ``_serve``."""
 
-    Each direction delays every chunk by ``rtt / 2`` and keeps the order of
-    chunks, so a request-response exchange costs ``rtt`` more, as on a real link
-    (bandwidth is not limited). Both sockets have ``TCP_NODELAY``.
-    """
-
-    def __init__(self, upstream_host: str, upstream_port: int, *, rtt: float) -> None:
-        if rtt < 0:
-            raise ValueError("rtt must be >= 0")
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.rtt = rtt
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self.connections = 0
 
-    def start(self) -> LatencyProxy:
+    def start(self) -> Self:
         self._listener.listen(128)
         self._spawn(self._accept)
         return self
@@ -53,11 +46,11 @@ class LatencyProxy(Background):
             self._threads.append(thread)
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
-                return
+                return  # stop() closed the listener
             try:
                 upstream = socket.create_connection(self.upstream, timeout=10)
             except OSError:
@@ -68,9 +61,49 @@ class LatencyProxy(Background):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, upstream]
-                self.connections += 1
-            self._pipe(client, upstream)
-            self._pipe(upstream, client)
+            self._serve(client, upstream)
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        raise NotImplementedError  # pragma: no cover - every relay defines it
+
+    def stop(self) -> None:
+        """Close the listener (which wakes the blocked accept), every socket, then
+        wait a little for the threads."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        for thread in list(self._threads):
+            thread.join(timeout=2)
+
+
+class LatencyProxy(_Relay):
+    """Forward 127.0.0.1:``port`` to ``upstream``, adding ``rtt`` seconds per round trip.
+
+    Each direction delays every chunk by ``rtt / 2`` and keeps the order of
+    chunks, so a request-response exchange costs ``rtt`` more, as on a real link
+    (bandwidth is not limited). Both sockets have ``TCP_NODELAY``.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, rtt: float) -> None:
+        if rtt < 0:
+            raise ValueError("rtt must be >= 0")
+        super().__init__(upstream_host, upstream_port)
+        self.rtt = rtt
+        self.connections = 0
+
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+        self._pipe(client, upstream)
+        self._pipe(upstream, client)
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         queue: list[tuple[float, int, bytes]] = []
@@ -114,12 +147,8 @@ class LatencyProxy(Background):
         self._spawn(reader)
         self._spawn(writer)
 
-    def stop(self) -> None:
-        self._stop.set()
-        _shut(self._listener, self._sockets, self._threads, self._lock)
 
-
-class RoundTripCounter(Background):
+class RoundTripCounter(_Relay):
     """Forward 127.0.0.1:``port`` to ``upstream``, counting the round trips a client waits.
 
     What the client sends goes on at once; what the server sends is held until
@@ -133,42 +162,15 @@ class RoundTripCounter(Background):
     """
 
     def __init__(self, upstream_host: str, upstream_port: int, *, quiet: float = 0.1) -> None:
-        self.upstream = (upstream_host, upstream_port)
+        super().__init__(upstream_host, upstream_port)
         self.quiet = quiet
         self.flights: list[int] = []
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
 
-    def start(self) -> RoundTripCounter:
-        self._listener.listen(16)
-        thread = threading.Thread(target=self._accept, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(self.upstream, timeout=10)
-            except OSError:
-                return
-            for sock in (client, upstream):  # the relay adds no waits of its own
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._lock:
-                self._sockets += [client, upstream]
-                index = len(self.flights)
-                self.flights.append(0)
-            thread = threading.Thread(
-                target=self._relay, args=(client, upstream, index), daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+    def _serve(self, client: socket.socket, upstream: socket.socket) -> None:
+        with self._lock:
+            index = len(self.flights)
+            self.flights.append(0)
+        self._spawn(self._relay, client, upstream, index)
 
     def _relay(self, client: socket.socket, upstream: socket.socket, index: int) -> None:
         held = bytearray()
@@ -205,29 +207,3 @@ class RoundTripCounter(Background):
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.close()
-
-    def stop(self) -> None:
-        _shut(self._listener, self._sockets, self._threads, self._lock)
-
-
-def _shut(
-    listener: socket.socket,
-    sockets: list[socket.socket],
-    threads: list[threading.Thread],
-    lock: threading.Lock,
-) -> None:
-    """Close a relay: the listener (which wakes its blocked accept), every socket, then
-    wait a little for its threads."""
-    with contextlib.suppress(OSError):
-        listener.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        listener.close()
-    with lock:
-        held = list(sockets)
-    for sock in held:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            sock.close()
-    for thread in list(threads):
-        thread.join(timeout=2)

@@ -44,6 +44,25 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def answers_ssh(address: tuple[str, int], timeout: float) -> bool:
+    """Whether an SSH server greets on ``address`` now."""
+    with contextlib.suppress(OSError), socket.create_connection(address, timeout=timeout) as sock:
+        return sock.recv(4).startswith(b"SSH-")
+    return False
+
+
+def end_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Terminate ``process`` and reap it, killing it if it does not go in ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def distinct_uris(user: str, ports: list[int], count: int) -> list[str]:
     """Up to ``4 * len(ports)`` distinct ssh:// URIs for one loopback server."""
     uris = [
@@ -179,6 +198,13 @@ class SSHServer(LoopbackSSH, Background):
     def host_public_key(self) -> str:
         return (self.dir / "host_ed25519.pub").read_text().strip()
 
+    def trust(self, *addresses: tuple[str, int], into: str | None = None) -> None:
+        """Trust this server's host key at more ``(host, port)`` addresses (a proxy's,
+        a relay's, a namespace's) in ``into`` (by default its own ``known_hosts``)."""
+        kind, key = self.host_public_key.split()[:2]
+        with open(into or self.known_hosts, "a") as known:
+            known.writelines(f"[{host}]:{port} {kind} {key}\n" for host, port in addresses)
+
     def _keygen(self, path: Path, kind: str, comment: str) -> None:
         if path.exists():
             return
@@ -267,12 +293,8 @@ class SSHServer(LoopbackSSH, Background):
                 why = f"sshd exited at start ({self.process.returncode}): {self.log_text()[-2000:]}"
                 self.stop()  # closes the log and removes the keys
                 raise TrainlabError(why)
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock,
-            ):
-                if sock.recv(4).startswith(b"SSH-"):
-                    return self
+            if answers_ssh(("127.0.0.1", self.port), timeout=0.5):
+                return self
             time.sleep(0.02)
         self.stop()
         raise TrainlabError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s")
@@ -300,12 +322,7 @@ class SSHServer(LoopbackSSH, Background):
             for pid in self.connection_pids():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+            end_process(self.process)
         log = getattr(self, "_log", None)
         if log is not None:
             log.close()

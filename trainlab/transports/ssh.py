@@ -605,11 +605,8 @@ class SSHTransport(Transport):
                     "(is it an SSH server?)"
                 )
             self._check_host_key(client)
-            # The first command's channel, behind the login; only where our ACKs
-            # go out at once (see _QuickAckSocket), or sshd's next packet would wait.
-            client.early_channel = self.mode in ("exec", "shell") and isinstance(
-                sock, _QuickAckSocket
-            )
+            # The first command's channel, sent behind an early login (see _Transport).
+            client.early_channel = self.mode in ("exec", "shell")
             self._authenticate(client)
             if self.settings["keepalive"]:
                 client.set_keepalive(int(max(1, self.settings["keepalive"])))

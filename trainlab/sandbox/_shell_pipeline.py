@@ -44,12 +44,10 @@ class ShellPipeline:
 
     def __init__(
         self,
-        pool: psrpcore.ServerRunspacePool,
         pipeline: psrpcore.ServerPipeline,
         lock: threading.Lock,
         flush: Callable[[], None],
     ) -> None:
-        self.pool = pool
         self.pipeline = pipeline
         self.lock = lock
         self.flush = flush

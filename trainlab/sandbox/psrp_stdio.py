@@ -29,8 +29,6 @@ from trainlab.transports._powershell import packet
 
 __all__ = ["PSRPStdioHost", "main", "serve"]
 
-EMPTY = uuid.UUID(int=0)
-
 
 class _Server:
     def __init__(self, out: BinaryIO) -> None:
@@ -56,8 +54,7 @@ class _Server:
     def handle(self, line: bytes) -> bool:
         """Process one packet; False when the pool was closed."""
         element = ElementTree.fromstring(line)  # noqa: S314 - from the client that started us
-        guid = uuid.UUID(element.attrib.get("PSGuid", str(EMPTY)))
-        pipeline_id = None if guid == EMPTY else guid
+        pipeline_id = _powershell.packet_guid(element)
         tag = element.tag
         if tag == "Data":
             with self.lock:
@@ -68,9 +65,7 @@ class _Server:
         elif tag == "Command" and pipeline_id is not None:
             with self.lock:
                 pipeline = psrpcore.ServerPipeline(self.pool, pipeline_id)
-                self.pipelines[pipeline_id] = ShellPipeline(
-                    self.pool, pipeline, self.lock, self.flush
-                )
+                self.pipelines[pipeline_id] = ShellPipeline(pipeline, self.lock, self.flush)
             self.write(packet("CommandAck", pipeline_id))
         elif tag == "Signal" and pipeline_id is not None:
             runner = self.pipelines.get(pipeline_id)

@@ -104,7 +104,7 @@ class _Shell:
     def add_command(self, command_id: uuid.UUID) -> None:
         with self.lock:
             pipeline = psrpcore.ServerPipeline(self.pool, command_id)
-            self.pipelines[command_id] = ShellPipeline(self.pool, pipeline, self.lock, self.flush)
+            self.pipelines[command_id] = ShellPipeline(pipeline, self.lock, self.flush)
             self.queues[command_id] = collections.deque()
 
     def receive(self, command_id: uuid.UUID | None, wait: float) -> tuple[list[bytes], bool]:
@@ -128,13 +128,11 @@ class _Shell:
                 chunks.append(chunk)
                 size += len(chunk)
             finished = done() and not queue
-            if finished and command_id is not None:  # Windows forgets a command once Done is read
+            if finished and runner is not None:  # Windows forgets a command once Done is read
                 self.pipelines.pop(command_id, None)
                 self.queues.pop(command_id, None)
                 with contextlib.suppress(psrpcore.PSRPCoreError):
-                    runner_pipeline = runner.pipeline if runner is not None else None
-                    if runner_pipeline is not None:
-                        runner_pipeline.close()
+                    runner.pipeline.close()
             if not chunks and not finished:
                 raise _Fault(
                     TIMED_OUT,

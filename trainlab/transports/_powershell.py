@@ -66,6 +66,11 @@ _JSON_HEAD = "ConvertTo-Json -InputObject @(\n"
 _JSON_TAIL = re.compile(r"\n\) -Depth (\d+) -Compress$")
 
 
+def text(value: Any) -> str:
+    """A value from a PowerShell stream as text."""
+    return value if isinstance(value, str) else str(value)
+
+
 def packet(tag: str, guid: uuid.UUID | None, data: bytes | None = None, stream: str = "") -> bytes:
     """One packet of PSRP's out-of-process protocol: a line of XML (``pwsh -s``)."""
     ps_guid = str(guid or uuid.UUID(int=0)).upper()
@@ -85,16 +90,21 @@ def data_packets(pool: Any) -> Iterator[bytes]:
         yield packet("Data", payload.pipeline_id, payload.data, stream)
 
 
+def packet_guid(element: ElementTree.Element) -> uuid.UUID | None:
+    """The pipeline a packet is about; None for the pool (the all-zero PSGuid)."""
+    guid = uuid.UUID(element.attrib.get("PSGuid", str(uuid.UUID(int=0))))
+    return None if guid.int == 0 else guid
+
+
 def packet_payload(element: ElementTree.Element) -> Any:
     """The psrpcore ``PSRPPayload`` a ``<Data>`` packet carries."""
     import psrpcore
 
-    guid = uuid.UUID(element.attrib.get("PSGuid", str(uuid.UUID(int=0))))
     prompt = element.attrib.get("Stream") == "PromptResponse"
     return psrpcore.PSRPPayload(
         base64.b64decode(element.text or ""),
         psrpcore.StreamType.prompt_response if prompt else psrpcore.StreamType.default,
-        None if guid.int == 0 else guid,
+        packet_guid(element),
     )
 
 

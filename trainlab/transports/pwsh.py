@@ -40,7 +40,6 @@ from trainlab.transports._powershell import packet as _packet
 __all__ = ["PwshTransport"]
 
 _READ_SIZE = 256 * 1024
-_EMPTY = uuid.UUID(int=0)
 # How long a stopped pipeline may take to say so before the host is killed.
 _STOP_GRACE = 5.0
 # How long the host may leave its input full before it counts as hung.
@@ -377,19 +376,16 @@ class _Host:
             while not events.finished:
                 self._step(self._packet(deadline), events)
         except _Deadline:
-            self._stop(ps.pipeline_id, events)
-            raise _powershell.timeout_error(
-                request, events, target, timeout, self._aftermath
-            ) from None
+            aftermath = self._stop(ps.pipeline_id, events)
+            raise _powershell.timeout_error(request, events, target, timeout, aftermath) from None
         except BaseException:
             self.kill()  # interrupted mid-exchange: the stream is out of step
             raise
         self._close_pipeline(ps)
         return events
 
-    _aftermath = "the pipeline was stopped and the PowerShell host stays in use"
-
-    def _stop(self, pipeline_id: uuid.UUID, events: Events) -> None:
+    def _stop(self, pipeline_id: uuid.UUID, events: Events) -> str:
+        """Stop a timed-out pipeline; returns what became of it, for the error."""
         try:
             self._write(_packet("Signal", pipeline_id))
             grace = time.monotonic() + _STOP_GRACE
@@ -400,11 +396,12 @@ class _Host:
             self._until("CloseAck", grace, None)
             self.pool.pipeline_table.pop(pipeline_id, None)
         except (_Deadline, TransportError):
-            self._aftermath = (
+            self.kill()
+            return (
                 "the host did not stop the pipeline, so it was killed and the next call "
                 "starts a new one"
             )
-            self.kill()
+        return "the pipeline was stopped and the PowerShell host stays in use"
 
     def _close_pipeline(self, ps: psrpcore.ClientPowerShell) -> None:
         self._write(_packet("Close", ps.pipeline_id))
@@ -422,22 +419,20 @@ class _Host:
 def _record(event: psrpcore.PSRPEvent[Any, Any], events: Events) -> None:
     """Append one PSRP event to ``events`` as (stream, text)."""
     if isinstance(event, psrpcore.PipelineOutputEvent):
-        events.add("output", _text(event.data))
+        events.add("output", _powershell.text(event.data))
     elif isinstance(event, psrpcore.ErrorRecordEvent):
-        events.add("error", _text(event.record))
+        events.add("error", _powershell.text(event.record))
     elif isinstance(event, psrpcore.WarningRecordEvent):
-        events.add("warning", _text(getattr(event.record, "Message", event.record)))
+        events.add("warning", _powershell.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.VerboseRecordEvent):
-        events.add("verbose", _text(getattr(event.record, "Message", event.record)))
+        events.add("verbose", _powershell.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.DebugRecordEvent):
-        events.add("debug", _text(getattr(event.record, "Message", event.record)))
+        events.add("debug", _powershell.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.InformationRecordEvent):
-        events.add("information", _text(getattr(event.record, "MessageData", event.record)))
+        events.add(
+            "information", _powershell.text(getattr(event.record, "MessageData", event.record))
+        )
     elif isinstance(event, psrpcore.PipelineStateEvent) and event.state in _FINAL:
         events.finished = True
         if event.state != PSInvocationState.Completed and event.reason is not None:
-            events.failure = _text(event.reason)
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+            events.failure = _powershell.text(event.reason)

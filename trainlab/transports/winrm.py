@@ -25,7 +25,7 @@ from trainlab.errors import (
     TrainlabError,
     TransportError,
 )
-from trainlab.options import _FALSE, _TRUE, Option
+from trainlab.options import Option, _to_bool
 from trainlab.result import CommandResult
 from trainlab.transports import _powershell
 from trainlab.transports._powershell import Events, PowerShellTransport
@@ -36,11 +36,11 @@ __all__ = ["WinRMSTransport", "WinRMTransport"]
 _TIMED_OUT = 2150858793  # the OperationTimeout passed with nothing to say: poll again
 _SHELL_GONE = (2150858843, 0x8033805B)  # the shell is not on the server any more
 _OUTPUT, _ERROR = 0x00041004, 0x00041005
-_STREAMS = {
-    0x00041007: ("debug", "debug"),
-    0x00041008: ("verbose", "verbose"),
-    0x00041009: ("warning", "warning"),
-    0x00041011: ("information", "information"),
+_STREAMS = {  # message type: the stream, named alike in pypsrp and in the result
+    0x00041007: "debug",
+    0x00041008: "verbose",
+    0x00041009: "warning",
+    0x00041011: "information",
 }
 
 
@@ -278,16 +278,18 @@ class WinRMTransport(PowerShellTransport):
                 raise
             for message_type, value in responses:
                 if message_type == _OUTPUT:
-                    events.add("output", _text(value.data.data))
+                    events.add("output", _powershell.text(value.data.data))
                 elif message_type == _ERROR:
                     events.add("error", _error_text(ps.streams.error[seen["error"]]))
                     seen["error"] += 1
                 elif message_type in _STREAMS:
-                    stream, attribute = _STREAMS[message_type]
-                    record = getattr(ps.streams, attribute)[seen[stream]]
+                    stream = _STREAMS[message_type]
+                    record = getattr(ps.streams, stream)[seen[stream]]
                     seen[stream] += 1
                     text = getattr(record, "message_data", None)
-                    events.add(stream, _text(text if text is not None else record.message))
+                    events.add(
+                        stream, _powershell.text(text if text is not None else record.message)
+                    )
             if ps.state != PSInvocationState.RUNNING:
                 # pypsrp has parsed the whole answer, so the state is the final one; a
                 # terminating error is the record its state message appended last.
@@ -391,12 +393,11 @@ def _receive_once(
 
 
 def _cert_validation(value: str) -> bool | str:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    return value
+    """true/false, or the path of a CA bundle."""
+    try:
+        return _to_bool(value)
+    except ValueError:
+        return value
 
 
 def _config_hint(message: str, auth: str, ssl: bool) -> str:
@@ -416,10 +417,6 @@ def _reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
 def _error_text(record: Any) -> str:
     """An ErrorRecord as PowerShell shows it: the details message, else the exception's."""
     message = getattr(record, "details_message", None)
@@ -427,4 +424,4 @@ def _error_text(record: Any) -> str:
         exception = getattr(record, "exception", None)
         properties = getattr(exception, "adapted_properties", None) or {}
         message = properties.get("Message") or getattr(record, "message", None)
-    return _text(message if message is not None else record)
+    return _powershell.text(message if message is not None else record)

@@ -37,6 +37,7 @@ __all__ = [
     "TIMING_COLUMNS",
     "BenchResult",
     "compare",
+    "markdown_table",
     "overview",
     "time_calls",
     "timings_frame",
@@ -76,7 +77,7 @@ class BenchResult:
             f"{self.repeat} repeats after {self.warmup} warm-up, "
             f"{self.started:%Y-%m-%d %H:%M} UTC",
             "",
-            _markdown_table(self.summary.reset_index()),
+            markdown_table(self.summary.reset_index()),
         ]
         lines.extend(f"- {note}" for note in self.notes)
         return "\n".join(lines)
@@ -410,7 +411,7 @@ def _bootstrap_medians(values: Any, rng: Any, resamples: int) -> Any:
     return np.median(values[picks], axis=1)
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     """A Markdown table without optional dependencies."""
     headers = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]

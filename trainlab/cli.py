@@ -153,7 +153,7 @@ def _demo(repeat: int, markdown: bool, report: str = "") -> int:
     print("\nSummary (median ms per command; speedup over a fresh connection per command)\n")
     table = trainlab.bench.overview(results)[["median_ms", "p95_ms", "speedup"]]
     if markdown:
-        print(trainlab.bench._markdown_table(table.reset_index()))
+        print(trainlab.bench.markdown_table(table.reset_index()))
     else:
         import pandas as pd
 
@@ -301,7 +301,7 @@ def _fleet(args: argparse.Namespace) -> int:
     frame["stdout"] = frame["stdout"].str.rstrip("\n").where(frame["error"] == "", frame["error"])
     shown = frame[["target", "command", "exit_status", "duration_s", "stdout"]]
     if args.markdown:
-        print(shown.to_markdown(index=False))
+        print(trainlab.bench.markdown_table(shown))
     else:
         print(shown.to_string(index=False))
     print(repr(result), file=sys.stderr)

@@ -16,7 +16,6 @@ connection, here and on each Dask worker.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import threading
@@ -32,7 +31,7 @@ from trainlab.errors import FleetError, TargetError
 from trainlab.progress import progress_bar
 from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
 from trainlab.result import _clip as clip
-from trainlab.session import Session, command_text, connect
+from trainlab.session import Session, close_quietly, command_text, connect
 from trainlab.uri import _redact
 
 if TYPE_CHECKING:
@@ -554,7 +553,7 @@ class Fleet:
         for spec in self._specs:
             session = spec.session or spec.kept.pop("session", None)
             if session is not None:
-                _close_quietly(session)
+                close_quietly(session)
 
     # -------------------------------------------------------------- fan-out
     def run(
@@ -761,18 +760,13 @@ class _Holder:
             doomed = {id(s): s for s in self._opened}
             doomed.update({id(s): s for s in self._busy.values()})
         threads = [
-            threading.Thread(target=_close_quietly, args=(s,), daemon=True) for s in doomed.values()
+            threading.Thread(target=close_quietly, args=(s,), daemon=True) for s in doomed.values()
         ]
         for thread in threads:
             thread.start()
         end = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, end - time.monotonic()))
-
-
-def _close_quietly(session: Session) -> None:
-    with contextlib.suppress(Exception):
-        session.close()
 
 
 class _Run:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import heapq
 import html
 import os
 import shlex
@@ -646,13 +647,14 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
             _live[key] = session
             session._registry_key = key
         else:
-            weakref.finalize(session, _close_quietly, transport)
+            weakref.finalize(session, close_quietly, transport)
         return session
 
 
-def _close_quietly(transport: Transport) -> None:
+def close_quietly(closable: Any) -> None:
+    """``closable.close()``, ignoring its failure: for cleanup that must go on."""
     with contextlib.suppress(Exception):
-        transport.close()
+        closable.close()
 
 
 def _forget(session: Session) -> None:
@@ -675,7 +677,7 @@ def sessions() -> pd.DataFrame:
     Columns: target, transport, mode, opened, commands, cache_hits, cache_misses,
     cache_hit_rate, cache_saved_s, alive.
     """
-    import pandas as pd
+    from trainlab.result import results_frame
 
     rows = []
     for s in live_sessions():
@@ -694,46 +696,46 @@ def sessions() -> pd.DataFrame:
                 "alive": s.alive,
             }
         )
-    columns = [
-        "target",
-        "transport",
-        "mode",
-        "opened",
-        "commands",
-        "cache_hits",
-        "cache_misses",
-        "cache_hit_rate",
-        "cache_saved_s",
-        "alive",
-    ]
-    frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype(
-        {
-            "commands": "int64",
-            "cache_hits": "int64",
-            "cache_misses": "int64",
-            "cache_hit_rate": "float64",
-            "cache_saved_s": "float64",
-            "alive": "bool",
-        }
-    )
+    return results_frame(rows, SESSION_COLUMNS, _SESSION_DTYPES)
+
+
+SESSION_COLUMNS = (
+    "target",
+    "transport",
+    "mode",
+    "opened",
+    "commands",
+    "cache_hits",
+    "cache_misses",
+    "cache_hit_rate",
+    "cache_saved_s",
+    "alive",
+)
+_SESSION_DTYPES = {
+    "commands": "int64",
+    "cache_hits": "int64",
+    "cache_misses": "int64",
+    "cache_hit_rate": "float64",
+    "cache_saved_s": "float64",
+    "alive": "bool",
+}
 
 
 def recent_operations(limit: int = 20) -> pd.DataFrame:
     """The last ``limit`` operations of every open session, newest first (metrics rows)."""
     from trainlab.metrics import records_frame
 
-    records = [r for s in live_sessions() for r in s.recorder.records()]
-    records.sort(key=lambda r: r.started, reverse=True)
-    return records_frame(records[: max(0, limit)])
+    records = (r for s in live_sessions() for r in s.recorder.records())
+    # The newest few of up to 10,000 records a session: no full sort (a dashboard
+    # refreshes this every few seconds); nlargest keeps sorted()'s order for ties.
+    return records_frame(heapq.nlargest(max(0, limit), records, key=lambda r: r.started))
 
 
 def close_all() -> int:
     """Close every session; returns how many were open."""
     doomed = live_sessions()
     for session in doomed:
-        with contextlib.suppress(Exception):
-            session.close()
+        close_quietly(session)
     return len(doomed)
 
 

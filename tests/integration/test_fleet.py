@@ -143,6 +143,17 @@ def test_cli_fleet_prints_a_row_per_target_and_fails_when_one_did() -> None:
     assert "1 ok, 1 failed" in out.stderr
 
 
+def test_cli_fleet_markdown_needs_no_optional_package() -> None:
+    from tests.integration.test_cli import trainlab as run_cli
+
+    out = run_cli("fleet", "local://", "local://?mode=shell", "-c", "echo hi", "--markdown")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "| target | command | exit_status | duration_s | stdout |"
+    assert lines[1] == "|---|---|---|---|---|"
+    assert len(lines) == 4 and all(line.endswith("| hi |") for line in lines[2:])
+
+
 def test_kex_preference_reaches_the_transport(
     fleet_sshd: SSHServer, fleet_options: dict[str, object]
 ) -> None:

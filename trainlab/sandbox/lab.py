@@ -161,12 +161,13 @@ class Sandbox(Background):
         self.api = self._stack.enter_context(APIServer())
 
     def stop(self) -> None:
+        from trainlab.session import close_quietly
+
         for session in self._sessions:
-            with contextlib.suppress(Exception):
-                session.close()
+            close_quietly(session)
         self._sessions.clear()
-        for proxy in self._proxies.values():
-            with contextlib.suppress(Exception):  # one proxy must not keep the rest running
+        for proxy in self._proxies.values():  # one proxy must not keep the rest running
+            with contextlib.suppress(Exception):
                 proxy.stop()
         self._proxies.clear()
         self._stack.close()

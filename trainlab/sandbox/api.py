@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import socket
-import ssl
 import tempfile
 import threading
 import time
@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from trainlab.errors import TrainlabError
-from trainlab.sandbox._base import Background
+from trainlab.sandbox._base import Background, tls_context
 
 __all__ = ["APIServer"]
 
@@ -200,12 +200,6 @@ class APIServer(Background):
     """The HTTPS test API, in threads of this process, stopped by ``stop()``."""
 
     def __init__(self, *, token_lifetime: float = 3600.0) -> None:
-        try:
-            import trustme
-        except ImportError as exc:
-            raise TrainlabError(
-                "the sandbox API needs trustme: pip install 'trainlab[sandbox]'"
-            ) from exc
         self.token_lifetime = token_lifetime
         self.client_secret = secrets.token_urlsafe(16)
         self.password = secrets.token_urlsafe(12)
@@ -215,14 +209,13 @@ class APIServer(Background):
         self.connections = 0
         self.lock = threading.Lock()
         self._dir = Path(tempfile.mkdtemp(prefix="trainlab-api-"))
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_file = str(self._dir / "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(self._context)
+        try:
+            context, self.ca_file = tls_context(self._dir, "the sandbox API")
+        except TrainlabError:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
         self._server = _Server(self, ("127.0.0.1", 0))
-        self._server.socket = self._context.wrap_socket(self._server.socket, server_side=True)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None
 
@@ -268,6 +261,4 @@ class APIServer(Background):
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        import shutil
-
         shutil.rmtree(self._dir, ignore_errors=True)

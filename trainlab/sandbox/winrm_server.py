@@ -23,7 +23,6 @@ import re
 import secrets
 import shutil
 import socket
-import ssl
 import tempfile
 import threading
 import uuid
@@ -35,8 +34,7 @@ from xml.sax.saxutils import escape
 
 import psrpcore
 
-from trainlab.errors import TrainlabError
-from trainlab.sandbox._base import Background
+from trainlab.sandbox._base import Background, tls_context
 from trainlab.sandbox._shell_pipeline import ShellPipeline, handle_pool_events
 
 __all__ = ["WinRMServer"]
@@ -348,19 +346,7 @@ class WinRMServer(Background):
         self.ca_file: str | None = None
         self._server = _HTTPServer(self)
         if https:
-            try:
-                import trustme
-            except ImportError as exc:
-                raise TrainlabError(
-                    "the WinRM test endpoint needs trustme for HTTPS: "
-                    "pip install 'trainlab[sandbox]'"
-                ) from exc
-            ca = trustme.CA()
-            cert = ca.issue_cert("127.0.0.1", "localhost")
-            self.ca_file = str(self._dir / "ca.pem")
-            ca.cert_pem.write_to_path(self.ca_file)
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            cert.configure_cert(context)
+            context, self.ca_file = tls_context(self._dir, "the WinRM test endpoint over HTTPS")
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None

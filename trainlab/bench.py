@@ -110,16 +110,14 @@ class BenchResult:
 
     def _repr_html_(self) -> str:
         """The summary table and the bar plot (embedded), as a notebook shows them."""
-        import base64
         import html
 
-        from trainlab.plots import figure_png
+        from trainlab.plots import figure_img
 
         table = self.summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
         image = ""
         if not self.timings.empty:
-            png = base64.b64encode(figure_png(self.plot())).decode()
-            image = f'<img alt="bar plot" src="data:image/png;base64,{png}">'
+            image = figure_img(self.plot(), "bar plot")
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         return (
             f"<div><b>{html.escape(self.title)}</b>{table}{image}"

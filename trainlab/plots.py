@@ -173,3 +173,11 @@ def figure_png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
+
+
+def figure_img(figure: Any, alt: str) -> str:
+    """The figure as an HTML ``<img>`` with the PNG inside: a page that stands alone."""
+    import base64
+
+    data = base64.b64encode(figure_png(figure)).decode()
+    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'

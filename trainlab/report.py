@@ -6,7 +6,6 @@ versions, Python, machine, target, date), so it opens anywhere without a network
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import platform
@@ -47,7 +46,7 @@ def environment(result: BenchResult | None = None) -> dict[str, str]:
 
 def to_html(results: BenchResult | list[BenchResult], path: str | Path | None = None) -> str:
     """One self-contained HTML page for one or more benchmark results."""
-    from trainlab.plots import bench_figure, figure_png
+    from trainlab.plots import bench_figure, figure_img
 
     items = results if isinstance(results, list) else [results]
     sections = []
@@ -55,8 +54,7 @@ def to_html(results: BenchResult | list[BenchResult], path: str | Path | None = 
         images = []
         for kind in ("bar", "box"):
             figure = bench_figure(result.timings, kind=kind, title=f"{result.title} ({kind})")
-            data = base64.b64encode(figure_png(figure)).decode()
-            images.append(f'<img alt="{kind} plot" src="data:image/png;base64,{data}">')
+            images.append(figure_img(figure, f"{kind} plot"))
         summary = result.summary.to_html(float_format=lambda x: f"{x:.4g}", border=0)
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
         commands = ", ".join(f"<code>{html.escape(c)}</code>" for c in result.commands)
@@ -73,10 +71,9 @@ def to_html(results: BenchResult | list[BenchResult], path: str | Path | None = 
         from trainlab.plots import overview_figure
 
         table = overview(items)
-        data = base64.b64encode(figure_png(overview_figure(table))).decode()
         head = (
             "<section><h2>Overview</h2>"
-            f'<img alt="overview plot" src="data:image/png;base64,{data}">'
+            + figure_img(overview_figure(table), "overview plot")
             + table[["n", "median_ms", "p95_ms", "speedup", "significant"]].to_html(
                 float_format=lambda x: f"{x:.4g}", border=0
             )

@@ -298,14 +298,62 @@ class _Spec:
         return self.label, self.uri, dict(self.options)
 
 
-def default_max_workers(targets: int) -> int:
+def _inventory_uris(
+    inventory: pd.DataFrame,
+    via: str = "ssh",
+    user: str | None = None,
+    port: int | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> list[str]:
+    """One URI per inventory row that has an address (see ``Fleet.from_inventory``)."""
+    mapping = {"instance_id": "instance_id", "region": "region", **(columns or {})}
+    present = set(inventory.columns)
+    if "host" not in mapping:
+        mapping["host"] = next(
+            (c for c in ("private_ip", "public_ip", "host") if c in present), "private_ip"
+        )
+    for role in ("host", "user", "port", "transport"):
+        name = mapping.get(role)
+        if name is not None and role in (columns or {}) and name not in present:
+            raise TargetError(f"the inventory has no column {name!r} (for {role})")
+    uris: list[str] = []
+    missing = 0
+    for _, row in inventory.iterrows():
+        scheme = str(_cell(row, mapping.get("transport")) or via).removesuffix("://")
+        if scheme == "ssm":
+            instance = _cell(row, mapping["instance_id"])
+            if not instance:
+                missing += 1
+                continue
+            region = _cell(row, mapping["region"])
+            uris.append(f"ssm://{instance}" + (f"?region={region}" if region else ""))
+            continue
+        host = _cell(row, mapping["host"])
+        if not host:
+            missing += 1
+            continue
+        who = _cell(row, mapping.get("user")) or user
+        where = _cell(row, mapping.get("port")) or port
+        netloc = (f"{who}@" if who else "") + (f"[{host}]" if ":" in str(host) else str(host))
+        uris.append(f"{scheme}://{netloc}" + (f":{int(where)}" if where else ""))
+    if missing:
+        warnings.warn(
+            f"{missing} inventory rows have no address for via={via!r} and are left out",
+            FleetWarning,
+            stacklevel=3,  # the caller of from_inventory or Fleet()
+        )
+    return uris
+
+
+def default_max_workers(targets: int, budget: int | None = None) -> int:
     """Threads for a fan-out over ``targets``: at most 64, within the open-file limit.
 
     Each target may hold a few descriptors while it connects and runs; the soft
-    ``RLIMIT_NOFILE`` minus what is open now (and a reserve) bounds how many run
-    at once.
+    ``RLIMIT_NOFILE`` minus what is open now (and a reserve; ``budget`` if already
+    counted) bounds how many run at once.
     """
-    return max(1, min(DEFAULT_MAX_WORKERS, targets, _fd_budget() // _FDS_PER_TARGET))
+    free = _fd_budget() if budget is None else budget
+    return max(1, min(DEFAULT_MAX_WORKERS, targets, free // _FDS_PER_TARGET))
 
 
 def _fd_budget() -> int:
@@ -421,17 +469,14 @@ class Fleet:
         progress: bool | Callable[[int, int], None] | None = None,
         **options: Any,
     ) -> None:
-        if hasattr(targets, "columns"):
-            built = Fleet.from_inventory(
+        if hasattr(targets, "columns"):  # an inventory, as from_inventory takes it
+            targets = _inventory_uris(
                 targets,  # type: ignore[arg-type]
-                max_workers=max_workers,
-                timeout=timeout,
-                deadline=deadline,
-                progress=progress,
-                **options,
+                via=options.pop("via", "ssh"),
+                user=options.pop("user", None),
+                port=options.pop("port", None),
+                columns=options.pop("columns", None),
             )
-            self.__dict__.update(built.__dict__)
-            return
         if isinstance(targets, str | Session):
             targets = [targets]
         self.timeout = _positive(timeout, "timeout")
@@ -447,9 +492,10 @@ class Fleet:
         self._specs = list(specs.values())
         if max_workers is not None and (isinstance(max_workers, bool) or max_workers < 1):
             raise TargetError(f"max_workers must be a positive number, got {max_workers!r}")
-        self.max_workers = max_workers or default_max_workers(len(self._specs))
+        budget = _fd_budget()  # lists /proc/self/fd: once per fleet
+        self.max_workers = max_workers or default_max_workers(len(self._specs), budget)
         self.last_result: FleetResult | None = None
-        self._check_file_limit()
+        self._check_file_limit(budget)
 
     def _spec(self, item: str | Session) -> _Spec:
         if isinstance(item, Session):
@@ -459,8 +505,7 @@ class Fleet:
         options = _connect_options(item, self.options, self.timeout)
         return _Spec(_label(item), uri=item, options=options)
 
-    def _check_file_limit(self) -> None:
-        budget = _fd_budget()
+    def _check_file_limit(self, budget: int) -> None:
         wanted = len(self._specs) * 2  # kept sessions hold a socket (or pipes) each
         if wanted > budget:
             warnings.warn(
@@ -493,43 +538,7 @@ class Fleet:
         >>> Fleet.from_inventory(inv, user="ec2-user").uris
         ['ssh://ec2-user@10.0.0.5']
         """
-        mapping = {"instance_id": "instance_id", "region": "region", **(columns or {})}
-        present = set(inventory.columns)
-        if "host" not in mapping:
-            mapping["host"] = next(
-                (c for c in ("private_ip", "public_ip", "host") if c in present), "private_ip"
-            )
-        for role in ("host", "user", "port", "transport"):
-            name = mapping.get(role)
-            if name is not None and role in (columns or {}) and name not in present:
-                raise TargetError(f"the inventory has no column {name!r} (for {role})")
-        uris: list[str] = []
-        missing = 0
-        for _, row in inventory.iterrows():
-            scheme = str(_cell(row, mapping.get("transport")) or via).removesuffix("://")
-            if scheme == "ssm":
-                instance = _cell(row, mapping["instance_id"])
-                if not instance:
-                    missing += 1
-                    continue
-                region = _cell(row, mapping["region"])
-                uris.append(f"ssm://{instance}" + (f"?region={region}" if region else ""))
-                continue
-            host = _cell(row, mapping["host"])
-            if not host:
-                missing += 1
-                continue
-            who = _cell(row, mapping.get("user")) or user
-            where = _cell(row, mapping.get("port")) or port
-            netloc = (f"{who}@" if who else "") + (f"[{host}]" if ":" in str(host) else str(host))
-            uris.append(f"{scheme}://{netloc}" + (f":{int(where)}" if where else ""))
-        if missing:
-            warnings.warn(
-                f"{missing} inventory rows have no address for via={via!r} and are left out",
-                FleetWarning,
-                stacklevel=2,
-            )
-        return cls(uris, **kwargs)
+        return cls(_inventory_uris(inventory, via, user, port, columns), **kwargs)
 
     # ------------------------------------------------------------ properties
     @property

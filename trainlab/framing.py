@@ -460,18 +460,41 @@ def timeout_error(
     the last marker, at most PARTIAL_LIMIT) and, for a batch, the results of the
     commands that finished before it as ``partial``.
     """
-    outputs = parse_response(stdout, stderr, request, complete=False)
-    current = min(len(outputs), len(request.commands) - 1)
-    partial = None
-    if len(request.commands) > 1:
-        partial = BatchResult(framed_results(request.commands, outputs, target, None, 0.0))
-    return CommandTimeout(
-        f"command {request.commands[current][:80]!r} ran past the {timeout:g} s "
-        f"deadline on {target}; {aftermath}",
-        command=request.commands[current],
-        timeout=timeout,
+    return cut_off(
+        request.commands,
+        parse_response(stdout, stderr, request, complete=False),
+        target,
+        timeout,
+        aftermath,
         stdout=_after_last_marker(stdout, request.nonce),
         stderr=_after_last_marker(stderr, request.nonce),
+    )
+
+
+def cut_off(
+    commands: Sequence[str],
+    outputs: list[FramedOutput],
+    target: str,
+    timeout: float | None,
+    aftermath: str,
+    *,
+    stdout: bytes = b"",
+    stderr: bytes = b"",
+) -> CommandTimeout:
+    """The CommandTimeout of a request whose first ``len(outputs)`` commands finished:
+    it names the one that was running, and for a batch keeps the finished results as
+    ``partial``; ``stdout`` and ``stderr`` are what the running one wrote."""
+    current = min(len(outputs), len(commands) - 1)
+    partial = None
+    if len(commands) > 1:
+        partial = BatchResult(framed_results(commands, outputs, target, None, 0.0))
+    return CommandTimeout(
+        f"command {commands[current][:80]!r} ran past the {timeout:g} s "
+        f"deadline on {target}; {aftermath}",
+        command=commands[current],
+        timeout=timeout,
+        stdout=stdout,
+        stderr=stderr,
         partial=partial,
     )
 

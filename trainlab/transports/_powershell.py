@@ -29,7 +29,7 @@ from xml.etree import ElementTree
 
 from trainlab import framing
 from trainlab.errors import CommandTimeout, InvalidCommand, OutputError
-from trainlab.result import BatchResult, CommandResult
+from trainlab.result import CommandResult
 from trainlab.session import Session
 from trainlab.transports.base import Transport
 
@@ -257,17 +257,7 @@ def timeout_error(
     """The CommandTimeout of a pipeline stopped at its deadline, with what had finished."""
     finished = Events(events.items)  # a stopped pipeline's own error is not a command's result
     outputs, _ = outcomes(request, finished)
-    current = min(len(outputs), len(request.commands) - 1)
-    partial = None
-    if len(request.commands) > 1:
-        partial = BatchResult(framing.framed_results(request.commands, outputs, target, None, 0.0))
-    return CommandTimeout(
-        f"command {request.commands[current][:80]!r} ran past the {timeout:g} s deadline on "
-        f"{target}; {aftermath}",
-        command=request.commands[current],
-        timeout=timeout,
-        partial=partial,
-    )
+    return framing.cut_off(request.commands, outputs, target, timeout, aftermath)
 
 
 class PowerShellSession(Session):

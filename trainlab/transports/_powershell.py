@@ -20,10 +20,11 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from xml.etree import ElementTree
 
@@ -69,6 +70,13 @@ _JSON_TAIL = re.compile(r"\n\) -Depth (\d+) -Compress$")
 def text(value: Any) -> str:
     """A value from a PowerShell stream as text."""
     return value if isinstance(value, str) else str(value)
+
+
+def add_scripts(ps: Any, request: Request) -> None:
+    """The request's scripts as statements of one pipeline (pypsrp's or psrpcore's)."""
+    for script in request.scripts:
+        ps.add_script(script)
+        ps.add_statement()
 
 
 def packet(tag: str, guid: uuid.UUID | None, data: bytes | None = None, stream: str = "") -> bytes:
@@ -324,6 +332,20 @@ class PowerShellTransport(Transport):
 
     def run(self, command: str, timeout: float | None) -> CommandResult:
         return self.run_many([command], timeout, False)[0]
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        request = build_request(commands, stop_on_error=stop_on_error)
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        events = self._invoke(request, timeout)
+        wall = time.perf_counter() - t0
+        return results(request, events, self.target.address, started, wall)
+
+    def _invoke(self, request: Request, timeout: float | None) -> Events:
+        """Run ``request`` as one pipeline; its events, finished."""
+        raise NotImplementedError  # pragma: no cover - every PowerShell transport defines it
 
     def read_file(self, path: str) -> bytes:
         raise NotImplementedError(f"{self.scheme}:// reads files with run_ps('Get-Content ...')")

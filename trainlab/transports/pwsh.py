@@ -22,8 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import IO, Any, ClassVar
 from xml.etree import ElementTree
 
@@ -32,7 +31,6 @@ from psrpcore.types import PSInvocationState, RunspacePoolState
 
 from trainlab.errors import ConnectError, TargetError, TransportError
 from trainlab.options import Option
-from trainlab.result import CommandResult
 from trainlab.transports import _powershell
 from trainlab.transports._powershell import Events, PowerShellTransport
 from trainlab.transports._powershell import packet as _packet
@@ -141,18 +139,11 @@ class PwshTransport(PowerShellTransport):
         return facts
 
     # -- commands -------------------------------------------------------------
-    def run_many(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
-    ) -> list[CommandResult]:
-        request = _powershell.build_request(commands, stop_on_error=stop_on_error)
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
+    def _invoke(self, request: _powershell.Request, timeout: float | None) -> Events:
         host = self._host
         if host is None or host.broken:
             raise TransportError("the PowerShell host is not running; the session starts it again")
-        events = host.invoke(request, timeout, self.target.address)
-        wall = time.perf_counter() - t0
-        return _powershell.results(request, events, self.target.address, started, wall)
+        return host.invoke(request, timeout, self.target.address)
 
 
 class _Deadline(Exception):
@@ -364,9 +355,7 @@ class _Host:
     def invoke(self, request: _powershell.Request, timeout: float | None, target: str) -> Events:
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = psrpcore.ClientPowerShell(self.pool)
-        for script in request.scripts:
-            ps.add_script(script)
-            ps.add_statement()
+        _powershell.add_scripts(ps, request)
         events = Events()
         try:
             ps.start()

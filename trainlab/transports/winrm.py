@@ -15,8 +15,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 from trainlab.errors import (
@@ -26,7 +25,6 @@ from trainlab.errors import (
     TransportError,
 )
 from trainlab.options import Option, _to_bool
-from trainlab.result import CommandResult
 from trainlab.transports import _powershell
 from trainlab.transports._powershell import Events, PowerShellTransport
 
@@ -213,22 +211,15 @@ class WinRMTransport(PowerShellTransport):
         return {"kernel": "Windows", "id": "windows", "pretty_name": "Windows (WinRM)"}
 
     # -- commands -------------------------------------------------------------
-    def run_many(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
-    ) -> list[CommandResult]:
+    def _invoke(self, request: _powershell.Request, timeout: float | None) -> Events:
         from pypsrp.powershell import PowerShell
 
-        request = _powershell.build_request(commands, stop_on_error=stop_on_error)
         pool = self._pool
         if pool is None or self._broken:
             raise TransportError(f"the runspace pool on {self.target.address} is not open")
-        started = datetime.now(UTC)
-        t0 = time.perf_counter()
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = PowerShell(pool)
-        for script in request.scripts:
-            ps.add_script(script)
-            ps.add_statement()
+        _powershell.add_scripts(ps, request)
         events = Events()
         with self._busy, self._map_errors():
             try:
@@ -238,8 +229,7 @@ class WinRMTransport(PowerShellTransport):
                 self._last_used = time.monotonic()
                 # Windows forgets a command once its Done state is read; so does pypsrp here.
                 pool.pipelines.pop(ps.id, None)
-        wall = time.perf_counter() - t0
-        return _powershell.results(request, events, self.target.address, started, wall)
+        return events
 
     def _collect(
         self,

@@ -104,22 +104,28 @@ class Outcome:
     def stderr(self) -> str:
         return "" if self.result is None else self.result.stderr
 
+    @property
+    def duration_s(self) -> float:
+        """The command's own duration; for a failure, how long the target took to fail."""
+        return self.duration if self.result is None else self.result.duration
+
     def to_record(self) -> dict[str, Any]:
-        """One row of ``FleetResult.frame``."""
-        result = self.result
-        return {
-            "target": self.target,
-            "command": self.command,
-            "exit_status": None if result is None else result.exit_status,
-            "ok": self.ok,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "duration_s": self.duration if result is None else result.duration,
-            "cached": bool(result is not None and result.cached),
-            "reused": self.reused,
-            "error_type": self.error_type,
-            "error": self.error,
-        }
+        """One row of ``FleetResult.frame``: the result's row, under the fleet's label."""
+        row: dict[str, Any] = (
+            self.result.to_record()
+            if self.result is not None
+            else {"exit_status": None, "stdout": "", "stderr": "", "cached": False}
+        )
+        row.update(
+            target=self.target,
+            command=self.command,
+            ok=self.ok,
+            duration_s=self.duration_s,
+            reused=self.reused,
+            error_type=self.error_type,
+            error=self.error,
+        )
+        return row
 
     def __repr__(self) -> str:
         state = (
@@ -256,7 +262,7 @@ class FleetResult(Items[Outcome]):
                 f"</td><td style='color:{color}'>{status}</td>"
                 f"<td><pre style='margin:0'>{html.escape(clip(shown, 400)[0])}</pre></td>"
                 f"<td><pre style='margin:0'>{html.escape(clip(o.stderr, 200)[0])}</pre></td>"
-                f"<td>{o.to_record()['duration_s'] * 1e3:.1f}</td></tr>"
+                f"<td>{o.duration_s * 1e3:.1f}</td></tr>"
             )
         return (
             f"<div class='trainlab-fleet'><small>{html.escape(repr(self))}</small><table>"

@@ -151,7 +151,8 @@ def test_cli_fleet_markdown_needs_no_optional_package() -> None:
     lines = out.stdout.strip().splitlines()
     assert lines[0] == "| target | command | exit_status | duration_s | stdout |"
     assert lines[1] == "|---|---|---|---|---|"
-    assert len(lines) == 4 and all(line.endswith("| hi |") for line in lines[2:])
+    assert len(lines) == 4
+    assert all(line.endswith("| hi |") for line in lines[2:])
 
 
 def test_kex_preference_reaches_the_transport(

@@ -60,6 +60,7 @@ from typing import Any
 import paramiko
 
 import trainlab
+from trainlab.sandbox.asshd import import_asyncssh
 from trainlab.sandbox.proxy import LatencyProxy, RoundTripCounter
 from trainlab.sandbox.sshd import SSHServer
 
@@ -124,7 +125,7 @@ def kit(
 
 @contextlib.contextmanager
 def asyncssh_gather(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterator[Any]:
-    import asyncssh
+    asyncssh = import_asyncssh()
 
     loop = asyncio.new_event_loop()
     conns: list[Any] = []

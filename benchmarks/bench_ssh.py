@@ -47,6 +47,7 @@ import _timing
 import paramiko
 
 import trainlab
+from trainlab.sandbox.asshd import import_asyncssh
 from trainlab.sandbox.proxy import LatencyProxy
 from trainlab.sandbox.sshd import SSHServer
 
@@ -113,7 +114,7 @@ def asyncssh_conn(
     where: tuple[str, int], server: SSHServer
 ) -> Iterator[Callable[[], object] | None]:
     try:
-        import asyncssh
+        asyncssh = import_asyncssh()
     except ImportError:
         yield None
         return

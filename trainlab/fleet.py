@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 from trainlab import registry
 from trainlab.errors import FleetError, TargetError
 from trainlab.progress import progress_bar
-from trainlab.result import RESULT_COLUMNS, CommandResult, Items, results_frame
-from trainlab.result import _clip as clip
+from trainlab.result import RESULT_COLUMNS, CommandResult, Items, clip, results_frame
 from trainlab.session import Session, close_quietly, command_text, connect
-from trainlab.uri import _redact
+from trainlab.uri import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -384,7 +383,7 @@ def _label(uri: str) -> str:
 
     from trainlab.uri import parse_target
 
-    label = _redact(uri)
+    label = redact(uri)
     try:
         declared = registry.transport_class(parse_target(uri).scheme).options
     except TargetError:

@@ -60,7 +60,7 @@ class Option:
         kind = self.type
         try:
             if kind is bool:
-                out: Any = _to_bool(value)
+                out: Any = to_bool(value)
             elif kind is int:
                 if isinstance(value, bool):
                     raise ValueError(value)
@@ -97,7 +97,8 @@ class Option:
         return out
 
 
-def _to_bool(value: Any) -> bool:
+def to_bool(value: Any) -> bool:
+    """A boolean option's value from a bool, 0/1 or a word (true/false, yes/no, on/off)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):

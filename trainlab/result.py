@@ -145,7 +145,7 @@ class CommandResult:
         ]
         for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             if text:
-                shown, note = _clip(text)
+                shown, note = clip(text)
                 parts.append(
                     f"<details {'open' if name == 'stdout' else ''}><summary>{name}{note}</summary>"
                     f"<pre>{html.escape(shown)}</pre></details>"
@@ -260,11 +260,11 @@ class BatchResult(Items[CommandResult]):
     def _repr_html_(self) -> str:
         rows = []
         for r in self._items:
-            shown, _ = _clip(r.stdout, 400)
+            shown, _ = clip(r.stdout, 400)
             rows.append(
                 f"<tr><td><code>{html.escape(r.command)}</code></td><td>{r.exit_status}</td>"
                 f"<td><pre style='margin:0'>{html.escape(shown)}</pre></td>"
-                f"<td><pre style='margin:0'>{html.escape(_clip(r.stderr, 200)[0])}</pre></td>"
+                f"<td><pre style='margin:0'>{html.escape(clip(r.stderr, 200)[0])}</pre></td>"
                 f"<td>{r.duration * 1e3:.1f}</td></tr>"
             )
         for cmd in self.skipped:
@@ -342,7 +342,8 @@ def file_type(mode: int) -> str:
     return "other"
 
 
-def _clip(text: str, limit: int = 20_000) -> tuple[str, str]:
+def clip(text: str, limit: int = 20_000) -> tuple[str, str]:
+    """The first ``limit`` characters of ``text``, and a note saying how much was cut."""
     if len(text) <= limit:
         return text, ""
     return text[:limit], f" (first {limit:,} of {len(text):,} characters)"

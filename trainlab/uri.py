@@ -73,9 +73,9 @@ def parse_target(uri: str) -> Target:
     if not text:
         raise TargetError("empty target: write a URI such as 'local://' or 'ssh://user@host'")
     if any(ord(ch) < 32 or ch == "\x7f" for ch in text) or " " in text:
-        raise TargetError(f"target {_redact(text)!r} contains spaces or control characters")
+        raise TargetError(f"target {redact(text)!r} contains spaces or control characters")
     if "://" not in text:
-        shown = _redact(text)
+        shown = redact(text)
         example = f"{shown.lower()}://" if text.lower() in _SCHEME_WORDS else f"ssh://{shown}"
         raise TargetError(f"target {shown!r} has no scheme; write it as {example!r}")
     scheme = text.split("://", 1)[0].lower()
@@ -87,21 +87,21 @@ def parse_target(uri: str) -> Target:
     except ValueError:
         # The parser's own message may quote part of a password: not repeated here.
         raise TargetError(
-            f"target {_redact(text)!r} is malformed: check the port (1-65535) and any "
+            f"target {redact(text)!r} is malformed: check the port (1-65535) and any "
             "'[' ']' around an IPv6 address"
         ) from None
     if parts.fragment:
-        raise TargetError(f"target {_redact(text)!r} has a '#' fragment; remove it")
+        raise TargetError(f"target {redact(text)!r} has a '#' fragment; remove it")
     query: dict[str, str] = {}
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise TargetError(f"target {_redact(text)!r} has a malformed query: {exc}") from None
+        raise TargetError(f"target {redact(text)!r} has a malformed query: {exc}") from None
     if port == 0:
-        raise TargetError(f"target {_redact(text)!r} has port 0; ports are 1 to 65535")
+        raise TargetError(f"target {redact(text)!r} has port 0; ports are 1 to 65535")
     for key, value in pairs:
         if key in query:
-            raise TargetError(f"option {key!r} is given twice in {_redact(text)!r}")
+            raise TargetError(f"option {key!r} is given twice in {redact(text)!r}")
         query[key] = value
     return Target(
         scheme=scheme,
@@ -114,7 +114,7 @@ def parse_target(uri: str) -> Target:
     )
 
 
-def _redact(text: str) -> str:
+def redact(text: str) -> str:
     """Hide the password of ``user:password@host`` in text for an error message.
 
     The password may hold '/', ' ' or '@': everything between the first ':' of the

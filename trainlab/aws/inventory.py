@@ -186,7 +186,7 @@ def _regions(
         return [default]
     if isinstance(regions, str):
         if regions != "all":
-            _check_regions([regions], profile)
+            check_regions([regions], profile)
             return [regions]
         home = session(profile).region_name or "us-east-1"
         client = aws_client("ec2", region=home, profile=profile, endpoint_url=endpoint_url)
@@ -196,11 +196,11 @@ def _regions(
     names = list(dict.fromkeys(regions))
     if not names:
         raise TargetError("regions is empty; name at least one, or 'all'")
-    _check_regions(names, profile)
+    check_regions(names, profile)
     return names
 
 
-def _check_regions(names: list[str], profile: str | None) -> None:
+def check_regions(names: list[str], profile: str | None) -> None:
     """Refuse a region name botocore knows in no partition (a typo, usually)."""
     boto = session(profile)
     known: set[str] = set()

@@ -35,7 +35,7 @@ from typing import Any
 
 from trainlab.errors import TrainlabError
 from trainlab.sandbox._base import Background
-from trainlab.sandbox.sshd import SSHServer, _die_with_parent, answers_ssh, end_process
+from trainlab.sandbox.sshd import SSHServer, answers_ssh, die_with_parent, end_process
 
 __all__ = ["DelayLine", "FarSSH", "delay_line_missing"]
 
@@ -92,7 +92,7 @@ class DelayLine(Background):
                 [sys.executable, "-m", "trainlab.sandbox.netns", str(self.rtt), near, far],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl runs before exec
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl runs before exec
             )
             assert self._forwarder.stdout is not None
             if self._forwarder.stdout.readline().strip() != b"ready":
@@ -114,7 +114,7 @@ class DelayLine(Background):
         """Start a process inside the namespace (it dies with this one)."""
         return subprocess.Popen(
             ["ip", "netns", "exec", self.netns, *argv],
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,  # noqa: PLW1509
             **options,
         )
 

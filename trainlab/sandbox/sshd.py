@@ -35,7 +35,7 @@ def sshd_path() -> str | None:
     return None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when its parent dies (Linux prctl)."""
     import ctypes
 
@@ -285,7 +285,7 @@ class SSHServer(LoopbackSSH, Background):
             start_new_session=True,
             # Only prctl runs between fork and exec: safe with threads, and no
             # orphaned server survives this process being killed.
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

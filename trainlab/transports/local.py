@@ -33,6 +33,7 @@ from trainlab.errors import (
 )
 from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat, file_type
+from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import Transport
 
 __all__ = ["LocalTransport"]
@@ -197,7 +198,7 @@ class LocalTransport(Transport):
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             chunks = _collect_until_exit(proc, out_fd, err_fd, deadline)
-        except _Deadline as exc:
+        except DeadlinePassed as exc:
             _kill_group(proc.pid)
             proc.wait()
             raise CommandTimeout(
@@ -263,15 +264,6 @@ class LocalTransport(Transport):
 # ------------------------------------------------------------------ bash host
 
 
-class _Deadline(Exception):
-    """Internal: the deadline passed; carries what arrived so far."""
-
-    def __init__(self, stdout: list[bytes], stderr: list[bytes]) -> None:
-        super().__init__("deadline")
-        self.stdout = stdout
-        self.stderr = stderr
-
-
 class _BashHost:
     """A bash process on pipes that answers framed requests."""
 
@@ -326,7 +318,7 @@ class _BashHost:
         try:
             self._discard_pending()
             state = self._pump(request, out, err, deadline)
-        except _Deadline:
+        except DeadlinePassed:
             self.broken = True
             self.kill(since)
             stdout, stderr = b"".join(out), b"".join(err)
@@ -373,7 +365,7 @@ class _BashHost:
         """Write the request and read both streams until both carry the Z line.
 
         Returns ``"done"``, or ``"eof"`` when a stream closed first; raises
-        ``_Deadline`` when the deadline passes. Writing and reading interleave, so a
+        ``DeadlinePassed`` when the deadline passes. Writing and reading interleave, so a
         large request cannot deadlock against a command that writes a lot.
         """
         poller = self.poller
@@ -396,7 +388,7 @@ class _BashHost:
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise _Deadline(out, err)
+                        raise DeadlinePassed(out, err)
                     wait_ms = int(remaining * 1000) + 1
                 for fd, _event in poller.poll(wait_ms):
                     if fd == in_fd:
@@ -509,7 +501,7 @@ def _collect_until_exit(
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise _Deadline(out, err)
+                    raise DeadlinePassed(out, err)
                 wait_ms = max(
                     1, min(int(remaining * 1000) + 1, wait_ms if wait_ms > 0 else 1 << 30)
                 )

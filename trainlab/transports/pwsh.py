@@ -32,6 +32,7 @@ from psrpcore.types import PSInvocationState, RunspacePoolState
 from trainlab.errors import ConnectError, TargetError, TransportError
 from trainlab.options import Option
 from trainlab.transports import _powershell
+from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports._powershell import Events, PowerShellTransport
 from trainlab.transports._powershell import packet as _packet
 
@@ -146,10 +147,6 @@ class PwshTransport(PowerShellTransport):
         return host.invoke(request, timeout, self.target.address)
 
 
-class _Deadline(Exception):
-    """Internal: a wait ran past its deadline."""
-
-
 class _Host:
     """A PowerShell process in server mode, and the client runspace pool it serves."""
 
@@ -195,7 +192,7 @@ class _Host:
             deadline = time.monotonic() + timeout
             while self.pool.state != RunspacePoolState.Opened:
                 self._step(self._packet(deadline), None)
-        except _Deadline:
+        except DeadlinePassed:
             tail = self._stderr_tail()  # before kill(), which closes the file it reads
             self.kill()
             raise ConnectError(
@@ -244,7 +241,9 @@ class _Host:
 
     def close(self) -> None:
         if self.proc.poll() is None and not self.broken:
-            with contextlib.suppress(OSError, TransportError, _Deadline, psrpcore.PSRPCoreError):
+            with contextlib.suppress(
+                OSError, TransportError, DeadlinePassed, psrpcore.PSRPCoreError
+            ):
                 self._write(_packet("Close", None))
                 deadline = time.monotonic() + 2.0
                 while True:
@@ -286,7 +285,7 @@ class _Host:
             self._write(data)
 
     def _packet(self, deadline: float | None) -> ElementTree.Element:
-        """The next packet from the host; ``_Deadline`` past ``deadline``."""
+        """The next packet from the host; ``DeadlinePassed`` past ``deadline``."""
         while True:
             end = self._buffer.find(b"\n")
             if end >= 0:
@@ -305,7 +304,7 @@ class _Host:
             if deadline is not None:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    raise _Deadline
+                    raise DeadlinePassed
             if not self._readable.poll(-1 if wait is None else int(wait * 1000) + 1):
                 continue
             try:
@@ -364,7 +363,7 @@ class _Host:
             self._send_data()
             while not events.finished:
                 self._step(self._packet(deadline), events)
-        except _Deadline:
+        except DeadlinePassed:
             aftermath = self._stop(ps.pipeline_id, events)
             raise _powershell.timeout_error(request, events, target, timeout, aftermath) from None
         except BaseException:
@@ -384,7 +383,7 @@ class _Host:
             self._write(_packet("Close", pipeline_id))
             self._until("CloseAck", grace, None)
             self.pool.pipeline_table.pop(pipeline_id, None)
-        except (_Deadline, TransportError):
+        except (DeadlinePassed, TransportError):
             self.kill()
             return (
                 "the host did not stop the pipeline, so it was killed and the next call "
@@ -396,7 +395,7 @@ class _Host:
         self._write(_packet("Close", ps.pipeline_id))
         try:
             self._until("CloseAck", time.monotonic() + _STOP_GRACE, None)
-        except _Deadline:
+        except DeadlinePassed:
             self.kill()
             raise TransportError(
                 "the PowerShell host did not acknowledge closing a finished pipeline; "

@@ -52,6 +52,7 @@ from trainlab.errors import (
 )
 from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat, file_type
+from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import Transport
 
 __all__ = ["InsecureHostKeyWarning", "SSHTransport"]
@@ -1444,10 +1445,10 @@ class _RemoteShell:
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise _Deadline
+                        raise DeadlinePassed
                     wait = min(wait, remaining)
                 self._wait(wait)
-        except _Deadline:
+        except DeadlinePassed:
             self.broken = True
             self.kill()
             stdout, stderr = b"".join(out), b"".join(err)
@@ -1553,7 +1554,7 @@ class _DeviceCLI:
             if deadline is not None:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    raise _Deadline
+                    raise DeadlinePassed
             _wait(self.chan, min(wait, 1.0))
 
     def send(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
@@ -1563,7 +1564,7 @@ class _DeviceCLI:
         try:
             self.chan.sendall(command.encode() + b"\n")
             text = self._until_prompt(deadline, what=f"the prompt after {command[:60]!r}")
-        except _Deadline:
+        except DeadlinePassed:
             self._interrupt()
             raise CommandTimeout(
                 f"command {command[:80]!r} ran past its {timeout:g} s deadline on the CLI of "
@@ -1589,17 +1590,13 @@ class _DeviceCLI:
         try:
             self.chan.sendall(b"\x03")
             self._until_prompt(time.monotonic() + 5, what="the prompt after Ctrl-C")
-        except (_Deadline, TransportError, OSError, EOFError, paramiko.SSHException):
+        except (DeadlinePassed, TransportError, OSError, EOFError, paramiko.SSHException):
             self.broken = True
             self.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.chan.close()
-
-
-class _Deadline(Exception):
-    """Internal: the deadline passed."""
 
 
 # ---------------------------------------------------------------- helpers

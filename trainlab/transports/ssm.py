@@ -69,9 +69,9 @@ class SSMTransport(Transport):
             self.settings["region"] = session(self.settings.get("profile")).region_name
         if not self.settings.get("region"):
             raise TargetError(f"ssm://{instance} needs a region: ?region=eu-west-1")
-        from trainlab.aws.inventory import _check_regions
+        from trainlab.aws.inventory import check_regions
 
-        _check_regions([self.settings["region"]], self.settings.get("profile"))
+        check_regions([self.settings["region"]], self.settings.get("profile"))
         self.info: dict[str, Any] | None = None
 
     # ------------------------------------------------------------ identity

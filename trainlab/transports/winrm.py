@@ -24,7 +24,7 @@ from trainlab.errors import (
     TrainlabError,
     TransportError,
 )
-from trainlab.options import Option, _to_bool
+from trainlab.options import Option, to_bool
 from trainlab.transports import _powershell
 from trainlab.transports._powershell import Events, PowerShellTransport
 
@@ -385,7 +385,7 @@ def _receive_once(
 def _cert_validation(value: str) -> bool | str:
     """true/false, or the path of a CA bundle."""
     try:
-        return _to_bool(value)
+        return to_bool(value)
     except ValueError:
         return value
 

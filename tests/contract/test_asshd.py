@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import trainlab
-from tests.contract.contract import ThisMachinesFiles, TransportContract
 from trainlab.sandbox.asshd import AsyncSSHServer
+from trainlab.testing import ThisMachinesFiles, TransportContract
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import trainlab
-from tests.contract.contract import TransportContract
+from trainlab.testing import TransportContract
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import trainlab
-from tests.contract.contract import SCRIPT, TransportContract
+from trainlab.testing import SCRIPT, TransportContract
 
 
 class TestMock(TransportContract):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import trainlab
-from tests.contract.contract import ThisMachinesFiles, TransportContract
 from trainlab.sandbox.sshd import SSHServer
+from trainlab.testing import ThisMachinesFiles, TransportContract
 
 pytestmark = pytest.mark.ssh
 

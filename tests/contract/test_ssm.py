@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import trainlab
-from tests.contract.contract import ThisMachinesFiles, TransportContract
+from trainlab.testing import ThisMachinesFiles, TransportContract
 
 pytestmark = pytest.mark.aws
 

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 import trainlab
-from tests.contract.contract import TransportContract
-from tests.contract.powershell import PowerShellContract
+from trainlab.testing import PowerShellContract, TransportContract
 
 pytestmark = pytest.mark.winrm
 

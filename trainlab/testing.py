@@ -1,9 +1,26 @@
-"""One behaviour suite that every transport runs (the fsspec abstract-tests idea).
+"""The transport contract: one behaviour suite every transport passes, for plug-in authors.
 
-A transport's test module subclasses ``TransportContract`` and provides the
-``session`` fixture (and ``sample_file``). Real transports run the commands for
-real; the mock is scripted with ``SCRIPT`` so the session layer's handling of the
-same answers is checked too.
+A transport (built in, or a plug-in registered under the ``trainlab.transports``
+entry-point group) proves it keeps the session's promises by running this suite, as
+fsspec's implementations run its abstract tests. Subclass ``TransportContract`` in a
+pytest module and provide two fixtures: ``session`` (a ``trainlab.Session`` on your
+target) and ``sample_file`` (the path and bytes of a file that exists there).
+
+For example, in a plug-in's ``tests/test_contract.py``::
+
+    import pytest
+    import trainlab
+    from trainlab.testing import ThisMachinesFiles, TransportContract
+
+    class TestMyTransport(ThisMachinesFiles, TransportContract):
+        @pytest.fixture
+        def session(self):
+            return trainlab.connect("mything://host", reuse=False)
+
+The target must answer POSIX ``sh`` commands (``printf``, ``head``, ``sleep``, ...);
+``SCRIPT`` holds the answers a real POSIX target gives, for scripted fakes.
+Importing this module needs pytest (``pip install pytest``); ``import trainlab`` never
+imports it.
 """
 
 from __future__ import annotations
@@ -17,7 +34,18 @@ import pytest
 import trainlab
 from trainlab.platform import DETECT_COMMAND
 
+__all__ = [
+    "BIG",
+    "FORGED",
+    "SCRIPT",
+    "PowerShellContract",
+    "ThisMachinesFiles",
+    "TransportContract",
+]
+
+#: The size of the large-output test, in bytes.
 BIG = 5_000_000
+#: Output that imitates the framing markers; it must arrive as plain output.
 FORGED = "__tl_0000 E 0 0 1 2\n__tl_0000 Z 1\n"
 
 #: The answers a real POSIX target gives to the contract's commands, for the mock.
@@ -187,3 +215,30 @@ class TransportContract:
         assert not session.alive
         with pytest.raises(trainlab.SessionClosed, match=r"trainlab\.connect"):
             session.run("echo ok")
+
+
+class PowerShellContract:
+    """Where PowerShell transports differ from the contract, by design, and say so.
+
+    Mixed in before ``TransportContract`` by the ``pwsh://`` and ``winrm://`` runs: output
+    is text, and files travel as objects through ``run_ps``.
+    """
+
+    @pytest.fixture
+    def sample_file(self) -> tuple[str, bytes]:
+        return ("/etc/hostname", b"")
+
+    def test_non_utf8_output_is_replaced_and_raw_bytes_kept(
+        self, session: trainlab.Session
+    ) -> None:
+        # PowerShell output is text: bytes that are not UTF-8 arrive replaced, not raw.
+        r = session.run("printf '\\377\\376ok'")
+        assert r.stdout == "\ufffd\ufffdok"
+        assert r.stdout_bytes == "\ufffd\ufffdok".encode()
+
+    def test_files_are_read(
+        self, session: trainlab.Session, sample_file: tuple[str, bytes]
+    ) -> None:
+        # Files travel as objects: run_ps("Get-Content ...") rather than read_bytes.
+        with pytest.raises(NotImplementedError, match="run_ps"):
+            session.read_bytes(sample_file[0])

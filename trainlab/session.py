@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import heapq
 import html
+import importlib
 import os
 import shlex
 import threading
@@ -228,7 +229,7 @@ class Session:
         """
         text = command_text(command)
         deadline = self._deadline(timeout)
-        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         key = self._key("run", text) if lifetime > 0 else None
         if key is not None and not refresh:
             hit: CommandResult | None = self.cache.get(key)
@@ -269,7 +270,7 @@ class Session:
             raise InvalidCommand("run_many takes a list of commands; use run() for one command")
         texts = [command_text(c) for c in commands]
         deadline = self._deadline(timeout)
-        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         keys = [self._key("run", t) if lifetime > 0 else None for t in texts]
         found: dict[int, CommandResult] = {}
         if not refresh:
@@ -364,7 +365,7 @@ class Session:
     def read_bytes(self, path: str, *, ttl: float | None = None, refresh: bool = False) -> bytes:
         """The bytes of a file on the target (cached when ``ttl`` > 0)."""
         path = _path_text(path)
-        lifetime = self._ttl if ttl is None else _non_negative(ttl, "ttl")
+        lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         key = self._key("read", path) if lifetime > 0 else None
         if key is not None and not refresh:
             hit = self.cache.get(key)
@@ -449,7 +450,13 @@ class Session:
         size: Callable[[T], int],
         *,
         detail: str = "",
+        annotate: Callable[[T, Record], None] | None = None,
     ) -> T:
+        """Run ``action`` as one recorded operation on the open transport.
+
+        ``size`` gives the record's byte count; ``annotate`` may fill in more of the
+        record from the value (a status, a detail) before it is closed.
+        """
         # A transport that serves one call at a time is checked and reopened under
         # the same lock as the call, so another thread's timeout in between cannot
         # leave this call facing a dead connection.
@@ -477,6 +484,8 @@ class Session:
                 self.recorder.end(begun, exc)
                 raise
             record.bytes = size(value)
+            if annotate is not None:
+                annotate(value, record)
             self.recorder.end(begun)
             return value
 
@@ -563,7 +572,8 @@ def _path_text(path: Any) -> str:
     return path
 
 
-def _non_negative(value: float, name: str) -> float:
+def non_negative(value: float, name: str) -> float:
+    """``value`` as seconds, or ``InvalidCommand`` naming ``name`` when it is not >= 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise InvalidCommand(f"{name} must be a number of seconds >= 0, got {value!r}")
     return float(value)
@@ -640,8 +650,7 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
                     return existing
                 existing.close()  # dead: replace it
         transport = cls(plain_target, transport_options)
-        session_class = getattr(cls, "session_class", Session)
-        session = session_class(transport, options=session_options)
+        session = session_class_of(cls)(transport, options=session_options)
         _every.add(session)
         if reuse:
             _live[key] = session
@@ -649,6 +658,24 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
         else:
             weakref.finalize(session, close_quietly, transport)
         return session
+
+
+def session_class_of(cls: type[Transport]) -> type[Session]:
+    """The ``Session`` subclass a transport asks for by name (``module:Class``), or ``Session``.
+
+    A transport names it rather than importing it, so the transports never import the
+    session layer above them.
+    """
+    path = cls.session_class
+    if path is None:
+        return Session
+    module, _, name = path.partition(":")
+    found = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(found, type) and issubclass(found, Session)):
+        raise TargetError(
+            f"{cls.__qualname__}.session_class = {path!r} is not a trainlab Session subclass"
+        )
+    return found
 
 
 def close_quietly(closable: Any) -> None:

@@ -5,7 +5,7 @@ The servers speak PSRP faithfully (psrpcore's ``ServerRunspacePool`` and
 ``/bin/sh -c``; its whole stdout comes back as one string object and its stderr as
 one ErrorRecord, both decoded as UTF-8 (invalid bytes become U+FFFD, as when
 PowerShell reads a native command's output into strings). The few PowerShell
-lines the transports wrap around a command (``trainlab.transports._powershell``)
+lines the transports wrap around a command (``trainlab.transports.psrp``)
 are recognised and answered as PowerShell
 would: the exit-status marker, ``$LASTEXITCODE`` reset, ``ConvertTo-Json``.
 """
@@ -30,7 +30,7 @@ from psrpcore.types import (
     PSInvocationState,
 )
 
-from trainlab.transports import _powershell
+from trainlab.transports import psrp
 
 __all__ = ["ShellPipeline", "handle_pool_events"]
 
@@ -100,14 +100,14 @@ class ShellPipeline:
         for script in scripts:
             body = script
             mark: tuple[str, int, bool] | None = None
-            if body.startswith(_powershell.RESET + "\n"):
+            if body.startswith(psrp.RESET + "\n"):
                 last_exit = 0
-                body = body[len(_powershell.RESET) + 1 :]
+                body = body[len(psrp.RESET) + 1 :]
             head, _, tail = body.rpartition("\n")
-            found = _powershell.parse_mark(tail)
+            found = psrp.parse_mark(tail)
             if found is not None:
                 mark, body = found, head
-            inner = _powershell.unwrap_json_script(body)
+            inner = psrp.unwrap_json_script(body)
             if inner is not None:
                 body = inner
             ok = True

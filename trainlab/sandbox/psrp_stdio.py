@@ -24,8 +24,8 @@ import psrpcore
 
 from trainlab.sandbox._base import Background
 from trainlab.sandbox._shell_pipeline import ShellPipeline, handle_pool_events
-from trainlab.transports import _powershell
-from trainlab.transports._powershell import packet
+from trainlab.transports import psrp
+from trainlab.transports.psrp import packet
 
 __all__ = ["PSRPStdioHost", "main", "serve"]
 
@@ -47,18 +47,18 @@ class _Server:
         # Drain under the pool lock and write under the write lock, in that order
         # for every writer, so packets leave in the order psrpcore queued them.
         with self.lock, self.write_lock:
-            for data in _powershell.data_packets(self.pool):
+            for data in psrp.data_packets(self.pool):
                 self.out.write(data)
             self.out.flush()
 
     def handle(self, line: bytes) -> bool:
         """Process one packet; False when the pool was closed."""
         element = ElementTree.fromstring(line)  # noqa: S314 - from the client that started us
-        pipeline_id = _powershell.packet_guid(element)
+        pipeline_id = psrp.packet_guid(element)
         tag = element.tag
         if tag == "Data":
             with self.lock:
-                self.pool.receive_data(_powershell.packet_payload(element))
+                self.pool.receive_data(psrp.packet_payload(element))
                 handle_pool_events(self.pool, self.pipelines)
             self.write(packet("DataAck", pipeline_id))
             self.flush()

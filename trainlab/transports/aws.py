@@ -1,7 +1,7 @@
 """``aws://``: an AWS account (a profile and a region) as a session, for inventories.
 
 It runs no commands (``ssm://INSTANCE`` does); ``AccountSession.ec2_inventory``
-answers with the session's profile, region and endpoint.
+(``trainlab.aws.account``) answers with its profile, region and endpoint.
 """
 
 from __future__ import annotations
@@ -13,49 +13,19 @@ from trainlab.aws.clients import aws_client, map_aws_errors
 from trainlab.errors import TargetError
 from trainlab.options import Option
 from trainlab.result import CommandResult
-from trainlab.session import Session
 from trainlab.transports.base import Transport
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-__all__ = ["AWSAccountTransport", "AccountSession"]
-
-
-class AccountSession(Session):
-    """A session on an AWS account: ``ec2_inventory()`` with its profile and region."""
-
-    def ec2_inventory(
-        self, regions: Any = None, filters: Any = None, **options: Any
-    ) -> pd.DataFrame:
-        """``trainlab.aws.ec2_inventory`` with this account's profile, region and endpoint."""
-        from trainlab.aws.inventory import ec2_inventory
-
-        settings = self.transport.settings
-        self._ensure_open()
-        begun = self.recorder.begin("inventory", target=self.uri, transport="aws")
-        try:
-            frame = ec2_inventory(
-                regions if regions is not None else [settings["region"]],
-                filters,
-                profile=settings.get("profile"),
-                endpoint_url=settings.get("endpoint_url"),
-                **options,
-            )
-        except BaseException as exc:
-            self.recorder.end(begun, exc)
-            raise
-        begun[0].bytes = int(frame.memory_usage(deep=False).sum())
-        begun[0].detail = f"{len(frame)} instances"
-        self.recorder.end(begun)
-        return frame
+__all__ = ["AWSAccountTransport"]
 
 
 class AWSAccountTransport(Transport):
     """The account behind a profile, checked with STS GetCallerIdentity on open."""
 
     scheme: ClassVar[str] = "aws"
-    session_class: ClassVar[type[Session]] = AccountSession
+    session_class: ClassVar[str | None] = "trainlab.aws.account:AccountSession"
     options: ClassVar[Mapping[str, Option]] = {
         "profile": Option(str, None, "AWS profile (default: the environment's credentials)"),
         "region": Option(str, None, "home region (default: the profile's)"),

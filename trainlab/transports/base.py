@@ -35,6 +35,11 @@ class Transport(abc.ABC):
 
     scheme: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
+    #: The ``Session`` subclass that ``trainlab.connect`` wraps this transport in, as
+    #: ``"module:Class"`` (a name, so the transport never imports the session layer);
+    #: None for the plain ``Session``. REST, PowerShell and AWS account targets use it
+    #: for methods only their sessions have (``get``, ``run_ps``, ``ec2_inventory``).
+    session_class: ClassVar[str | None] = None
 
     def __init__(self, target: Target, options: Mapping[str, Any]) -> None:
         self.target = target

@@ -31,10 +31,10 @@ from psrpcore.types import PSInvocationState, RunspacePoolState
 
 from trainlab.errors import ConnectError, TargetError, TransportError
 from trainlab.options import Option
-from trainlab.transports import _powershell
+from trainlab.transports import psrp
 from trainlab.transports._deadline import DeadlinePassed
-from trainlab.transports._powershell import Events, PowerShellTransport
-from trainlab.transports._powershell import packet as _packet
+from trainlab.transports.psrp import Events, PowerShellTransport
+from trainlab.transports.psrp import packet as _packet
 
 __all__ = ["PwshTransport"]
 
@@ -140,7 +140,7 @@ class PwshTransport(PowerShellTransport):
         return facts
 
     # -- commands -------------------------------------------------------------
-    def _invoke(self, request: _powershell.Request, timeout: float | None) -> Events:
+    def _invoke(self, request: psrp.Request, timeout: float | None) -> Events:
         host = self._host
         if host is None or host.broken:
             raise TransportError("the PowerShell host is not running; the session starts it again")
@@ -281,7 +281,7 @@ class _Host:
             ) from exc
 
     def _send_data(self) -> None:
-        for data in _powershell.data_packets(self.pool):
+        for data in psrp.data_packets(self.pool):
             self._write(data)
 
     def _packet(self, deadline: float | None) -> ElementTree.Element:
@@ -324,7 +324,7 @@ class _Host:
         """Feed one packet to the pool; PSRP events go to ``events``."""
         if element.tag != "Data":
             return
-        self.pool.receive_data(_powershell.packet_payload(element))
+        self.pool.receive_data(psrp.packet_payload(element))
         while True:
             event = self.pool.next_event()
             if event is None:
@@ -351,10 +351,10 @@ class _Host:
             self._step(element, events)
 
     # -- pipelines ------------------------------------------------------------
-    def invoke(self, request: _powershell.Request, timeout: float | None, target: str) -> Events:
+    def invoke(self, request: psrp.Request, timeout: float | None, target: str) -> Events:
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = psrpcore.ClientPowerShell(self.pool)
-        _powershell.add_scripts(ps, request)
+        psrp.add_scripts(ps, request)
         events = Events()
         try:
             ps.start()
@@ -365,7 +365,7 @@ class _Host:
                 self._step(self._packet(deadline), events)
         except DeadlinePassed:
             aftermath = self._stop(ps.pipeline_id, events)
-            raise _powershell.timeout_error(request, events, target, timeout, aftermath) from None
+            raise psrp.timeout_error(request, events, target, timeout, aftermath) from None
         except BaseException:
             self.kill()  # interrupted mid-exchange: the stream is out of step
             raise
@@ -407,20 +407,18 @@ class _Host:
 def _record(event: psrpcore.PSRPEvent[Any, Any], events: Events) -> None:
     """Append one PSRP event to ``events`` as (stream, text)."""
     if isinstance(event, psrpcore.PipelineOutputEvent):
-        events.add("output", _powershell.text(event.data))
+        events.add("output", psrp.text(event.data))
     elif isinstance(event, psrpcore.ErrorRecordEvent):
-        events.add("error", _powershell.text(event.record))
+        events.add("error", psrp.text(event.record))
     elif isinstance(event, psrpcore.WarningRecordEvent):
-        events.add("warning", _powershell.text(getattr(event.record, "Message", event.record)))
+        events.add("warning", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.VerboseRecordEvent):
-        events.add("verbose", _powershell.text(getattr(event.record, "Message", event.record)))
+        events.add("verbose", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.DebugRecordEvent):
-        events.add("debug", _powershell.text(getattr(event.record, "Message", event.record)))
+        events.add("debug", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.InformationRecordEvent):
-        events.add(
-            "information", _powershell.text(getattr(event.record, "MessageData", event.record))
-        )
+        events.add("information", psrp.text(getattr(event.record, "MessageData", event.record)))
     elif isinstance(event, psrpcore.PipelineStateEvent) and event.state in _FINAL:
         events.finished = True
         if event.state != PSInvocationState.Completed and event.reason is not None:
-            events.failure = _powershell.text(event.reason)
+            events.failure = psrp.text(event.reason)

@@ -4,7 +4,8 @@ Paths join the base URL and can never leave it; every call has connect and read
 timeouts; idempotent methods are retried on connection errors, 429 and 5xx with
 backoff and ``Retry-After`` (urllib3's ``Retry``); auth is basic, a bearer token,
 or a token endpoint whose token is renewed once on ``401 invalid_token``.
-Answers become DataFrames with ``frame()`` and ``get_all()``.
+Answers become DataFrames with ``frame()``; the session verbs (``get``, ``get_all``, ...)
+are ``trainlab.rest.RESTSession``'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urljoin, urlsplit
@@ -28,17 +29,15 @@ from trainlab.errors import (
     TargetError,
     TransportError,
 )
-from trainlab.metrics import Record
 from trainlab.options import Option
 from trainlab.result import CommandResult
-from trainlab.session import Session
 from trainlab.transports.base import Transport
 
 if TYPE_CHECKING:
     import pandas as pd
     import requests
 
-__all__ = ["APIResponse", "InsecureTLSWarning", "RESTSession", "RESTTransport"]
+__all__ = ["APIResponse", "InsecureTLSWarning", "RESTTransport"]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _warned_insecure: set[str] = set()
@@ -125,138 +124,12 @@ def records_of(data: Any) -> Any:
     return data
 
 
-class RESTSession(Session):
-    """A session on a REST API: ``get``, ``post``, ... and ``get_all`` for every page."""
-
-    def request(
-        self,
-        method: str,
-        path: str = "",
-        *,
-        params: Mapping[str, Any] | None = None,
-        json: Any = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        ttl: float | None = None,
-        refresh: bool = False,
-        check: bool = False,
-        retry: bool | None = None,
-    ) -> APIResponse:
-        """Send one request. ``ttl`` caches GET answers; ``check`` raises ``HTTPError``.
-
-        Per-request ``headers`` apply to this request only. Non-idempotent methods
-        are not retried unless ``retry=True``.
-        """
-        transport = self.transport
-        if not isinstance(transport, RESTTransport):  # pragma: no cover - by construction
-            raise TargetError("not a REST session")
-        method = method.upper()
-        url = transport.url_for(path)
-        lifetime = self._ttl if ttl is None else ttl
-        key = None
-        if method == "GET" and lifetime > 0:
-            key = self._key("GET", url + "?" + json_dumps(params) + json_dumps(headers))
-            if not refresh:
-                hit: APIResponse | None = self.cache.get(key)
-                if hit is not None:
-                    self._record_hit(method, url, hit.nbytes)
-                    answer = _copy(hit, cached=True)
-                    return answer.check() if check else answer
-        self._ensure_open()
-        begun = self.recorder.begin(method, target=self.uri, transport="rest", command=url)
-        try:
-            answer = transport.send(
-                method,
-                url,
-                params=params,
-                json=json,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                retry=retry,
-            )
-        except BaseException as exc:
-            self.recorder.end(begun, exc)
-            raise
-        record: Record = begun[0]
-        record.bytes = len(answer.content)
-        record.ok = answer.ok
-        record.detail = f"{answer.status}{' reused' if answer.reused else ' new connection'}"
-        record.extra["status"] = answer.status
-        record.reconnected = False
-        self.recorder.end(begun)
-        self.commands += 1
-        if key is not None and answer.ok:  # a copy: the caller may edit theirs
-            self.cache.put(key, _copy(answer, cached=False), ttl=lifetime, cost=answer.elapsed)
-        return answer.check() if check else answer
-
-    def get(self, path: str = "", **options: Any) -> APIResponse:
-        return self.request("GET", path, **options)
-
-    def post(self, path: str = "", **options: Any) -> APIResponse:
-        return self.request("POST", path, **options)
-
-    def put(self, path: str = "", **options: Any) -> APIResponse:
-        return self.request("PUT", path, **options)
-
-    def patch(self, path: str = "", **options: Any) -> APIResponse:
-        return self.request("PATCH", path, **options)
-
-    def delete(self, path: str = "", **options: Any) -> APIResponse:
-        return self.request("DELETE", path, **options)
-
-    def pages(
-        self,
-        path: str = "",
-        *,
-        params: Mapping[str, Any] | None = None,
-        cursor_param: str = "cursor",
-        max_pages: int = 1000,
-        **options: Any,
-    ) -> Iterator[APIResponse]:
-        """Every page: a ``Link: rel="next"`` header, a ``next`` URL, or a ``next_cursor``."""
-        current: str | None = path
-        query: dict[str, Any] | None = dict(params or {})
-        for _ in range(max_pages):
-            if current is None:
-                return
-            answer = self.request("GET", current, params=query, check=True, **options)
-            yield answer
-            nxt = answer.links.get("next", {}).get("url")
-            body: Any = None
-            if nxt is None and answer.content[:1] in (b"{", b"["):
-                body = answer.json()
-            if nxt is None and isinstance(body, dict):
-                if isinstance(body.get("next"), str):
-                    nxt = body["next"]
-                else:
-                    token = body.get("next_cursor") or body.get("nextToken") or body.get("cursor")
-                    if token:
-                        query = {**(query or {}), cursor_param: token}
-                        continue
-            if nxt is None:
-                return
-            current, query = nxt, None  # the next URL carries its own query
-        raise TransportError(f"{path} had more than {max_pages} pages; raise max_pages=")
-
-    def get_all(
-        self, path: str = "", *, record_path: str | list[str] | None = None, **options: Any
-    ) -> pd.DataFrame:
-        """Every page of a collection as one DataFrame."""
-        import pandas as pd
-
-        frames = [page.frame(record_path) for page in self.pages(path, **options)]
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
-
-
 def json_dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str) if value is not None else ""
 
 
-def _copy(answer: APIResponse, *, cached: bool) -> APIResponse:
+def copy_response(answer: APIResponse, *, cached: bool) -> APIResponse:
+    """A copy of ``answer`` to hand out or keep, so no caller edits another's."""
     clone = object.__new__(APIResponse)
     clone.__dict__.update(answer.__dict__)
     clone.headers = dict(answer.headers)
@@ -275,7 +148,7 @@ class RESTTransport(Transport):
     """A kept-alive ``requests.Session`` for one API base URL."""
 
     scheme: ClassVar[str] = "https"
-    session_class: ClassVar[type[Session]] = RESTSession
+    session_class: ClassVar[str | None] = "trainlab.rest:RESTSession"
     options: ClassVar[Mapping[str, Option]] = {
         "token": Option(str, None, "bearer token", secret=True),
         "username": Option(str, None, "basic auth user", affects_result=True),

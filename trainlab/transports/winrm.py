@@ -25,8 +25,8 @@ from trainlab.errors import (
     TransportError,
 )
 from trainlab.options import Option, to_bool
-from trainlab.transports import _powershell
-from trainlab.transports._powershell import Events, PowerShellTransport
+from trainlab.transports import psrp
+from trainlab.transports.psrp import Events, PowerShellTransport
 
 __all__ = ["WinRMSTransport", "WinRMTransport"]
 
@@ -211,7 +211,7 @@ class WinRMTransport(PowerShellTransport):
         return {"kernel": "Windows", "id": "windows", "pretty_name": "Windows (WinRM)"}
 
     # -- commands -------------------------------------------------------------
-    def _invoke(self, request: _powershell.Request, timeout: float | None) -> Events:
+    def _invoke(self, request: psrp.Request, timeout: float | None) -> Events:
         from pypsrp.powershell import PowerShell
 
         pool = self._pool
@@ -219,7 +219,7 @@ class WinRMTransport(PowerShellTransport):
             raise TransportError(f"the runspace pool on {self.target.address} is not open")
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = PowerShell(pool)
-        _powershell.add_scripts(ps, request)
+        psrp.add_scripts(ps, request)
         events = Events()
         with self._busy, self._map_errors():
             try:
@@ -234,7 +234,7 @@ class WinRMTransport(PowerShellTransport):
     def _collect(
         self,
         ps: Any,
-        request: _powershell.Request,
+        request: psrp.Request,
         events: Events,
         deadline: float | None,
         timeout: float | None,
@@ -250,7 +250,7 @@ class WinRMTransport(PowerShellTransport):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     ps.stop()
-                    raise _powershell.timeout_error(
+                    raise psrp.timeout_error(
                         request,
                         events,
                         self.target.address,
@@ -268,7 +268,7 @@ class WinRMTransport(PowerShellTransport):
                 raise
             for message_type, value in responses:
                 if message_type == _OUTPUT:
-                    events.add("output", _powershell.text(value.data.data))
+                    events.add("output", psrp.text(value.data.data))
                 elif message_type == _ERROR:
                     events.add("error", _error_text(ps.streams.error[seen["error"]]))
                     seen["error"] += 1
@@ -277,9 +277,7 @@ class WinRMTransport(PowerShellTransport):
                     record = getattr(ps.streams, stream)[seen[stream]]
                     seen[stream] += 1
                     text = getattr(record, "message_data", None)
-                    events.add(
-                        stream, _powershell.text(text if text is not None else record.message)
-                    )
+                    events.add(stream, psrp.text(text if text is not None else record.message))
             if ps.state != PSInvocationState.RUNNING:
                 # pypsrp has parsed the whole answer, so the state is the final one; a
                 # terminating error is the record its state message appended last.
@@ -414,4 +412,4 @@ def _error_text(record: Any) -> str:
         exception = getattr(record, "exception", None)
         properties = getattr(exception, "adapted_properties", None) or {}
         message = properties.get("Message") or getattr(record, "message", None)
-    return _powershell.text(message if message is not None else record)
+    return psrp.text(message if message is not None else record)

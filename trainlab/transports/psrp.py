@@ -1,5 +1,6 @@
 """What ``winrm://`` and ``pwsh://`` share: how a command travels in a PowerShell
-pipeline, how its streams come back as a result, and ``run_ps`` for objects.
+pipeline, and how its streams come back as a result (PSRP packets and requests).
+``run_ps`` for objects is ``trainlab.powershell.PowerShellSession``'s.
 
 Each command is one statement of one pipeline, a script of three parts::
 
@@ -18,7 +19,6 @@ a terminating error ended the command, else 0.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 import uuid
@@ -29,18 +29,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from xml.etree import ElementTree
 
 from trainlab import framing
-from trainlab.errors import CommandTimeout, InvalidCommand, OutputError
+from trainlab.errors import CommandTimeout, InvalidCommand
 from trainlab.result import CommandResult
-from trainlab.session import Session
 from trainlab.transports.base import Transport
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 __all__ = [
     "RESET",
     "Events",
-    "PowerShellSession",
     "PowerShellTransport",
     "Request",
     "as_json_script",
@@ -268,63 +266,10 @@ def timeout_error(
     return framing.cut_off(request.commands, outputs, target, timeout, aftermath)
 
 
-class PowerShellSession(Session):
-    """A session on a PowerShell host: ``run`` for text, ``run_ps`` for objects."""
-
-    def run_ps(
-        self,
-        script: str,
-        *,
-        as_frame: bool = False,
-        depth: int = 4,
-        timeout: float | None = None,
-        ttl: float | None = None,
-        refresh: bool = False,
-        check: bool = True,
-    ) -> Any:
-        """Run a PowerShell script and return its output objects.
-
-        The objects travel as JSON (``ConvertTo-Json -Depth depth -Compress``), so
-        they come back as lists and dicts, or as a DataFrame with ``as_frame``
-        (nested properties become dotted columns). A non-zero exit raises
-        ``CommandFailed`` unless ``check=False``.
-        """
-        result = self.run(
-            as_json_script(script, depth), timeout=timeout, ttl=ttl, refresh=refresh, check=check
-        )
-        text = result.stdout
-        # Write-Host text comes first: the JSON is written once the script has ended.
-        shown = "\n".join(result.extra.get("information", []))
-        if shown and text.startswith(shown):
-            text = text[len(shown) :]
-        text = text.strip()
-        try:
-            data = json.loads(text) if text else []
-        except json.JSONDecodeError as exc:
-            raise OutputError(
-                f"the output of {script[:80]!r} on {self.uri} is not JSON ({exc.msg}); "
-                "run() returns the text as it came"
-            ) from exc
-        if isinstance(data, dict):  # Windows PowerShell 5.1 unwraps one-element arrays
-            data = [data]
-        if not as_frame:
-            return data
-        return _frame(data)
-
-
-def _frame(data: Any) -> pd.DataFrame:
-    import pandas as pd
-
-    rows = data if isinstance(data, list) else [data]
-    if rows and all(isinstance(row, dict) for row in rows):
-        return pd.json_normalize(rows)
-    return pd.DataFrame({"value": rows})
-
-
 class PowerShellTransport(Transport):
     """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API."""
 
-    session_class: ClassVar[type[Session]] = PowerShellSession
+    session_class: ClassVar[str | None] = "trainlab.powershell:PowerShellSession"
 
     @property
     def supports_batch(self) -> bool:

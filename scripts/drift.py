@@ -184,8 +184,15 @@ def report(moved: list[Move], broke: dict[str, str], blamed: dict[str, list[str]
         shown = ", ".join(tests[:3]) + (f" and {len(tests) - 3} more" if len(tests) > 3 else "")
         lines.append(f"| {move.name} | {move.locked or ''} | {move.newest or ''} | {shown} |")
     if broke:
-        lines += ["", f"{len(broke)} tests fail on the newest versions:"]
-        lines += [f"  {test}: {message}" for test, message in sorted(broke.items())]
+        lines += ["", f"{len(broke)} tests fail on the newest versions, by first error line:"]
+        by_message: dict[str, list[str]] = {}
+        for test, message in sorted(broke.items()):
+            by_message.setdefault(message, []).append(test)
+        for message, tests in sorted(by_message.items(), key=lambda kv: -len(kv[1])):
+            lines.append(f"  {len(tests)} x {message}")
+            lines += [f"      {test}" for test in tests[:5]]
+            if len(tests) > 5:
+                lines.append(f"      and {len(tests) - 5} more")
     return "\n".join(lines)
 
 

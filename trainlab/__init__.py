@@ -16,6 +16,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import (
+    AWSError,
     CommandFailed,
     CommandTimeout,
     ConnectError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AWSError",
     "BatchResult",
     "CommandFailed",
     "CommandResult",
@@ -80,10 +82,11 @@ __all__ = [
     "describe",
     "load_ipython_extension",
     "parse_target",
-    "sandbox",
     "sessions",
 ]
 
+# The sandbox is tooling for trying the kit, not API: reachable as trainlab.sandbox, but
+# left out of __all__.
 _LAZY_MODULES = {"aws", "bench", "sandbox"}
 _LAZY_NAMES = {"Fleet": "trainlab.fleet", "FleetResult": "trainlab.fleet"}
 

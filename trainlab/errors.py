@@ -14,6 +14,7 @@ family and still see the cause::
     ├── CommandTimeout     a command exceeded its deadline (TimeoutError); session usable
     ├── CommandFailed      non-zero exit when check=True; carries the CommandResult
     ├── HTTPError          a 4xx or 5xx answer when check=True; .status and a trimmed .body
+    ├── AWSError           an AWS API error with no more specific name; .code is AWS's
     ├── OutputError        output could not be parsed as asked (json(), table()) (ValueError)
     ├── FileError          a file on the target could not be read (OSError, with errno)
     │   └── FileMissing    it does not exist (also a FileNotFoundError)
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from trainlab.result import BatchResult, CommandResult
 
 __all__ = [
+    "AWSError",
     "CommandFailed",
     "CommandTimeout",
     "ConnectError",
@@ -125,6 +127,14 @@ class HTTPError(TrainlabError):
         self.body = body[:500]
         kind = "client error" if status < 500 else "server error"
         super().__init__(f"{method} {url} answered {status} ({kind}): {self.body[:200]}")
+
+
+class AWSError(TrainlabError):
+    """An AWS API error trainlab has no more specific name for; ``code`` is AWS's."""
+
+    def __init__(self, code: str, message: str, what: str) -> None:
+        super().__init__(f"AWS refused {what}: {code}: {message}")
+        self.code = code
 
 
 class OutputError(TrainlabError, ValueError):

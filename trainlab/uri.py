@@ -16,10 +16,6 @@ from trainlab.errors import TargetError
 __all__ = ["Target", "parse_target"]
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-# Words that are schemes, to suggest 'local://' for 'local' but 'ssh://web1' for 'web1'.
-_SCHEME_WORDS = frozenset(
-    {"local", "mock", "ssh", "winrm", "winrms", "pwsh", "ssm", "aws", "http", "https"}
-)
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,11 @@ def parse_target(uri: str) -> Target:
         raise TargetError(f"target {redact(text)!r} contains spaces or control characters")
     if "://" not in text:
         shown = redact(text)
-        example = f"{shown.lower()}://" if text.lower() in _SCHEME_WORDS else f"ssh://{shown}"
+        # A scheme's own name suggests 'local://' for 'local'; a host name, 'ssh://web1'.
+        from trainlab.registry import available_schemes
+
+        is_scheme = text.lower() in available_schemes()
+        example = f"{shown.lower()}://" if is_scheme else f"ssh://{shown}"
         raise TargetError(f"target {shown!r} has no scheme; write it as {example!r}")
     scheme = text.split("://", 1)[0].lower()
     if not _SCHEME.match(scheme):

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from trainlab.errors import ConnectError, TargetError, TrainlabError, TransportError
+from trainlab.errors import AWSError, ConnectError, TargetError, TrainlabError, TransportError
 
-__all__ = ["aws_client", "clear_clients", "credentials_identity", "map_aws_errors"]
+__all__ = ["AWSError", "aws_client", "clear_clients", "credentials_identity", "map_aws_errors"]
 
 DEFAULT_ATTEMPTS = 5
 POOL_SIZE = 64
@@ -187,11 +187,3 @@ def map_aws_errors(what: str) -> Iterator[None]:
         raise TransportError(f"AWS's answer for {what} could not be parsed: {exc}") from exc
     except bx.BotoCoreError as exc:
         raise TransportError(f"AWS call for {what} failed: {exc}") from exc
-
-
-class AWSError(TrainlabError):
-    """An AWS API error trainlab has no more specific name for; ``code`` is AWS's."""
-
-    def __init__(self, code: str, message: str, what: str) -> None:
-        super().__init__(f"AWS refused {what}: {code}: {message}")
-        self.code = code

@@ -7,7 +7,6 @@ seconds. A region that fails does not discard the others: the error carries them
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +50,6 @@ INVENTORY_COLUMNS: dict[str, str] = {
 _ID_CHUNK = 200
 
 _cache = ResultCache(max_entries=64, max_bytes=256 * 1024 * 1024)
-_cache_lock = threading.Lock()
 
 
 class PartialInventoryWarning(UserWarning):

@@ -14,6 +14,7 @@ from trainlab import registry
 
 PLUGIN = """
 from trainlab.options import Option
+from trainlab.session import Session
 from trainlab.result import CommandResult
 from trainlab.transports.base import Transport
 
@@ -42,6 +43,21 @@ class EchoTransport(Transport):
 
 class NotATransport:
     pass
+
+
+class EchoSession(Session):
+    def shout(self, text):
+        return self.run(text).stdout.upper()
+
+
+class LoudTransport(EchoTransport):
+    scheme = "loud"
+    session_class = "echo_plugin:EchoSession"
+
+
+class WrongSessionTransport(EchoTransport):
+    scheme = "wrongsession"
+    session_class = "echo_plugin:NotATransport"
 """
 
 
@@ -57,6 +73,8 @@ def plugin_dir(tmp_path: Path) -> Iterator[Path]:
             [trainlab.transports]
             echo = echo_plugin:EchoTransport
             notatransport = echo_plugin:NotATransport
+            loud = echo_plugin:LoudTransport
+            wrongsession = echo_plugin:WrongSessionTransport
             broken = echo_plugin_missing:Thing
             """
         )
@@ -77,6 +95,17 @@ def test_plugin_registers_by_entry_point(plugin_dir: Path) -> None:
     assert s.run("hello").stdout == "# hello\n"
     with pytest.raises(trainlab.TargetError, match=r"unknown option 'prefx'.*'prefix'"):
         trainlab.connect("echo://anywhere?prefx=1")
+
+
+def test_plugin_names_its_session_class_without_importing_it(plugin_dir: Path) -> None:
+    s = trainlab.connect("loud://anywhere")
+    assert type(s).__name__ == "EchoSession"
+    assert s.shout("hello") == "> HELLO\n"
+
+
+def test_plugin_whose_session_class_is_no_session_is_refused(plugin_dir: Path) -> None:
+    with pytest.raises(trainlab.TargetError, match="is not a trainlab Session subclass"):
+        trainlab.connect("wrongsession://x")
 
 
 def test_plugin_that_is_not_a_transport_is_refused(plugin_dir: Path) -> None:

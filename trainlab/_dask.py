@@ -19,9 +19,12 @@ from typing import Any
 from distributed import WorkerPlugin, as_completed, get_worker
 
 from trainlab.errors import TargetError
-from trainlab.fleet import _GRACE, Outcome, _placeholder, _Plan, _Run, _Spec, _ThreadRun
+from trainlab.fleet.engine import GRACE, Executor, Plan
+from trainlab.fleet.results import Outcome, placeholders
+from trainlab.fleet.targets import Spec
+from trainlab.fleet.threads import ThreadExecutor
 
-__all__ = ["PLUGIN_NAME", "DaskRun", "SessionPlugin", "assign"]
+__all__ = ["PLUGIN_NAME", "DaskExecutor", "SessionPlugin", "assign"]
 
 PLUGIN_NAME = "trainlab-sessions"  # also written out where it runs on the scheduler
 # Slack for a task to reach a worker and its answer to come back, seconds.
@@ -86,7 +89,7 @@ class _Targets(list[tuple[str, str, dict[str, Any]]]):
 
 
 def _work(
-    specs: list[tuple[str, str, dict[str, Any]]], plan: _Plan, max_workers: int
+    specs: list[tuple[str, str, dict[str, Any]]], plan: Plan, max_workers: int
 ) -> list[Outcome]:
     """Runs on a worker: the targets it was given, in its own thread pool."""
     plugin: Any = None
@@ -97,8 +100,8 @@ def _work(
     if plugin is not None:
         plugin.fanouts += 1
         plugin.targets += len(specs)
-    local = [_Spec(label, uri=uri, options=options) for label, uri, options in specs]
-    return _ThreadRun(local, plan, max_workers, lambda _count: None).execute()
+    local = [Spec(label, uri=uri, options=options) for label, uri, options in specs]
+    return ThreadExecutor(local, plan, max_workers, lambda _count: None).execute()
 
 
 def worker_stats(client: Any) -> dict[str, dict[str, Any]]:
@@ -112,14 +115,14 @@ def worker_stats(client: Any) -> dict[str, dict[str, Any]]:
     return answer
 
 
-class DaskRun(_Run):
+class DaskExecutor(Executor):
     """A fan-out whose targets are split across a ``dask.distributed.Client``'s workers."""
 
     def __init__(
         self,
         client: Any,
-        specs: Sequence[_Spec],
-        plan: _Plan,
+        specs: Sequence[Spec],
+        plan: Plan,
         max_workers: int,
         update: Callable[[int], None],
     ) -> None:
@@ -163,7 +166,7 @@ class DaskRun(_Run):
         largest = max(len(indexes) for indexes in groups.values())
         waves = math.ceil(largest / max(1, self.max_workers))
         bound = (
-            plan.deadline + _GRACE if plan.deadline is not None else waves * (plan.timeout + _GRACE)
+            plan.deadline + GRACE if plan.deadline is not None else waves * (plan.timeout + GRACE)
         ) + _TRANSIT
         try:
             for future in as_completed(list(futures), timeout=bound):  # type: ignore[no-untyped-call]
@@ -174,11 +177,8 @@ class DaskRun(_Run):
             waited = time.monotonic() - started
             for future in late:
                 for index in futures[future]:
-                    self.outcomes[index] = _placeholder(
-                        self.specs[index].label,
-                        plan.commands,
-                        "Deadline",
-                        f"no answer from the Dask worker within {waited:.0f} s",
+                    self.mark_not_run(
+                        index, "Deadline", f"no answer from the Dask worker within {waited:.0f} s"
                     )
                 self.update(len(futures[future]))
         except KeyboardInterrupt:
@@ -192,7 +192,7 @@ class DaskRun(_Run):
         except Exception as exc:  # the task failed on the worker: every target is a row
             rows = []
             for index in indexes:
-                rows += _placeholder(
+                rows += placeholders(
                     self.specs[index].label,
                     self.plan.commands,
                     type(exc).__name__,
@@ -203,7 +203,7 @@ class DaskRun(_Run):
             by_target.setdefault(row.target, []).append(row)
         for index in indexes:
             label = self.specs[index].label
-            self.outcomes[index] = by_target.get(label) or _placeholder(
+            self.outcomes[index] = by_target.get(label) or placeholders(
                 label, self.plan.commands, "Lost", "the Dask worker returned no row for it"
             )
         self.update(len(indexes))

@@ -450,6 +450,21 @@ def test_dask_task_arguments_show_no_secret() -> None:
     )
 
 
+def test_the_former_dask_module_path_still_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    import importlib
+    import sys
+
+    from trainlab.fleet import dask_executor
+
+    monkeypatch.delitem(sys.modules, "trainlab._dask", raising=False)
+    with pytest.warns(DeprecationWarning, match="trainlab.fleet.dask_executor"):
+        former = importlib.import_module("trainlab._dask")
+    assert former.SessionPlugin is dask_executor.SessionPlugin  # plugins pickled by that path
+    assert former.assign is dask_executor.assign
+    assert former.worker_stats is dask_executor.worker_stats
+
+
 def test_ctrl_c_while_targets_are_still_being_queued(monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

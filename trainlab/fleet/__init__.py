@@ -7,7 +7,7 @@ connection, here and on each Dask worker.
 
 The package: ``results`` (outcomes, ``FleetResult``), ``targets`` (URIs, labels,
 the open-file budget), ``engine`` (the ``Executor`` interface and ``Plan``),
-``threads`` (the thread executor; Dask's is ``trainlab._dask``, SSM's is
+``threads`` and ``dask_executor`` (two executors; SSM's is
 ``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
 
 >>> import trainlab

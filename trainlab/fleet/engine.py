@@ -36,7 +36,7 @@ class Executor(ABC):
     ``Fleet`` makes one executor per fan-out and calls ``execute()``; when Ctrl-C
     interrupts that, it calls ``partial()`` for what finished. Implementations:
     ``trainlab.fleet.threads.ThreadExecutor`` (this machine),
-    ``trainlab._dask.DaskExecutor`` (a Dask cluster) and
+    ``trainlab.fleet.dask_executor.DaskExecutor`` (a Dask cluster) and
     ``trainlab.aws.ssm_executor.SSMExecutor`` (SSM's own fan-out).
     """
 

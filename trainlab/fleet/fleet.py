@@ -245,7 +245,7 @@ class Fleet:
     def _executor(self, plan: Plan, client: Any, update: Callable[[int], None]) -> Executor:
         """The engine of one fan-out: a Dask ``client``'s workers, SSM's own, or threads here."""
         if client is not None:
-            from trainlab._dask import DaskExecutor
+            from trainlab.fleet.dask_executor import DaskExecutor
 
             return DaskExecutor(client, self._specs, plan, self.max_workers, update)
         if any(spec.uri.startswith("ssm://") for spec in self._specs):

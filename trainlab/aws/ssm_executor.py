@@ -1,8 +1,8 @@
 """The SSM executor: a fleet of ssm:// targets and one command through SSM's own fan-out.
 
 Owns ``SSMExecutor``, which implements ``trainlab.fleet.engine.Executor`` with
-``trainlab.aws.fanout.ssm_run``; imports the fleet's engine and results, and the
-AWS fan-out. ``Fleet`` imports this module only when it has ssm:// targets.
+``trainlab.aws.fanout.ssm_run``; imports the fleet package's engine, results and
+targets, and the AWS fan-out. ``Fleet`` imports this module only for ssm:// targets.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Dask executor: a fleet's targets split across a cluster's workers, sessions kept on each.
 
-Owns ``DaskExecutor`` and the worker plugin ``SessionPlugin``; imports the engine
-interface, the thread executor (each worker runs its targets with it) and
-``distributed``, which is why ``Fleet`` imports this module only for ``executor=``.
+Owns ``DaskExecutor`` and the worker plugin ``SessionPlugin``; imports the package's
+engine, results, targets and thread executor (each worker runs its targets with it),
+and ``distributed``, which is why ``Fleet`` imports this module only for ``executor=``.
 
 Each target always goes to the same worker while the cluster keeps its workers
 (rendezvous hashing on the target and the worker addresses), and every worker

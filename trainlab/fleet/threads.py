@@ -1,7 +1,7 @@
 """The thread executor: a fan-out in a thread pool on this machine, watched by the caller.
 
 Owns ``run_target`` (one target: connect or reuse, run, every failure a row) and
-``ThreadExecutor``; imports the engine interface, the results and ``trainlab.session``.
+``ThreadExecutor``; imports the package's engine, results and targets, and the session layer.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def client() -> Iterator[Any]:
 def test_targets_split_across_workers_and_sessions_kept_on_each(
     client: Any, fleet_sshd: SSHServer, tmp_path: Path
 ) -> None:
-    from trainlab._dask import worker_stats
+    from trainlab.fleet.dask_executor import worker_stats
 
     known = tmp_path / "known_hosts"
     known.write_text(Path(fleet_sshd.known_hosts).read_text())
@@ -68,7 +68,7 @@ def test_targets_split_across_workers_and_sessions_kept_on_each(
 
 
 def test_assignment_is_stable_when_a_worker_joins() -> None:
-    from trainlab._dask import assign
+    from trainlab.fleet.dask_executor import assign
 
     labels = [f"ssh://web{i}" for i in range(300)]
     before = assign(labels, ["tcp://a:1", "tcp://b:1"])

@@ -12,6 +12,7 @@ MODULES = [
     "trainlab.bench",
     "trainlab.cache",
     "trainlab.fleet",
+    "trainlab.fleet.fleet",
     "trainlab.framing",
     "trainlab.options",
     "trainlab.platform",

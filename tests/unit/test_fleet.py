@@ -13,6 +13,9 @@ import trainlab
 from trainlab import fleet as fleet_module
 from trainlab.errors import ConnectError, FleetError, TargetError
 from trainlab.fleet import FLEET_COLUMNS, Fleet, FleetResult, FleetWarning, Outcome
+from trainlab.fleet import fleet as facade_module
+from trainlab.fleet import targets as targets_module
+from trainlab.fleet import threads as threads_module
 
 
 @pytest.fixture
@@ -25,8 +28,8 @@ def gate() -> Iterator[threading.Event]:
 
 @pytest.fixture(autouse=True)
 def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_module, "_GRACE", 0.05)
-    monkeypatch.setattr(fleet_module, "_TICK", 0.02)
+    monkeypatch.setattr(threads_module, "GRACE", 0.05)
+    monkeypatch.setattr(threads_module, "_TICK", 0.02)
 
 
 def blocked(gate: threading.Event) -> Any:
@@ -167,21 +170,21 @@ def test_progress_callback_counts_targets() -> None:
 def test_default_concurrency_is_bounded_by_the_open_file_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(fleet_module, "_fd_budget", lambda: 40)
+    monkeypatch.setattr(targets_module, "fd_budget", lambda: 40)
     assert fleet_module.default_max_workers(500) == 10
-    monkeypatch.setattr(fleet_module, "_fd_budget", lambda: 1_000_000)
+    monkeypatch.setattr(targets_module, "fd_budget", lambda: 1_000_000)
     assert fleet_module.default_max_workers(500) == fleet_module.DEFAULT_MAX_WORKERS
     assert fleet_module.default_max_workers(3) == 3
 
 
 def test_a_fleet_too_big_for_the_file_limit_warns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet_module, "_fd_budget", lambda: 10)
+    monkeypatch.setattr(facade_module, "fd_budget", lambda: 10)
     with pytest.warns(FleetWarning, match="open-file limit"):
         Fleet([f"mock://w{i}" for i in range(20)])
 
 
 def test_real_file_budget_is_positive() -> None:
-    assert fleet_module._fd_budget() > 0
+    assert targets_module.fd_budget() > 0
 
 
 def test_from_inventory_maps_columns_to_targets() -> None:
@@ -284,15 +287,17 @@ def test_close_closes_what_the_fleet_made_and_nothing_more() -> None:
 
 
 def test_ssm_rows_become_outcomes() -> None:
-    from trainlab.fleet import _Plan, _Spec, _ssm_outcome, _SSMRun
+    from trainlab.aws.ssm_executor import SSMExecutor, _ssm_outcome
+    from trainlab.fleet.engine import Plan
+    from trainlab.fleet.targets import Spec
 
-    plan = _Plan(["uptime"], False, False, 60.0, None)
-    ssm = [_Spec("ssm://i-1", uri="ssm://i-1?region=eu-west-1", options={"poll_interval": 0.1})]
-    assert _SSMRun.takes(ssm, plan)
-    assert not _SSMRun.takes(ssm, _Plan(["a", "b"], True, False, 60.0, None))
-    assert not _SSMRun.takes([*ssm, _Spec("ssh://h", uri="ssh://h")], plan)
-    working = [_Spec("ssm://i-2", uri="ssm://i-2", options={"working_directory": "/tmp"})]
-    assert not _SSMRun.takes(working, plan)
+    plan = Plan(["uptime"], False, False, 60.0, None)
+    ssm = [Spec("ssm://i-1", uri="ssm://i-1?region=eu-west-1", options={"poll_interval": 0.1})]
+    assert SSMExecutor.takes(ssm, plan)
+    assert not SSMExecutor.takes(ssm, Plan(["a", "b"], True, False, 60.0, None))
+    assert not SSMExecutor.takes([*ssm, Spec("ssh://h", uri="ssh://h")], plan)
+    working = [Spec("ssm://i-2", uri="ssm://i-2", options={"working_directory": "/tmp"})]
+    assert not SSMExecutor.takes(working, plan)
     row = {
         "status": "Failed",
         "stdout": "out",
@@ -327,12 +332,12 @@ def test_making_a_fleet_loads_neither_pandas_nor_dask() -> None:
 def test_what_travels_to_dask_workers_pickles() -> None:
     import pickle
 
-    from trainlab.fleet import _Plan
+    from trainlab.fleet.engine import Plan
 
     result = Fleet(["mock://p"], responses={"x": "out\n"}).run("x", progress=False)
     outcome = pickle.loads(pickle.dumps(result[0]))
     assert (outcome.target, outcome.stdout, outcome.exit_status) == ("mock://p", "out\n", 0)
-    plan = _Plan(["x"], False, False, 5.0, None)
+    plan = Plan(["x"], False, False, 5.0, None)
     assert pickle.loads(pickle.dumps(plan)) == plan
     session = trainlab.connect("mock://s", responses={"x": "s\n"})
     label, uri, options = Fleet([session])._specs[0].portable()
@@ -345,14 +350,16 @@ def test_what_travels_to_dask_workers_pickles() -> None:
 
 
 def test_ssm_query_options_outside_ssm_run_take_the_session_path() -> None:
-    from trainlab.fleet import _Plan, _Spec, _SSMRun
+    from trainlab.aws.ssm_executor import SSMExecutor
+    from trainlab.fleet.engine import Plan
+    from trainlab.fleet.targets import Spec
 
-    plan = _Plan(["pwd"], False, False, 60.0, None)
+    plan = Plan(["pwd"], False, False, 60.0, None)
     uri = "ssm://i-2?working_directory=/srv"
     # ssm_run has no working directory: these targets must go through their sessions.
-    assert not _SSMRun.takes([_Spec(uri, uri=uri)], plan)
-    assert _SSMRun.takes(
-        [_Spec("ssm://i-3?region=eu-west-1", uri="ssm://i-3?region=eu-west-1")], plan
+    assert not SSMExecutor.takes([Spec(uri, uri=uri)], plan)
+    assert SSMExecutor.takes(
+        [Spec("ssm://i-3?region=eu-west-1", uri="ssm://i-3?region=eu-west-1")], plan
     )
 
 
@@ -395,7 +402,7 @@ def test_ssm_fan_out_over_regions_keeps_one_deadline(monkeypatch: pytest.MonkeyP
 
 
 def test_a_password_in_a_target_uri_or_option_shows_nowhere() -> None:
-    from trainlab.fleet import _Spec
+    from trainlab.fleet.targets import Spec
 
     fleet = Fleet(["ssh://alice:hunter2@web1:22", "mock://a"], password="s3cret", timeout=0.5)
     assert fleet.uris == ["ssh://alice:***@web1:22", "mock://a"]
@@ -404,7 +411,7 @@ def test_a_password_in_a_target_uri_or_option_shows_nowhere() -> None:
         [Outcome(fleet.uris[0], "uptime", error="unreachable", error_type="ConnectError")]
     )
     shown += [repr(result), result._repr_html_(), result.frame.to_string()]
-    shown.append(repr(_Spec("ssh://h", uri="ssh://h", options={"passphrase": "s3cret"})))
+    shown.append(repr(Spec("ssh://h", uri="ssh://h", options={"passphrase": "s3cret"})))
     assert not [text for text in shown if "hunter2" in text or "s3cret" in text]
 
 
@@ -441,6 +448,21 @@ def test_dask_task_arguments_show_no_secret() -> None:
         "ssh://alice:hunter2@web1",
         "s3cret",
     )
+
+
+def test_the_former_dask_module_path_still_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    import importlib
+    import sys
+
+    from trainlab.fleet import dask_executor
+
+    monkeypatch.delitem(sys.modules, "trainlab._dask", raising=False)
+    with pytest.warns(DeprecationWarning, match="trainlab.fleet.dask_executor"):
+        former = importlib.import_module("trainlab._dask")
+    assert former.SessionPlugin is dask_executor.SessionPlugin  # plugins pickled by that path
+    assert former.assign is dask_executor.assign
+    assert former.worker_stats is dask_executor.worker_stats
 
 
 def test_ctrl_c_while_targets_are_still_being_queued(monkeypatch: pytest.MonkeyPatch) -> None:

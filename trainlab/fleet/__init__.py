@@ -1,0 +1,38 @@
+"""Fleets: one command (or batch) on many targets at once, with every target a row.
+
+Threads on this machine by default, bounded by the open-file limit; a Dask
+cluster (``executor=Client(...)``) to reach beyond it. Sessions come from the
+live-session registry, so a second fan-out over the same fleet reuses every
+connection, here and on each Dask worker.
+
+The package: ``results`` (outcomes, ``FleetResult``), ``targets`` (URIs, labels,
+the open-file budget), ``engine`` (the ``Executor`` interface and ``Plan``),
+``threads`` and ``dask_executor`` (two executors; SSM's is
+``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
+
+>>> import trainlab
+>>> fleet = trainlab.Fleet(["mock://web1", "mock://web2"], responses={"hostname": "web\\n"})
+>>> r = fleet.run("hostname", progress=False)
+>>> r
+<FleetResult 'hostname' on 2 targets: 2 ok, 0 failed, ... ms>
+>>> list(r.frame["target"])
+['mock://web1', 'mock://web2']
+"""
+
+from __future__ import annotations
+
+from trainlab.fleet.fleet import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from trainlab.fleet.fleet import Fleet
+from trainlab.fleet.results import FLEET_COLUMNS, FleetResult, Outcome
+from trainlab.fleet.targets import DEFAULT_MAX_WORKERS as DEFAULT_MAX_WORKERS
+from trainlab.fleet.targets import FleetWarning, default_max_workers
+from trainlab.fleet.threads import run_target as run_target
+
+__all__ = [
+    "FLEET_COLUMNS",
+    "Fleet",
+    "FleetResult",
+    "FleetWarning",
+    "Outcome",
+    "default_max_workers",
+]

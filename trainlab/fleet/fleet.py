@@ -1,0 +1,291 @@
+"""The ``Fleet`` facade: many targets, one call; it picks the executor for each fan-out.
+
+Owns ``Fleet`` and its progress reporting; imports the package's results, targets,
+engine and thread executor, and the Dask and SSM executors only when a fan-out needs them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from trainlab.errors import TargetError
+from trainlab.fleet.engine import Executor, Plan
+from trainlab.fleet.results import FleetResult
+from trainlab.fleet.targets import (
+    Spec,
+    check_file_limit,
+    default_max_workers,
+    fd_budget,
+    inventory_uris,
+    make_spec,
+)
+from trainlab.fleet.threads import ThreadExecutor
+from trainlab.progress import progress_bar
+from trainlab.session import Session, close_quietly, command_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_TIMEOUT", "Fleet"]
+
+#: Per-target deadline (connect and command) unless told otherwise, seconds.
+DEFAULT_TIMEOUT = 60.0
+
+
+class Fleet:
+    """Many targets, one call: ``run`` and ``run_many`` fan out and keep every outcome.
+
+    Parameters
+    ----------
+    targets
+        Target URIs, ``Session`` objects, or an inventory DataFrame (see
+        ``from_inventory``). Repeated targets are run once.
+    max_workers
+        Targets worked on at once (default: up to 64, within the open-file limit).
+    timeout
+        Per-target deadline in seconds for connecting and running (default 60).
+        Transports with a connect ``timeout`` option get this one when it is
+        shorter and none was given.
+    deadline
+        Deadline of a whole fan-out in seconds (default: none beyond the
+        per-target one). Targets not finished by then are ``Deadline`` rows.
+    progress
+        ``True``: a tqdm bar (notebooks and terminals); ``False``: none; a
+        callable gets ``(done, total)`` after each target. Default: a bar when
+        tqdm is installed and more than one target runs.
+    **options
+        Passed to ``trainlab.connect`` for every URI target. Transports with a
+        shell mode (``ssh://``, ``local://``) default to ``mode="shell"`` in a
+        fleet: a kept shell per target; ``mode="exec"`` shares the sessions of
+        plain ``connect()`` calls instead.
+
+    >>> fleet = Fleet(["mock://a", "mock://b"], responses={"uptime": "up\\n"})
+    >>> fleet.run("uptime", progress=False).frame[["target", "stdout"]].to_dict("list")
+    {'target': ['mock://a', 'mock://b'], 'stdout': ['up\\n', 'up\\n']}
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str | Session] | pd.DataFrame,
+        *,
+        max_workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        progress: bool | Callable[[int, int], None] | None = None,
+        **options: Any,
+    ) -> None:
+        if hasattr(targets, "columns"):  # an inventory, as from_inventory takes it
+            targets = inventory_uris(
+                targets,  # type: ignore[arg-type]
+                via=options.pop("via", "ssh"),
+                user=options.pop("user", None),
+                port=options.pop("port", None),
+                columns=options.pop("columns", None),
+            )
+        if isinstance(targets, str | Session):
+            targets = [targets]
+        self.timeout = _positive(timeout, "timeout")
+        self.deadline = None if deadline is None else _positive(deadline, "deadline")
+        self.progress = progress
+        self.options = dict(options)
+        specs: dict[str, Spec] = {}
+        for item in targets:
+            spec = make_spec(item, self.options, self.timeout)
+            specs.setdefault(spec.label, spec)
+        if not specs:
+            raise TargetError("a fleet needs at least one target")
+        self._specs = list(specs.values())
+        if max_workers is not None and (isinstance(max_workers, bool) or max_workers < 1):
+            raise TargetError(f"max_workers must be a positive number, got {max_workers!r}")
+        budget = fd_budget()  # lists /proc/self/fd: once per fleet
+        self.max_workers = max_workers or default_max_workers(len(self._specs), budget)
+        self.last_result: FleetResult | None = None
+        check_file_limit(len(self._specs), budget)
+
+    @classmethod
+    def from_inventory(
+        cls,
+        inventory: pd.DataFrame,
+        *,
+        via: str = "ssh",
+        user: str | None = None,
+        port: int | None = None,
+        columns: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Fleet:
+        """A fleet from an inventory DataFrame (``trainlab.aws.ec2_inventory``'s, or yours).
+
+        ``columns`` maps roles to column names: ``host`` (default ``private_ip``,
+        then ``public_ip``), ``user``, ``port``, ``transport`` (a scheme per row,
+        else ``via``), ``instance_id`` and ``region`` (for ``via="ssm"``). Rows
+        without a host (or instance id) are left out with a ``FleetWarning``.
+
+        >>> import pandas as pd
+        >>> inv = pd.DataFrame({"private_ip": ["10.0.0.5"], "name": ["web1"]})
+        >>> Fleet.from_inventory(inv, user="ec2-user").uris
+        ['ssh://ec2-user@10.0.0.5']
+        """
+        return cls(inventory_uris(inventory, via, user, port, columns), **kwargs)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def uris(self) -> list[str]:
+        """The targets, as the fleet names them."""
+        return [spec.label for spec in self._specs]
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(self.uris[:3]) + (", ..." if len(self) > 3 else "")
+        return f"<Fleet {len(self)} targets [{shown}] max_workers={self.max_workers}>"
+
+    def sessions(self) -> list[Session]:
+        """The fleet's sessions (from the registry; opened lazily on first use)."""
+        return [spec.connect() for spec in self._specs]
+
+    def close(self) -> None:
+        """Close the fleet's sessions in this process (those it has made or was given)."""
+        for spec in self._specs:
+            session = spec.session or spec.kept.pop("session", None)
+            if session is not None:
+                close_quietly(session)
+
+    # -------------------------------------------------------------- fan-out
+    def run(
+        self,
+        command: str | Sequence[Any],
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        check: bool = False,
+        executor: Any = None,
+        progress: bool | Callable[[int, int], None] | None = None,
+    ) -> FleetResult:
+        """Run ``command`` on every target at once; one ``Outcome`` per target.
+
+        ``timeout`` and ``deadline`` override the fleet's for this call (the
+        connect timeout stays the fleet's, so sessions are reused). ``check=True``
+        raises ``FleetError`` when any target failed. ``executor`` may be a
+        ``dask.distributed.Client``: targets are then split across its workers.
+        """
+        text = command_text(command)
+        return self._fan_out(
+            [text], False, False, timeout, deadline, check, executor, progress, text
+        )
+
+    def run_many(
+        self,
+        commands: Sequence[str | Sequence[Any]],
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        stop_on_error: bool = False,
+        check: bool = False,
+        executor: Any = None,
+        progress: bool | Callable[[int, int], None] | None = None,
+    ) -> FleetResult:
+        """Run ``commands`` as one batch per target; one ``Outcome`` per target and command."""
+        if isinstance(commands, str):
+            raise TargetError("run_many takes a list of commands; use run() for one command")
+        texts = [command_text(c) for c in commands]
+        if not texts:
+            raise TargetError("run_many needs at least one command")
+        label = f"{len(texts)} commands"
+        return self._fan_out(
+            texts, True, stop_on_error, timeout, deadline, check, executor, progress, label
+        )
+
+    def _fan_out(  # noqa: PLR0917 - private, called from run and run_many only
+        self,
+        commands: list[str],
+        batch: bool,
+        stop_on_error: bool,
+        timeout: float | None,
+        deadline: float | None,
+        check: bool,
+        executor: Any,
+        progress: bool | Callable[[int, int], None] | None,
+        label: str,
+    ) -> FleetResult:
+        plan = Plan(
+            commands=commands,
+            batch=batch,
+            stop_on_error=stop_on_error,
+            timeout=self.timeout if timeout is None else _positive(timeout, "timeout"),
+            deadline=self.deadline if deadline is None else _positive(deadline, "deadline"),
+        )
+        chosen = self.progress if progress is None else progress
+        started = time.perf_counter()
+        with _Progress(chosen, len(self._specs), label) as bar:
+            run = self._executor(plan, executor, bar.update)
+            try:
+                outcomes = run.execute()
+            except KeyboardInterrupt as exc:
+                partial = FleetResult(
+                    run.partial(),
+                    duration=time.perf_counter() - started,
+                    label=label,
+                    interrupted=True,
+                )
+                self.last_result = partial
+                exc.results = partial  # type: ignore[attr-defined]
+                finished = {o.target for o in partial if o.error_type != "Cancelled"}
+                exc.add_note(
+                    f"trainlab: {len(finished)} of {len(self)} targets had finished; "
+                    "every outcome is in fleet.last_result"
+                )
+                raise
+        result = FleetResult(outcomes, duration=time.perf_counter() - started, label=label)
+        self.last_result = result
+        return result.raise_for_errors() if check else result
+
+    def _executor(self, plan: Plan, client: Any, update: Callable[[int], None]) -> Executor:
+        """The engine of one fan-out: a Dask ``client``'s workers, SSM's own, or threads here."""
+        if client is not None:
+            from trainlab.fleet.dask_executor import DaskExecutor
+
+            return DaskExecutor(client, self._specs, plan, self.max_workers, update)
+        if any(spec.uri.startswith("ssm://") for spec in self._specs):
+            from trainlab.aws.ssm_executor import SSMExecutor
+
+            if SSMExecutor.takes(self._specs, plan):
+                return SSMExecutor(self._specs, plan, update)
+        return ThreadExecutor(self._specs, plan, self.max_workers, update)
+
+
+def _positive(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise TargetError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class _Progress:
+    """A tqdm bar, a callback, or nothing; one ``update`` for all three."""
+
+    def __init__(
+        self, choice: bool | Callable[[int, int], None] | None, total: int, label: str
+    ) -> None:
+        self.total = total
+        self.done = 0
+        self.callback: Callable[[int, int], None] | None = None
+        enabled: bool | None = bool(choice)
+        if callable(choice) and not isinstance(choice, bool):
+            self.callback, enabled = choice, False
+        elif choice is None:
+            enabled = None if total > 1 else False  # a bar when tqdm is there
+        self.bar = progress_bar(enabled, total=total, desc=f"fleet {label[:40]}", unit="target")
+
+    def update(self, count: int) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

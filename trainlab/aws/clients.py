@@ -23,6 +23,15 @@ __all__ = ["AWSError", "aws_client", "clear_clients", "credentials_identity", "m
 DEFAULT_ATTEMPTS = 5
 POOL_SIZE = 64
 
+# What SSM keeps of a command's output, in characters: GetCommandInvocation's
+# StandardOutputContent and StandardErrorContent, and ListCommandInvocations' Output per
+# plugin (with Details). Longer output is cut there; the full text is in S3 when the
+# command was sent with an output bucket. The transport, the fan-out and the sandbox's
+# agent all read these.
+SSM_STDOUT_LIMIT = 24_000
+SSM_STDERR_LIMIT = 8_000
+SSM_DETAIL_OUTPUT_LIMIT = 2_500
+
 _sessions: dict[str | None, Any] = {}
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.RLock()

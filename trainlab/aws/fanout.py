@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from trainlab.aws.clients import aws_client, map_aws_errors, session
+from trainlab.aws.clients import SSM_STDOUT_LIMIT, aws_client, map_aws_errors, session
 from trainlab.errors import TargetError, TrainlabError
 from trainlab.progress import progress_bar
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["SSM_RUN_COLUMNS", "ssm_run"]
 
 CHUNK = 50  # instance ids per SendCommand
-DETAIL_OUTPUT_LIMIT = 2500  # ListCommandInvocations' Output per plugin
 SSM_RUN_COLUMNS = (
     "region",
     "instance_id",
@@ -302,7 +301,7 @@ def _full_output(ssm: Any, row: dict[str, Any], region: str) -> None:
         )
     row["stdout"] = answer.get("StandardOutputContent", "")
     row["stderr"] = answer.get("StandardErrorContent", "")
-    row["truncated"] = len(row["stdout"]) >= 24_000
+    row["truncated"] = len(row["stdout"]) >= SSM_STDOUT_LIMIT
 
 
 def _row(region: str, instance: str, **values: Any) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class DaskExecutor(Executor):
         ) + _TRANSIT
         try:
             for future in as_completed(list(futures), timeout=bound):  # type: ignore[no-untyped-call]
-                self._keep(future, futures[future])
+                self._keep(futures[future], future)
         except TimeoutError:
             late = [f for f, indexes in futures.items() if indexes[0] not in self.outcomes]
             client.cancel(late)
@@ -190,7 +190,7 @@ class DaskExecutor(Executor):
             raise
         return self.ordered()
 
-    def _keep(self, future: Any, indexes: list[int]) -> None:
+    def _keep(self, indexes: list[int], future: Any) -> None:
         try:
             rows: list[Outcome] = future.result()
         except Exception as exc:  # the task failed on the worker: every target is a row

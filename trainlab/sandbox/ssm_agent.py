@@ -24,10 +24,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from trainlab.aws.clients import SSM_DETAIL_OUTPUT_LIMIT, SSM_STDERR_LIMIT, SSM_STDOUT_LIMIT
+
 __all__ = ["install"]
 
-STDOUT_LIMIT = 24_000
-STDERR_LIMIT = 8_000
 PENDING_SECONDS = 0.05  # how long an invocation stays invisible, then Pending
 
 _installed = False
@@ -179,7 +179,7 @@ def _patch() -> None:
                         "Status": invocation["Status"],
                         "StatusDetails": invocation["StatusDetails"],
                         "ResponseCode": invocation["ResponseCode"],
-                        "Output": invocation["StandardOutputContent"][:2500],
+                        "Output": invocation["StandardOutputContent"][:SSM_DETAIL_OUTPUT_LIMIT],
                         "StandardOutputUrl": invocation.get("StandardOutputUrl", ""),
                         "StandardErrorUrl": invocation.get("StandardErrorUrl", ""),
                     }
@@ -280,8 +280,8 @@ def _run(backend: Any, command: Any, invocation: dict[str, Any], script: str, ti
             "Status": status,
             "StatusDetails": status,
             "ResponseCode": code,
-            "StandardOutputContent": stdout[:STDOUT_LIMIT],
-            "StandardErrorContent": stderr[:STDERR_LIMIT],
+            "StandardOutputContent": stdout[:SSM_STDOUT_LIMIT],
+            "StandardErrorContent": stderr[:SSM_STDERR_LIMIT],
             "ExecutionEndDateTime": datetime.now(UTC).isoformat(),
         }
     )

@@ -21,7 +21,14 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from trainlab import framing
-from trainlab.aws.clients import aws_client, credentials_identity, map_aws_errors, session
+from trainlab.aws.clients import (
+    SSM_STDERR_LIMIT,
+    SSM_STDOUT_LIMIT,
+    aws_client,
+    credentials_identity,
+    map_aws_errors,
+    session,
+)
 from trainlab.errors import (
     CommandTimeout,
     ConnectError,
@@ -36,8 +43,6 @@ from trainlab.transports.base import Transport
 
 __all__ = ["SSMTransport"]
 
-STDOUT_LIMIT = 24_000
-STDERR_LIMIT = 8_000
 _DONE = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
 
 
@@ -257,7 +262,7 @@ class SSMTransport(Transport):
             raise TransportError(f"the command on {where} was cancelled outside this session")
         stdout = invocation.get("StandardOutputContent", "") or ""
         stderr = invocation.get("StandardErrorContent", "") or ""
-        truncated = len(stdout) >= STDOUT_LIMIT or len(stderr) >= STDERR_LIMIT
+        truncated = len(stdout) >= SSM_STDOUT_LIMIT or len(stderr) >= SSM_STDERR_LIMIT
         out_bytes, err_bytes = stdout.encode(), stderr.encode()
         if truncated and bucket:
             out_bytes = self._from_s3(invocation.get("StandardOutputUrl", ""), out_bytes)

@@ -640,6 +640,7 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
                     return existing
                 existing.close()  # dead: replace it
         transport = cls(plain_target, transport_options)
+        transport.peer_opener = _open_peer
         session_class = getattr(cls, "session_class", Session)
         session = session_class(transport, options=session_options)
         _every.add(session)
@@ -649,6 +650,11 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
         else:
             weakref.finalize(session, close_quietly, transport)
         return session
+
+
+def _open_peer(uri: str, options: Mapping[str, Any]) -> Transport:
+    """The open transport of the live session to ``uri``, shared: a host to go through."""
+    return connect(uri, **options).open().transport
 
 
 def close_quietly(closable: Any) -> None:

@@ -54,6 +54,7 @@ from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat, file_type
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import Transport
+from trainlab.uri import parse_target
 
 __all__ = ["InsecureHostKeyWarning", "SSHTransport"]
 
@@ -452,7 +453,6 @@ class SSHTransport(Transport):
         self.host, self.port, self.user, self._config_keys, jump = self._resolve()
         given = self.settings.get("proxy_jump")
         self.proxy_jump: str | None = None if given == "none" else (given or jump)
-        self._jump: Any = None
         self._sudo: _Sudo | None = (
             _Sudo(self.settings["sudo_user"], self.settings.get("sudo_password"))
             if self.settings.get("sudo")
@@ -654,15 +654,13 @@ class SSHTransport(Transport):
         ) from last
 
     def _through_jump(self, spec: str) -> paramiko.Channel:
-        """A ``direct-tcpip`` channel from the (shared, kept) jump session to the target.
+        """A ``direct-tcpip`` channel from the (shared, kept) jump host to the target.
 
-        The jump host is an ordinary live session from the registry, so every
-        session through the same jump host shares its one connection. The jump
-        takes this session's login options unless its URI gives its own.
+        The layer above opens the jump host (``peer_opener``): through
+        ``trainlab.connect`` it is an ordinary live session from the registry, so
+        every session through the same jump host shares its one connection. The
+        jump takes this session's login options unless its URI gives its own.
         """
-        from trainlab.session import connect
-        from trainlab.uri import parse_target
-
         hops = [hop.strip() for hop in spec.split(",") if hop.strip()]
         last = hops[-1] if "://" in hops[-1] else f"ssh://{hops[-1]}"
         own = set(parse_target(last).query)
@@ -673,24 +671,35 @@ class SSHTransport(Transport):
         }
         if "proxy_jump" not in own:
             inherited["proxy_jump"] = ",".join(hops[:-1]) or "none"
-        jump = connect(last, **inherited)
-        jump.open()
-        self._jump = jump
-        client = jump.transport._require_client()  # type: ignore[attr-defined]
+        if self.peer_opener is None:
+            raise TargetError(
+                f"proxy_jump needs a way to open the jump host {last}: "
+                "connect with trainlab.connect(), which shares one jump session"
+            )
+        jump = self.peer_opener(last, inherited)
+        if not isinstance(jump, SSHTransport):
+            raise TargetError(f"the jump host {last} is not an ssh:// target")
+        return jump.open_tunnel(self.host, self.port, self.settings["timeout"])
+
+    def open_tunnel(self, host: str, port: int, timeout: float) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from this host to ``host:port``.
+
+        It is the socket of a connection that goes through this host (this
+        host is its jump host). Needs the connection open.
+        """
+        client = self._require_client()
+        where = self.target.address
         try:
             channel: paramiko.Channel = client.open_channel(
-                "direct-tcpip",
-                (self.host, self.port),
-                ("127.0.0.1", 0),
-                timeout=self.settings["timeout"],
+                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
             )
         except paramiko.ChannelException as exc:
             raise ConnectError(
-                f"jump host {jump.uri} could not reach {self.host}:{self.port}: {exc.text} "
+                f"jump host {where} could not reach {host}:{port}: {exc.text} "
                 "(is TCP forwarding allowed there, and the address right from there?)"
             ) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise ConnectError(f"jump host {jump.uri} failed: {exc}") from exc
+            raise ConnectError(f"jump host {where} failed: {exc}") from exc
         return channel
 
     def _configure(self, client: _Transport) -> None:

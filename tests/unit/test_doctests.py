@@ -19,6 +19,7 @@ MODULES = [
     "trainlab.session",
     "trainlab.transports.local",
     "trainlab.transports.mock",
+    "trainlab.transports.ssh.jump",
     "trainlab.uri",
 ]
 

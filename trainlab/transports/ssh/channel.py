@@ -204,20 +204,20 @@ def _timeout_error(
 
 def drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
     """Move what the channel holds into the lists; return how many chunks each got."""
-    got_out = got_err = 0
-    while chan.recv_ready():
-        data = chan.recv(READ)
+    got_out = _move(chan.recv_ready, chan.recv, out)
+    return got_out, _move(chan.recv_stderr_ready, chan.recv_stderr, err)
+
+
+def _move(ready: Callable[[], bool], read: Callable[[int], bytes], into: list[bytes]) -> int:
+    """Read one stream while it has data; returns how many chunks it gave."""
+    got = 0
+    while ready():
+        data = read(READ)
         if not data:
             break
-        out.append(data)
-        got_out += 1
-    while chan.recv_stderr_ready():
-        data = chan.recv_stderr(READ)
-        if not data:
-            break
-        err.append(data)
-        got_err += 1
-    return got_out, got_err
+        into.append(data)
+        got += 1
+    return got
 
 
 def send_exec(chan: paramiko.Channel, command: str) -> None:

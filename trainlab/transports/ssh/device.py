@@ -127,6 +127,7 @@ class DeviceCLI:
             wait(self.chan, min(pause, 1.0))
 
     def send(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        """Run one command line; (output, error lines, 1 if there were any else 0)."""
         if "\n" in command or "\r" in command:
             raise TargetError("mode=cli takes one line per command; use run_many for several")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -162,5 +163,6 @@ class DeviceCLI:
             self.close()
 
     def close(self) -> None:
+        """Close the channel (idempotent)."""
         with contextlib.suppress(Exception):
             self.chan.close()

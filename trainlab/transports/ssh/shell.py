@@ -200,6 +200,7 @@ class RemoteShell:
     def exchange(
         self, request: framing.Request, timeout: float | None
     ) -> list[framing.FramedOutput]:
+        """Send ``request`` and read its framed answer; on timeout the shell is killed."""
         chan = self.chan
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
@@ -294,6 +295,7 @@ class RemoteShell:
         self.close()
 
     def close(self) -> None:
+        """Close the shell's channels (idempotent)."""
         for chan in (getattr(self, "chan", None), self.err_chan):
             if chan is not None:
                 with contextlib.suppress(Exception):

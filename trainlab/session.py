@@ -650,6 +650,7 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
                     return existing
                 existing.close()  # dead: replace it
         transport = cls(plain_target, transport_options)
+        transport.peer_opener = _open_peer
         session = session_class_of(cls)(transport, options=session_options)
         _every.add(session)
         if reuse:
@@ -676,6 +677,11 @@ def session_class_of(cls: type[Transport]) -> type[Session]:
             f"{cls.__qualname__}.session_class = {path!r} is not a trainlab Session subclass"
         )
     return found
+
+
+def _open_peer(uri: str, options: Mapping[str, Any]) -> Transport:
+    """The open transport of the live session to ``uri``, shared: a host to go through."""
+    return connect(uri, **options).open().transport
 
 
 def close_quietly(closable: Any) -> None:

@@ -157,9 +157,9 @@ def test_changed_host_key_is_refused(
 def test_policy_off_warns_once(
     sshd: SSHServer, ssh_options: dict[str, Any], tmp_path: Path
 ) -> None:
-    from trainlab.transports import ssh
+    from trainlab.transports.ssh import hostkeys
 
-    ssh._warned_hosts.clear()
+    hostkeys._warned_hosts.clear()
     options = {**ssh_options, "known_hosts": str(tmp_path / "none"), "host_key_policy": "off"}
     with pytest.warns(InsecureHostKeyWarning, match="is not checked"):
         trainlab.connect(sshd.uri, reuse=False, **options).open()

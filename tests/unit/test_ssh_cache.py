@@ -9,7 +9,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from trainlab.transports.ssh import _load_plain_key
+from trainlab.transports.ssh.auth import load_plain_key
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
 
@@ -23,13 +23,13 @@ def test_a_renewed_certificate_is_not_served_from_the_key_cache(tmp_path: Path) 
     key = tmp_path / "id_ed25519"
     _keygen("-t", "ed25519", "-N", "", "-f", str(key))
     # The key alone first, then with a certificate beside it, then a renewed one.
-    assert _load_plain_key(str(key)).public_blob is None
+    assert load_plain_key(str(key)).public_blob is None
     _keygen("-s", str(tmp_path / "ca"), "-I", "first", "-n", "alice", "-z", "1", f"{key}.pub")
-    first = _load_plain_key(str(key)).public_blob
+    first = load_plain_key(str(key)).public_blob
     assert first is not None
     assert first.key_type.endswith("-cert-v01@openssh.com")
     _keygen("-s", str(tmp_path / "ca"), "-I", "second", "-n", "alice", "-z", "2", f"{key}.pub")
-    second = _load_plain_key(str(key)).public_blob
+    second = load_plain_key(str(key)).public_blob
     assert second is not None
     assert second.key_blob != first.key_blob
     assert second.key_blob == _fresh(key).key_blob
@@ -44,8 +44,8 @@ def test_the_same_key_at_two_paths_gets_only_its_own_certificate(tmp_path: Path)
     plain = tmp_path / "b" / "id_ed25519"
     plain.parent.mkdir()
     shutil.copy(with_cert, plain)
-    assert _load_plain_key(str(with_cert)).public_blob is not None
-    assert _load_plain_key(str(plain)).public_blob is None
+    assert load_plain_key(str(with_cert)).public_blob is not None
+    assert load_plain_key(str(plain)).public_blob is None
 
 
 def _fresh(path: Path) -> paramiko.PublicBlob:

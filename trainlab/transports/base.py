@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import getpass
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -40,6 +40,10 @@ class Transport(abc.ABC):
     #: None for the plain ``Session``. REST, PowerShell and AWS account targets use it
     #: for methods only their sessions have (``get``, ``run_ps``, ``ec2_inventory``).
     session_class: ClassVar[str | None] = None
+    #: Opens a target this one is reached through (an SSH jump host) and returns its
+    #: transport, open: ``(uri, options) -> Transport``. ``trainlab.connect`` sets it,
+    #: so that target is a live session of its own, shared by everyone going through it.
+    peer_opener: Callable[[str, Mapping[str, Any]], Transport] | None = None
 
     def __init__(self, target: Target, options: Mapping[str, Any]) -> None:
         self.target = target

@@ -1,0 +1,293 @@
+"""One command on its own exec channel, and the channel helpers the kept shell shares.
+
+Imports paramiko, trainlab.framing, trainlab.errors and the ssh package's _paramiko,
+errors and sudo modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import select
+import shlex
+import time
+from collections.abc import Callable
+
+import paramiko
+
+from trainlab import framing
+from trainlab.errors import CommandTimeout, TransportError
+from trainlab.transports.ssh._paramiko import send_channel_request
+from trainlab.transports.ssh.errors import map_errors
+from trainlab.transports.ssh.sudo import SUDO_OK, Sudo
+
+__all__ = [
+    "MAX_EXEC_COMMAND",
+    "PID_LINE",
+    "READ",
+    "READY",
+    "drain",
+    "kill_remote_group",
+    "run_exec",
+    "send_exec",
+    "signal",
+    "wait",
+]
+
+READ = 256 * 1024
+# After a command's exit status arrives, how long to wait for the end of its
+# output before deciding a background process holds the stream open. OpenSSH
+# sends the exit status before the last output when the command exits quickly,
+# so this also covers a busy client whose reader thread is slow to catch up.
+_DRAIN_GRACE = 0.5
+# Prepended to every exec-mode command: a stderr line with the login shell's pid
+# (the session leader, so the process group of everything the command starts).
+_PREAMBLE = 'echo "__tl_pid $$" >&2; '
+# Longer exec-mode commands go through the kept shell: one argument of a command
+# line may not pass 128 KiB on Linux (sshd hands it to `shell -c`).
+MAX_EXEC_COMMAND = 100_000
+PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
+READY = re.compile(rb"(?:^|\n)__tl_ready\n")
+
+
+def run_exec(
+    chan: paramiko.Channel,
+    command: str,
+    timeout: float | None,
+    *,
+    shell: str,
+    sudo: Sudo | None,
+    where: str,
+    connection: Callable[[], paramiko.Transport | None],
+) -> tuple[bytes, bytes, int]:
+    """One command on its own channel, in the login shell; (stdout, stderr, exit status).
+
+    The command is wrapped: before it, the shell reports its pid (the process
+    group a timeout kills) and takes stdin from /dev/null; after it, the shell
+    writes end markers with the exit status on both streams. The markers end
+    the exchange even when a background process keeps the output open, and
+    they arrive after all of the command's output, which the exit-status
+    message need not (OpenSSH may send it first). A command that exits the
+    shell itself never reaches them; then the channel's EOF and exit status do.
+    ``connection`` gives the session's connection now (``None`` once closed).
+    """
+
+    def client_gone() -> bool:
+        client = connection()
+        return client is None or not client.is_active()
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    out: list[bytes] = []
+    err: list[bytes] = []
+    nonce = framing.new_nonce()
+    end = nonce + b" E"
+    if sudo is not None:
+        inner = f"echo {SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
+        body = sudo.command(f"{shlex.quote(shell)} -c {shlex.quote(inner)}")
+        head = _PREAMBLE
+    else:
+        body = command
+        head = _PREAMBLE + "exec </dev/null; "
+    line = (
+        f"{head}{body}\n__tl_rc=$?; printf '%s E\\n' {nonce.decode()} >&2; "
+        f'printf \'%s E %d\\n\' {nonce.decode()} "$__tl_rc"; exit "$__tl_rc"'
+    )
+    broke = f"the connection to {where} broke during {command[:80]!r}; the command is not re-run"
+    answered = 0
+    out_tail = err_tail = b""
+    try:
+        with map_errors(f"cannot start a command on {where}"):
+            chan.exec_command(line)
+        quiet_since: float | None = None
+        while True:
+            got_out, got_err = drain(chan, out, err)
+            if got_out:
+                out_tail = (out_tail + b"".join(out[-got_out:]))[-READ:]
+            if got_err:
+                err_tail = (err_tail + b"".join(err[-got_err:]))[-READ:]
+                if sudo is not None and answered < 2:
+                    answered = sudo.answer(chan, b"".join(err), answered)
+            if _marked(out_tail, end, status=True) and _marked(err_tail, end, status=False):
+                break  # the command's own output is complete
+            if client_gone() and not chan.status_event.is_set():
+                raise TransportError(broke)
+            if chan.exit_status_ready():
+                if chan.closed and chan.exit_status == -1 and client_gone():
+                    raise TransportError(broke)
+                if chan.closed or (
+                    chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()
+                ):
+                    break
+                # The shell exited without its markers (the command ran `exit`)
+                # and something still holds the output open: wait while data
+                # flows, then stop.
+                if got_out or got_err or quiet_since is None:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > _DRAIN_GRACE:
+                    break
+            pause = 1.0 if quiet_since is None else _DRAIN_GRACE / 2
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _timeout_error(
+                        chan,
+                        command,
+                        timeout,
+                        out,
+                        err,
+                        where=where,
+                        sudo=sudo,
+                        connection=connection,
+                    )
+                pause = min(pause, remaining)
+            wait(chan, pause)
+        drain(chan, out, err)
+        stdout, stderr = b"".join(out), b"".join(err)
+        _, stderr = _split_pid(stderr)
+        status = chan.exit_status
+        cut = stdout.rfind(end + b" ")
+        if cut >= 0:
+            line_end = stdout.find(b"\n", cut)
+            with contextlib.suppress(ValueError):
+                status = int(stdout[cut + len(end) + 1 : line_end])
+            stdout = stdout[:cut]
+            err_cut = stderr.rfind(end + b"\n")
+            if err_cut >= 0:
+                stderr = stderr[:err_cut]
+        if sudo is not None:
+            before, found, after = stderr.partition(SUDO_OK)
+            if not found:
+                raise sudo.refusal(before, where)
+            stderr = after
+        return stdout, stderr, status
+    finally:
+        with contextlib.suppress(Exception):
+            chan.close()
+
+
+def _timeout_error(
+    chan: paramiko.Channel,
+    command: str,
+    timeout: float | None,
+    out: list[bytes],
+    err: list[bytes],
+    *,
+    where: str,
+    sudo: Sudo | None,
+    connection: Callable[[], paramiko.Transport | None],
+) -> CommandTimeout:
+    """Kill the command's process group; wait a little for its pid if it is late."""
+    signal(chan, "KILL")
+    pid, stderr = _split_pid(b"".join(err))
+    patience = time.monotonic() + 5
+    while pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
+        wait(chan, 0.1)  # on a slow link the pid line may still be on its way
+        drain(chan, out, err)
+        pid, stderr = _split_pid(b"".join(err))
+    client = connection()
+    # Over a fresh channel: the ``signal`` request needs privilege separation.
+    if pid is not None and client is not None and client.is_active():
+        kill_remote_group(client, pid, sudo)
+    killed = (
+        "it and what it started were killed"
+        if pid is not None or (chan.exit_status_ready())
+        else "the remote shell never reported its pid, so it may still be running"
+    )
+    return CommandTimeout(
+        f"command {command[:80]!r} ran past its {timeout:g} s deadline on {where}; {killed}",
+        command=command,
+        timeout=timeout,
+        stdout=framing.last_bytes(out),
+        stderr=stderr[-framing.PARTIAL_LIMIT :],
+    )
+
+
+def drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
+    """Move what the channel holds into the lists; return how many chunks each got."""
+    got_out = _move(chan.recv_ready, chan.recv, out)
+    return got_out, _move(chan.recv_stderr_ready, chan.recv_stderr, err)
+
+
+def _move(ready: Callable[[], bool], read: Callable[[int], bytes], into: list[bytes]) -> int:
+    """Read one stream while it has data; returns how many chunks it gave."""
+    got = 0
+    while ready():
+        data = read(READ)
+        if not data:
+            break
+        into.append(data)
+        got += 1
+    return got
+
+
+def send_exec(chan: paramiko.Channel, command: str) -> None:
+    """``exec_command`` without waiting for the server's reply.
+
+    A refusal still shows: paramiko closes the channel on CHANNEL_FAILURE, and
+    whoever reads the channel sees it closed.
+    """
+    if chan.closed:
+        raise paramiko.SSHException("the channel is closed")
+    send_channel_request(chan, "exec", command, want_reply=True)
+
+
+def wait(chan: paramiko.Channel, seconds: float) -> None:
+    """Sleep until the channel has data, status or EOF, or ``seconds`` pass."""
+    if chan.recv_ready() or chan.recv_stderr_ready() or chan.exit_status_ready():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        select.select([chan], [], [], max(0.0, seconds))
+
+
+def signal(chan: paramiko.Channel, name: str) -> None:
+    """Send an RFC 4254 "signal" request; OpenSSH delivers it to the session's
+    process group (killpg), which takes the command's children with it."""
+    if chan.closed:
+        return
+    with contextlib.suppress(Exception):
+        send_channel_request(chan, "signal", name, want_reply=False)
+
+
+def kill_remote_group(client: paramiko.Transport, pid: int, sudo: Sudo | None) -> None:
+    """``kill -KILL`` a process group, through sudo when the session uses it."""
+    # /bin/kill (procps), not a shell's builtin: dash's kill takes no "--" and reads a
+    # negative pid as an option. pkill -g is the second try.
+    command = f"env kill -KILL -- -{pid} {pid} 2>/dev/null; pkill -KILL -g {pid} 2>/dev/null; true"
+    if sudo is not None:
+        command = f"{command}; " + sudo.command(f"sh -c {shlex.quote(command)}")
+    with contextlib.suppress(Exception):
+        chan = client.open_session(timeout=10)
+        try:
+            if sudo is not None and sudo.tty:
+                chan.get_pty(term="dumb")
+            chan.exec_command(command)
+            deadline = time.monotonic() + 5
+            said: list[bytes] = []
+            answered = 0
+            while not chan.exit_status_ready() and time.monotonic() < deadline:
+                drain(chan, said, said)
+                if sudo is not None and answered < 2:
+                    answered = sudo.answer(chan, b"".join(said), answered)
+                wait(chan, 0.2)
+        finally:
+            chan.close()
+
+
+def _marked(tail: bytes, end: bytes, *, status: bool) -> bool:
+    """True when ``tail`` holds the whole end marker line (``<N> E <rc>`` or ``<N> E``)."""
+    at = tail.rfind(end)
+    if at < 0:
+        return False
+    line_end = tail.find(b"\n", at)
+    if line_end < 0:
+        return False
+    rest = tail[at + len(end) : line_end]
+    return rest.strip().isdigit() if status else rest == b""
+
+
+def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
+    """Take the preamble's pid line out of stderr (a login shell may write before it)."""
+    match = PID_LINE.search(stderr)
+    if match is None:
+        return None, stderr
+    return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]

@@ -1,0 +1,131 @@
+"""Files over one SFTP channel per session: read, stat, upload, download, and their errors.
+
+Imports paramiko, trainlab.errors, trainlab.result and the ssh package's errors module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as stat_module
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import paramiko
+
+from trainlab.errors import FileError, FileMissing, TransportError
+from trainlab.result import FileStat, file_type
+from trainlab.transports.ssh.errors import map_errors
+
+__all__ = ["SFTPFiles", "command_file_error"]
+
+_T = TypeVar("_T")
+
+
+class SFTPFiles:
+    """One SFTP client, opened on first use, used by one thread at a time.
+
+    paramiko's SFTP client hangs when threads share it, so every operation holds
+    one lock. ``connection`` gives the open connection (or raises), ``client_gone``
+    whether it has closed since.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        connection: Callable[[], paramiko.Transport],
+        client_gone: Callable[[], bool],
+    ) -> None:
+        self.where = where
+        self._connection = connection
+        self._client_gone = client_gone
+        self._sftp: paramiko.SFTPClient | None = None
+        self._lock = threading.RLock()
+
+    def read(self, path: str) -> bytes:
+        """The bytes of the file at ``path``."""
+
+        def read(sftp: paramiko.SFTPClient) -> bytes:
+            with sftp.open(path, "rb") as handle:
+                handle.prefetch()
+                data: bytes = handle.read()
+                return data
+
+        return self._call("reading", path, read)
+
+    def stat(self, path: str) -> FileStat:
+        """``stat`` of ``path``, following links."""
+        info = self._call("stat of", path, lambda sftp: sftp.stat(path))
+        mode = info.st_mode or 0
+        return FileStat(
+            path=path,
+            type=file_type(mode),
+            size=info.st_size or 0,
+            mode=stat_module.S_IMODE(mode),
+            uid=info.st_uid or 0,
+            gid=info.st_gid or 0,
+            mtime=float(info.st_mtime or 0),
+        )
+
+    def upload(self, local: str, remote: str) -> int:
+        """Copy a local file to ``remote``; returns the bytes written."""
+        if not os.path.isfile(local):
+            raise FileMissing(errno.ENOENT, f"{local}: no such local file")
+        attrs = self._call("uploading to", remote, lambda sftp: sftp.put(local, remote))
+        return int(attrs.st_size or 0)
+
+    def download(self, remote: str, local: str) -> int:
+        """Copy ``remote`` to a local file; returns the bytes written."""
+        self._call("downloading", remote, lambda sftp: sftp.get(remote, local))
+        return os.path.getsize(local)
+
+    def close(self) -> None:
+        """Close the SFTP channel, if open; the next operation opens a new one."""
+        sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            with contextlib.suppress(Exception):
+                sftp.close()
+
+    def _client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            client = self._connection()
+            with map_errors(f"cannot open SFTP on {self.where}"):
+                sftp = client.open_sftp_client()
+            if sftp is None:
+                raise TransportError(f"{self.where} refused the SFTP subsystem")
+            self._sftp = sftp
+        return self._sftp
+
+    def _call(self, what: str, path: str, action: Callable[[paramiko.SFTPClient], _T]) -> _T:
+        """One SFTP operation, with failures sorted: the file's own, or a broken connection."""
+        with self._lock:
+            sftp = self._client()
+            with map_errors(f"{what} {path} on {self.where} failed", cleanup=self.close):
+                try:
+                    return action(sftp)
+                except OSError as exc:
+                    if exc.errno is not None and not self._client_gone():
+                        raise _file_error(exc, path, self.where) from exc
+                    self.close()
+                    raise TransportError(
+                        f"{what} {path} on {self.where} failed: the connection broke ({exc})"
+                    ) from exc
+
+
+def command_file_error(stderr: bytes, path: str, where: str) -> FileError:
+    """The error for a failed ``cat`` or ``stat`` command (the sudo path), from its stderr."""
+    text = stderr.decode(errors="replace").strip()
+    if "No such file" in text:
+        return FileMissing(errno.ENOENT, f"{path}: no such file on {where}")
+    code = errno.EACCES if "ermission denied" in text else errno.EIO
+    return FileError(code, f"{path} on {where}: {text or 'failed'}")
+
+
+def _file_error(exc: OSError, path: str, where: str) -> FileError:
+    code = exc.errno or 0
+    if code == errno.ENOENT or isinstance(exc, FileNotFoundError):
+        return FileMissing(errno.ENOENT, f"{path}: no such file on {where}")
+    reason = exc.strerror or str(exc) or "failed"
+    return FileError(code, f"{path} on {where}: {reason}")

@@ -1,0 +1,302 @@
+"""The kept remote shell: bash on one SSH channel answering framed requests.
+
+Imports paramiko, trainlab.framing, trainlab.errors, the deadline signal and the ssh
+package's channel, errors and sudo modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import shlex
+import time
+
+import paramiko
+
+from trainlab import framing
+from trainlab.errors import TransportError
+from trainlab.transports._deadline import DeadlinePassed
+from trainlab.transports.ssh.channel import (
+    MAX_EXEC_COMMAND,
+    PID_LINE,
+    READ,
+    READY,
+    drain,
+    kill_remote_group,
+    send_exec,
+    signal,
+    wait,
+)
+from trainlab.transports.ssh.errors import map_errors
+from trainlab.transports.ssh.sudo import Sudo
+
+__all__ = ["RemoteShell"]
+
+# What a clean `bash --noprofile --norc -c` has and an rc file may have changed.
+_CLEAN_BASH = (
+    "set +o errexit +o nounset +o pipefail +o xtrace +o errtrace +o functrace "
+    "+o noclobber +o noglob +o posix 2>/dev/null; trap - EXIT ERR DEBUG RETURN; "
+    "shopt -u expand_aliases nullglob failglob nocaseglob extglob globstar 2>/dev/null; "
+    "unalias -a 2>/dev/null;"
+)
+
+
+class RemoteShell:
+    """bash on one SSH channel, answering framed requests (see ``trainlab.framing``).
+
+    Under sudo with ``requiretty`` the shell runs on a pty channel (raw mode, no
+    echo) and its stderr goes to a FIFO that a second channel reads, so stdout and
+    stderr stay apart.
+    """
+
+    def __init__(
+        self,
+        client: paramiko.Transport,
+        shell: str,
+        where: str,
+        sudo: Sudo | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.where = where
+        self.client = client
+        self.sudo = sudo
+        self.timeout = timeout
+        self.broken = False
+        self.pid: int | None = None
+        self.err_chan: paramiko.Channel | None = None
+        self.shell = shell
+        self.tty = sudo is not None and sudo.tty
+        self.fifo = ""
+        # Without sudo there is nothing to answer while the shell starts, so the
+        # start waits for the first request and carries it: one exec runs bash
+        # and the request (see exchange), and the ready lines arrive with the
+        # answer. OpenSSH opens a session's window only once its exec has run,
+        # so a request sent behind the exec would wait a round trip for it.
+        self._starting = sudo is None
+        with map_errors(f"cannot start a shell on {where}", cleanup=self.close):
+            if self.tty:
+                self.fifo = self._open_stderr_fifo()
+            self.chan = client.open_session(timeout=timeout)
+            if self.tty:
+                self.chan.get_pty(term="dumb", width=4096, height=100)
+            if not self._starting:
+                self.chan.exec_command(self._start_command())
+        if not self._starting:
+            self.pid, _, _ = self._handshake([], [])
+
+    def _start_command(self, first: framing.Request | None = None) -> str:
+        """The exec line: report the login shell's pid, then become the host."""
+        if self._starting:  # both streams say ready, so startup chatter can be cut off
+            inner = "echo __tl_ready; echo __tl_ready >&2; " + framing.host_script(first)
+        else:
+            inner = "echo __tl_ready; " + framing.HOST_SCRIPT
+        suffix = ""
+        if self.tty:
+            inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
+            suffix = " " + shlex.quote(self.fifo)
+        host = f"{shlex.quote(self.shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
+        if self.sudo is not None:
+            host = self.sudo.command(host)
+        start = f"exec {host}"
+        if self.sudo is None and self.shell == "bash":
+            # A login shell that is bash already runs the host itself: one bash
+            # start less per session, which a cold fan-out over many hosts pays
+            # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
+            # it so), so first undo what an rc file may set that a clean
+            # `bash --norc` lacks: errexit, nounset, pipefail, POSIX mode, traps
+            # and alias expansion would otherwise change every command.
+            start = (
+                f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
+                f"else {start}; fi"
+            )
+        return f'echo "__tl_pid $$"; {start}'
+
+    def _start(self, request: framing.Request) -> None:
+        """Start the host with ``request`` in its exec line, or behind it if too long."""
+        command = self._start_command(request)
+        if len(command.encode()) <= MAX_EXEC_COMMAND:
+            send_exec(self.chan, command)  # the answer follows the reply: no wait
+            return
+        send_exec(self.chan, self._start_command())
+        self.chan.sendall(request.wire)  # waits for the window the exec opens
+
+    def _open_stderr_fifo(self) -> str:
+        """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
+        self.err_chan = self.client.open_session(timeout=self.timeout)
+        self.err_chan.exec_command(
+            'd=$(mktemp -d /tmp/trainlab-XXXXXX) && chmod 711 "$d" && '
+            'mkfifo -m 622 "$d/err" && echo "$d/err" && cat "$d/err"; rm -rf "$d"'
+        )
+        line = b""
+        deadline = time.monotonic() + max(self.timeout, 30.0)
+        while not line.endswith(b"\n"):
+            if self.err_chan.recv_ready():
+                line += self.err_chan.recv(1)
+                continue
+            if self.err_chan.exit_status_ready() or time.monotonic() > deadline:
+                raise TransportError(f"cannot make a FIFO for stderr on {self.where}")
+            wait(self.err_chan, 0.5)
+        return line.decode().strip()
+
+    def _handshake(
+        self, out: list[bytes], err: list[bytes]
+    ) -> tuple[int, list[bytes], list[bytes]]:
+        """Read the login shell's pid and bash's ready line, answering sudo on the way.
+
+        Returns the pid and what followed the ready lines on stdout and stderr:
+        nothing for a plain start, the first answer's beginning for a pipelined
+        one. What a chatty login shell printed before them is dropped.
+        """
+        answered = 0
+        deadline = time.monotonic() + max(self.timeout, 30.0)  # a login shell may be slow
+        tty = self.err_chan is not None
+        while True:
+            drain(self.chan, out, err)
+            stdout = b"".join(out).replace(b"\r", b"")
+            if READY.search(stdout) and (not self._starting or READY.search(b"".join(err))):
+                break
+            # On a pty sudo prompts on the merged output; otherwise on stderr.
+            said = stdout if tty else b"".join(err)
+            if self.sudo is not None and said and answered < 2:
+                answered = self.sudo.answer(self.chan, said, answered)
+            ended = self.chan.closed or self.chan.exit_status_ready() or self.chan.eof_received
+            if ended or time.monotonic() > deadline:
+                drain(self.chan, out, err)
+                self.close()
+                stderr = b"".join(err) + (stdout if tty else b"")
+                if self.sudo is not None and PID_LINE.search(stdout):
+                    raise self.sudo.refusal(stderr, self.where)
+                text = stderr.decode(errors="replace").strip()
+                raise TransportError(
+                    f"cannot start bash on {self.where} for shell mode"
+                    f"{': ' + text if text else ''}; mode=exec works without bash"
+                )
+            wait(self.chan, 0.5)
+        # Anything else the login shell printed (a chatty .bashrc) is left behind.
+        if self._starting:  # no pty: the bytes are the answer's, \r and all
+            stdout = b"".join(out)
+        pid = PID_LINE.search(stdout)
+        ready = READY.search(stdout)
+        rest = stdout[ready.end() :] if ready is not None else b""
+        if pid is None or ready is None or (rest and not self._starting):
+            self.close()
+            raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
+        if not self._starting:
+            return int(pid.group(1)), [], []
+        stderr = b"".join(err)
+        err_ready = READY.search(stderr)
+        assert err_ready is not None  # the loop waited for it
+        rest_err = stderr[err_ready.end() :]
+        return int(pid.group(1)), [rest] if rest else [], [rest_err] if rest_err else []
+
+    def _break(self) -> None:
+        self.broken = True
+
+    def alive(self) -> bool:
+        """True while the shell can take a request."""
+        chan = self.chan
+        return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
+
+    def exchange(
+        self, request: framing.Request, timeout: float | None
+    ) -> list[framing.FramedOutput]:
+        """Send ``request`` and read its framed answer; on timeout the shell is killed."""
+        chan = self.chan
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        with map_errors(f"the shell on {self.where} is gone", cleanup=self._break):
+            if self._starting:
+                self._start(request)
+            else:
+                junk: list[bytes] = []
+                self._drain(junk, junk)  # late output of earlier background jobs
+                chan.sendall(request.wire)
+        nonce = request.nonce
+        try:
+            if self._starting:  # the request went out behind the start: read both
+                self.pid, out, err = self._handshake(out, err)
+                self._starting = False
+            out_tail = b"".join(out)[-READ:]
+            err_tail = b"".join(err)[-READ:]
+            out_done = framing.is_done(out_tail, nonce)
+            err_done = framing.is_done(err_tail, nonce)
+            while not (out_done and err_done):
+                got_out, got_err = self._drain(out, err)
+                if got_out:
+                    out_tail = (out_tail + b"".join(out[-got_out:]))[-READ:]
+                    out_done = framing.is_done(out_tail, nonce)
+                if got_err:
+                    err_tail = (err_tail + b"".join(err[-got_err:]))[-READ:]
+                    err_done = framing.is_done(err_tail, nonce)
+                if out_done and err_done:
+                    break
+                if chan.closed or chan.eof_received or chan.exit_status_ready():
+                    self._drain(out, err)
+                    out_done = framing.is_done(b"".join(out)[-READ:], nonce)
+                    err_done = framing.is_done(b"".join(err)[-READ:], nonce)
+                    if out_done and err_done:
+                        break
+                    self.broken = True
+                    raise TransportError(
+                        f"the shell on {self.where} ended during the command; it is not "
+                        "re-run, and the next call starts a new shell"
+                    )
+                pause = 1.0
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DeadlinePassed
+                    pause = min(pause, remaining)
+                self._wait(pause)
+        except DeadlinePassed:
+            self.broken = True
+            self.kill()
+            stdout, stderr = b"".join(out), b"".join(err)
+            raise framing.timeout_error(
+                request,
+                stdout,
+                stderr,
+                self.where,
+                timeout,
+                aftermath="the shell and what it started were killed",
+            ) from None
+        except BaseException:
+            self.broken = True
+            self.kill()
+            raise
+        return framing.parse_response(b"".join(out), b"".join(err), request)
+
+    def _drain(self, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
+        if self.err_chan is None:
+            return drain(self.chan, out, err)
+        got_out, _ = drain(self.chan, out, err)
+        got_err, _ = drain(self.err_chan, err, err)
+        return got_out, got_err
+
+    def _wait(self, seconds: float) -> None:
+        if self.err_chan is None:
+            wait(self.chan, seconds)
+            return
+        if self.chan.recv_ready() or self.err_chan.recv_ready():
+            return
+        with contextlib.suppress(OSError, ValueError):
+            select.select([self.chan, self.err_chan], [], [], max(0.0, seconds))
+
+    def kill(self) -> None:
+        """Stop the shell and everything in its process group (it leads its session).
+
+        The ``signal`` request is tried first; OpenSSH refuses it for root logins
+        (no privilege separation there), so a second channel runs ``kill`` too.
+        """
+        signal(self.chan, "KILL")
+        if self.pid is not None and self.client.is_active():
+            kill_remote_group(self.client, self.pid, self.sudo)
+        self.close()
+
+    def close(self) -> None:
+        """Close the shell's channels (idempotent)."""
+        for chan in (getattr(self, "chan", None), self.err_chan):
+            if chan is not None:
+                with contextlib.suppress(Exception):
+                    chan.close()

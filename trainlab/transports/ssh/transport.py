@@ -1,0 +1,518 @@
+"""SSH: one kept paramiko connection per session; a channel per command or one kept shell.
+
+``mode=exec`` opens a channel per command on the kept connection; ``mode=shell``
+keeps one channel running bash with ``trainlab.framing``; ``mode=cli`` talks to a
+network device's CLI. Batches are one round trip in both shell-capable modes. Files
+travel over one SFTP channel per session. Composes the ssh package's modules; imports
+them, paramiko, and the layers below transports (never the session layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import paramiko
+
+from trainlab import framing
+from trainlab.errors import ConnectError, TargetError, TransportError
+from trainlab.options import Option
+from trainlab.result import STAT_FORMAT, CommandResult, FileStat
+from trainlab.transports.base import Transport
+from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
+from trainlab.transports.ssh.auth import authenticate, candidate_keys
+from trainlab.transports.ssh.channel import MAX_EXEC_COMMAND, run_exec
+from trainlab.transports.ssh.device import DEVICES, DeviceCLI, cli_settings
+from trainlab.transports.ssh.errors import map_errors
+from trainlab.transports.ssh.files import SFTPFiles, command_file_error
+from trainlab.transports.ssh.hostkeys import KnownHosts
+from trainlab.transports.ssh.jump import jump_login
+from trainlab.transports.ssh.shell import RemoteShell
+from trainlab.transports.ssh.sudo import NeedsTTY, Sudo
+
+__all__ = ["SSHTransport"]
+
+# AEAD first: one pass per packet instead of a cipher and a MAC.
+_FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+class SSHTransport(Transport):
+    """Commands and files on a host over SSH.
+
+    >>> import trainlab
+    >>> s = trainlab.connect("ssh://deploy@web1", key_file="~/.ssh/id_ed25519")  # doctest: +SKIP
+    >>> s.run("uname -r").stdout  # doctest: +SKIP
+    '6.1.0-18-amd64\\n'
+    """
+
+    scheme: ClassVar[str] = "ssh"
+    options: ClassVar[Mapping[str, Option]] = {
+        "mode": Option(
+            str,
+            "exec",
+            "exec: a channel per command; shell: one kept bash channel; "
+            "cli: one interactive channel to a network device's CLI",
+            choices=("exec", "shell", "cli"),
+        ),
+        "device": Option(
+            str,
+            "generic",
+            "CLI family for mode=cli: its paging command, error and prompt patterns",
+            choices=tuple(DEVICES),
+        ),
+        "cli_prompt": Option(str, None, "regex for the CLI prompt (the last line)"),
+        "cli_error": Option(str, None, "regex for lines that mean the command failed"),
+        "cli_paging": Option(str, None, "commands that turn paging off, ';'-separated"),
+        "key_file": Option(str, None, "private key file (ed25519, ecdsa or rsa)"),
+        "passphrase": Option(str, None, "passphrase of key_file", secret=True),
+        "password": Option(str, None, "password for password authentication", secret=True),
+        "agent": Option(bool, True, "try the keys of the running ssh-agent"),
+        "look_for_keys": Option(bool, True, "try ~/.ssh/id_ed25519, id_ecdsa and id_rsa"),
+        "host_key_policy": Option(
+            str,
+            "accept-new",
+            "strict: known hosts only; accept-new: learn new hosts, refuse changed keys; "
+            "off: no check (warns)",
+            choices=("strict", "accept-new", "off"),
+        ),
+        "known_hosts": Option(str, "~/.ssh/known_hosts", "the known_hosts file"),
+        "ssh_config": Option(str, "~/.ssh/config", "OpenSSH client config to read ('' skips)"),
+        "timeout": Option(float, 10.0, "connect and login timeout, seconds", minimum=0.001),
+        "connect_retries": Option(
+            int, 2, "more attempts after a refused or timed-out connect", minimum=0
+        ),
+        "retry_backoff": Option(float, 0.5, "seconds before the first retry, doubling", minimum=0),
+        "keepalive": Option(float, 30.0, "seconds between keepalives (0: none)", minimum=0),
+        "compression": Option(bool, False, "compress the stream (slow links only)"),
+        "ciphers": Option(str, None, "comma-separated cipher preference"),
+        "kex": Option(
+            str,
+            None,
+            "key exchange algorithms to offer first, comma-separated (the rest stay "
+            "as fallbacks); ecdh-sha2-nistp256 costs OpenSSH less CPU than curve25519",
+        ),
+        "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
+        "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
+        "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
+        "sudo": Option(bool, False, "run every command through sudo", affects_result=True),
+        "sudo_user": Option(str, "root", "the user sudo runs commands as", affects_result=True),
+        "sudo_password": Option(
+            str, None, "sudo's password, sent over the channel when sudo asks", secret=True
+        ),
+        "proxy_jump": Option(
+            str,
+            None,
+            "jump host(s), user@host[:port] or ssh:// URIs, comma-separated "
+            "('none' ignores ssh_config's ProxyJump)",
+        ),
+    }
+
+    def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
+        super().__init__(target, options)
+        if not target.host:
+            raise TargetError("ssh:// needs a host: ssh://user@host[:port]")
+        self._lock = threading.RLock()
+        self._client: PipelinedTransport | None = None
+        self._shell: RemoteShell | None = None
+        self._batch_shell: RemoteShell | None = None
+        self._cli: DeviceCLI | None = None
+        self._batch_lock = threading.RLock()
+        self.host, self.port, self.user, self._config_keys, jump = self._resolve()
+        given = self.settings.get("proxy_jump")
+        self.proxy_jump: str | None = None if given == "none" else (given or jump)
+        self._sudo: Sudo | None = (
+            Sudo(self.settings["sudo_user"], self.settings.get("sudo_password"))
+            if self.settings.get("sudo")
+            else None
+        )
+        self._known_hosts = KnownHosts(
+            self.settings["known_hosts"], self.settings["host_key_policy"], self.host, self.port
+        )
+        self._files = SFTPFiles(self.where, self._require_client, self._client_gone)
+
+    # ------------------------------------------------------------ identity
+    def _resolve(self) -> tuple[str, int, str, list[str], str | None]:
+        host = self.target.host
+        config: dict[str, Any] = {}
+        path = self.settings.get("ssh_config")
+        if path:
+            full = Path(path).expanduser()
+            if full.is_file():
+                try:
+                    config = dict(paramiko.SSHConfig.from_path(str(full)).lookup(host))
+                except (OSError, paramiko.SSHException, UnicodeDecodeError, ValueError) as exc:
+                    raise TargetError(f"cannot read ssh config {full}: {exc}") from exc
+                if "proxycommand" in config:
+                    raise TargetError(
+                        f"{full} gives {host} a ProxyCommand, which trainlab does not run; "
+                        "use ProxyJump (or proxy_jump=), or ssh_config='' to ignore the file"
+                    )
+        hostname = str(config.get("hostname", host))
+        try:
+            port = self.target.port or int(config.get("port", 22))
+        except ValueError as exc:
+            raise TargetError(f"ssh config gives {host} a port that is not a number") from exc
+        user = self.target.user or str(config.get("user") or getpass.getuser())
+        # As OpenSSH, an IdentityFile that does not exist is skipped.
+        keys = [
+            str(Path(k).expanduser())
+            for k in config.get("identityfile", [])
+            if Path(k).expanduser().is_file()
+        ]
+        jump = config.get("proxyjump")
+        return hostname, port, user, keys, (str(jump) if jump and jump != "none" else None)
+
+    def identity(self) -> tuple[Any, ...]:
+        # Behind different jump hosts, one address can name different machines.
+        return ("ssh", self.user, self.host, self.port, self.proxy_jump)
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def concurrent(self) -> bool:
+        return self.mode == "exec"
+
+    @property
+    def supports_batch(self) -> bool:
+        return self.mode != "cli"  # a device CLI takes one command at a time
+
+    # ----------------------------------------------------------- lifecycle
+    def alive(self) -> bool:
+        client = self._client
+        if client is None or not client.is_active():
+            return False
+        if self.mode == "shell":
+            return self._shell is not None and self._shell.alive()
+        if self.mode == "cli":
+            return self._cli is not None and self._cli.alive()
+        return True
+
+    def open(self) -> None:
+        with self._lock:
+            if self._client is None or not self._client.is_active():
+                self._drop()
+                self._client = self._connect()
+            if self.mode == "shell" and (self._shell is None or not self._shell.alive()):
+                if self._shell is not None:
+                    self._shell.close()
+                self._shell = self._new_shell()
+            if self.mode == "cli" and (self._cli is None or not self._cli.alive()):
+                if self._cli is not None:
+                    self._cli.close()
+                self._cli = DeviceCLI(self._client, self.where, **cli_settings(self.settings))
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def forget_secrets(self) -> None:
+        super().forget_secrets()
+        if self._sudo is not None:
+            self._sudo.forget()
+
+    def _drop(self) -> None:
+        for kept in (self._shell, self._batch_shell, self._cli):
+            if kept is not None:
+                kept.close()
+        self._shell = self._batch_shell = self._cli = None
+        self._files.close()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    def platform_facts(self) -> dict[str, str] | None:
+        if self.mode != "cli":
+            return None
+        device = self.settings["device"]
+        return {"kernel": device, "id": device, "release": "", "arch": ""}
+
+    # ------------------------------------------------------------ connecting
+    def _connect(self) -> PipelinedTransport:
+        sock = self._socket()
+        timeout = self.settings["timeout"]
+        try:
+            client = PipelinedTransport(sock)
+        except BaseException:
+            sock.close()
+            raise
+        client.banner_timeout = timeout
+        client.auth_timeout = timeout
+        try:
+            with map_errors(f"connecting to {self.where} failed", error=ConnectError):
+                self._configure(client)
+                with map_errors(
+                    f"SSH handshake with {self.where} failed within {timeout:g} s",
+                    error=ConnectError,
+                    hint=" (is it an SSH server?)",
+                ):
+                    client.start_client(timeout=timeout)
+                if getattr(client, "host_key", None) is None:  # start_client gave up quietly
+                    raise ConnectError(
+                        f"SSH handshake with {self.where} failed within {timeout:g} s: "
+                        "no answer (is it an SSH server?)"
+                    )
+                self._known_hosts.check(client.get_remote_server_key())
+                # The first command's channel, sent behind an early login.
+                client.early_channel = self.mode in ("exec", "shell")
+                authenticate(
+                    client,
+                    self.user,
+                    self.where,
+                    candidate_keys(self.settings, self._config_keys),
+                    self.settings.get("password"),
+                )
+                if self.settings["keepalive"]:
+                    client.set_keepalive(int(max(1, self.settings["keepalive"])))
+        except BaseException:
+            client.close()
+            with contextlib.suppress(Exception):
+                sock.close()  # paramiko's close() skips a transport that never started
+            raise
+        return client
+
+    def _socket(self) -> Any:
+        if self.proxy_jump:
+            return self._through_jump(self.proxy_jump)
+        attempts = 1 + self.settings["connect_retries"]
+        delay = self.settings["retry_backoff"]
+        timeout = self.settings["timeout"]
+        last: OSError | None = None
+        for attempt in range(attempts):
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            except socket.gaierror as exc:
+                raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from exc
+            except OSError as exc:
+                last = exc
+                if attempt + 1 < attempts:
+                    time.sleep(delay * (2**attempt))
+                continue
+            # paramiko leaves Nagle on; every small packet would wait.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return quick_ack(sock, timeout)
+        reason = (
+            "timed out"
+            if isinstance(last, TimeoutError)
+            else (getattr(last, "strerror", None) or str(last))
+        )
+        raise ConnectError(
+            f"cannot connect to {self.host}:{self.port}: {reason} "
+            f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
+        ) from last
+
+    def _through_jump(self, spec: str) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from the (shared, kept) jump host to the target.
+
+        The layer above opens the jump host (``peer_opener``): through
+        ``trainlab.connect`` it is an ordinary live session from the registry, so
+        every session through the same jump host shares its one connection. The
+        jump takes this session's login options unless its URI gives its own.
+        """
+        uri, options = jump_login(spec, self.settings)
+        if self.peer_opener is None:
+            raise TargetError(
+                f"proxy_jump needs a way to open the jump host {uri}: "
+                "connect with trainlab.connect(), which shares one jump session"
+            )
+        jump = self.peer_opener(uri, options)
+        if not isinstance(jump, SSHTransport):
+            raise TargetError(f"the jump host {uri} is not an ssh:// target")
+        return jump.open_tunnel(self.host, self.port, self.settings["timeout"])
+
+    def open_tunnel(self, host: str, port: int, timeout: float) -> paramiko.Channel:
+        """A ``direct-tcpip`` channel from this host to ``host:port``.
+
+        It is the socket of a connection that goes through this host (this
+        host is its jump host). Needs the connection open.
+        """
+        client = self._require_client()
+        with map_errors(f"jump host {self.target.address} failed", error=ConnectError):
+            try:
+                channel: paramiko.Channel = client.open_channel(
+                    "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
+                )
+            except paramiko.ChannelException as exc:
+                raise ConnectError(
+                    f"jump host {self.target.address} could not reach {host}:{port}: "
+                    f"{exc.text} (is TCP forwarding allowed there, and the address right "
+                    "from there?)"
+                ) from exc
+        return channel
+
+    def _configure(self, client: PipelinedTransport) -> None:
+        security = client.get_security_options()
+        ciphers = self.settings.get("ciphers")
+        if ciphers:
+            wanted = tuple(c.strip() for c in ciphers.split(",") if c.strip())
+            unknown = [c for c in wanted if c not in security.ciphers]
+            if unknown or not wanted:
+                raise TargetError(
+                    f"unsupported cipher {', '.join(unknown) or repr(ciphers)}; "
+                    f"choose from {', '.join(security.ciphers)}"
+                )
+            security.ciphers = wanted
+        else:
+            fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
+            security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
+        kex = self.settings.get("kex")
+        if kex:
+            first = tuple(k.strip() for k in kex.split(",") if k.strip())
+            unknown = [k for k in first if k not in security.kex]
+            if unknown:
+                raise TargetError(
+                    f"unsupported kex {', '.join(unknown)}; choose from {', '.join(security.kex)}"
+                )
+            security.kex = first + tuple(k for k in security.kex if k not in first)
+        client.use_compression(bool(self.settings["compression"]))
+        known = [name for name in self._known_hosts.key_types() if name in security.key_types]
+        if known:  # prefer the key types we can verify, as OpenSSH does
+            security.key_types = tuple(known) + tuple(
+                k for k in security.key_types if k not in known
+            )
+        packetizer = client.packetizer
+        if self.settings.get("rekey_bytes"):
+            packetizer.REKEY_BYTES = self.settings["rekey_bytes"]
+        if self.settings.get("rekey_packets"):
+            packetizer.REKEY_PACKETS = self.settings["rekey_packets"]
+
+    def _require_client(self) -> PipelinedTransport:
+        if self._client is None or not self._client.is_active():
+            raise TransportError(f"the connection to {self.where} is closed")
+        return self._client
+
+    def _client_gone(self) -> bool:
+        client = self._client
+        return client is None or not client.is_active()
+
+    # -------------------------------------------------------------- commands
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        if self.mode == "shell":
+            shell = self._shell
+            if shell is None or not shell.alive():
+                raise TransportError(f"the shell on {self.where} is not running")
+            request = framing.build_request([command])
+            [out] = shell.exchange(request, timeout)
+            stdout, stderr, status = out.stdout, out.stderr, out.exit_status
+        elif self.mode == "cli":
+            cli = self._cli
+            if cli is None or not cli.alive():
+                raise TransportError(f"the CLI session on {self.where} is not running")
+            stdout, stderr, status = cli.send(command, timeout)
+        else:
+            stdout, stderr, status = self._exec_mode(command, timeout)
+        return self.result(command, stdout, stderr, status, started=started, since=t0)
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        request = framing.build_request(commands, stop_on_error=stop_on_error)
+        if self.mode == "shell":
+            shell = self._shell
+            if shell is None or not shell.alive():
+                raise TransportError(f"the shell on {self.where} is not running")
+            outputs = shell.exchange(request, timeout)
+        else:
+            # Exec mode keeps one shell channel for batches, opened on the first
+            # batch, so every batch after it is one round trip too.
+            with self._batch_lock:  # one request at a time on the kept channel
+                outputs = self._kept_shell().exchange(request, timeout)
+        wall = time.perf_counter() - t0
+        return framing.framed_results(commands, outputs, self.target.address, started, wall)
+
+    def _exec_mode(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        if self._sudo is not None and self._sudo.tty:
+            return self._through_kept_shell(command, timeout)
+        try:
+            return self._exec(command, timeout)
+        except NeedsTTY:  # sudo refused before the command started: nothing ran
+            if self._sudo is None:
+                raise
+            self._sudo.tty = True
+            return self._through_kept_shell(command, timeout)
+
+    def _exec(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        """One command on its own channel (see ``channel.run_exec``)."""
+        if len(command.encode()) > MAX_EXEC_COMMAND:  # past ARG_MAX: the kept shell reads it
+            return self._through_kept_shell(command, timeout)
+        client = self._require_client()
+        with map_errors(f"cannot open a channel to {self.where}"):
+            chan = client.open_session(timeout=self.settings["timeout"])
+        return run_exec(
+            chan,
+            command,
+            timeout,
+            shell=self.settings["shell"],
+            sudo=self._sudo,
+            where=self.where,
+            connection=lambda: self._client,
+        )
+
+    def _new_shell(self) -> RemoteShell:
+        client = self._require_client()
+        try:
+            return RemoteShell(
+                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
+            )
+        except NeedsTTY:
+            if self._sudo is None:
+                raise
+            self._sudo.tty = True  # requiretty: sudo on a pty, stderr through a FIFO
+            return RemoteShell(
+                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
+            )
+
+    def _kept_shell(self) -> RemoteShell:
+        """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts)."""
+        with self._batch_lock:
+            if self._batch_shell is None or not self._batch_shell.alive():
+                if self._batch_shell is not None:
+                    self._batch_shell.close()
+                self._batch_shell = self._new_shell()
+            return self._batch_shell
+
+    def _through_kept_shell(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+        # With requiretty every sudo needs a pty; one kept sudo shell (stderr kept
+        # apart through a FIFO) serves exec mode's commands instead of a pty each.
+        with self._batch_lock:
+            [out] = self._kept_shell().exchange(framing.build_request([command]), timeout)
+        return out.stdout, out.stderr, out.exit_status
+
+    # ------------------------------------------------------------------ files
+    def read_file(self, path: str) -> bytes:
+        if self._sudo is not None:  # as sudo_user, which SFTP (the login user) is not
+            out, err, status = self._exec_mode(f"cat -- {shlex.quote(path)}", None)
+            if status != 0:
+                raise command_file_error(err, path, self.where)
+            return out
+        return self._files.read(path)
+
+    def stat(self, path: str) -> FileStat:
+        if self._sudo is not None:
+            out, err, status = self._exec_mode(
+                f"stat -L -c '{STAT_FORMAT}' -- {shlex.quote(path)}", None
+            )
+            if status != 0:
+                raise command_file_error(err, path, self.where)
+            return FileStat.from_stat_line(path, out.decode())
+        return self._files.stat(path)
+
+    def upload(self, local: str, remote: str) -> int:
+        return self._files.upload(local, remote)
+
+    def download(self, remote: str, local: str) -> int:
+        return self._files.download(remote, local)

@@ -451,7 +451,6 @@ def test_dask_task_arguments_show_no_secret() -> None:
 
 
 def test_the_former_dask_module_path_still_imports(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("distributed")
     import importlib
     import sys
 

@@ -20,6 +20,7 @@ MODULES = [
     "trainlab.session",
     "trainlab.transports.local",
     "trainlab.transports.mock",
+    "trainlab.transports.ssh.login",
     "trainlab.transports.ssh.jump",
     "trainlab.uri",
 ]

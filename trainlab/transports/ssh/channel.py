@@ -16,9 +16,16 @@ from collections.abc import Callable
 import paramiko
 
 from trainlab import framing
-from trainlab.errors import CommandTimeout, TransportError
+from trainlab.errors import CommandTimeout, TargetError, TransportError
 from trainlab.transports.ssh._paramiko import send_channel_request
 from trainlab.transports.ssh.errors import map_errors
+from trainlab.transports.ssh.login import (
+    NO_BASH,
+    direct,
+    login_shell_in,
+    portable,
+    sudo_runner,
+)
 from trainlab.transports.ssh.sudo import SUDO_OK, Sudo
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "READY",
     "drain",
     "kill_remote_group",
+    "not_posix",
     "run_exec",
     "send_exec",
     "signal",
@@ -56,11 +64,19 @@ def run_exec(
     timeout: float | None,
     *,
     shell: str,
+    login: str | None,
     sudo: Sudo | None,
     where: str,
     connection: Callable[[], paramiko.Transport | None],
+    learned: Callable[[str], None] | None = None,
 ) -> tuple[bytes, bytes, int]:
-    """One command on its own channel, in the login shell; (stdout, stderr, exit status).
+    """One command on its own channel; (stdout, stderr, exit status).
+
+    ``shell`` (see ``login.SHELLS``) says who runs it. Unless the login shell (``login``,
+    once known) runs the wrapper as it is, the wrapper reaches /bin/sh through a line every
+    login shell parses (``login.portable``), which also reports the login shell to
+    ``learned``. With ``shell="login"`` the command goes to the login shell untouched: no
+    wrapper, so no markers and no pid; the channel's exit status and EOF end it.
 
     The command is wrapped: before it, the shell reports its pid (the process
     group a timeout kills) and takes stdin from /dev/null; after it, the shell
@@ -81,17 +97,22 @@ def run_exec(
     err: list[bytes] = []
     nonce = framing.new_nonce()
     end = nonce + b" E"
-    if sudo is not None:
-        inner = f"echo {SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
-        body = sudo.command(f"{shlex.quote(shell)} -c {shlex.quote(inner)}")
-        head = _PREAMBLE
+    wrapped = shell != "login"
+    if not wrapped:
+        line = command
     else:
-        body = command
-        head = _PREAMBLE + "exec </dev/null; "
-    line = (
-        f"{head}{body}\n__tl_rc=$?; printf '%s E\\n' {nonce.decode()} >&2; "
-        f'printf \'%s E %d\\n\' {nonce.decode()} "$__tl_rc"; exit "$__tl_rc"'
-    )
+        if sudo is not None:
+            inner = f"echo {SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
+            body = sudo.command(f"{sudo_runner(shell)} -c {shlex.quote(inner)}")
+            head = _PREAMBLE
+        else:
+            body = command
+            head = _PREAMBLE + "exec </dev/null; "
+        script = (
+            f"{head}{body}\n__tl_rc=$?; printf '%s E\\n' {nonce.decode()} >&2; "
+            f'printf \'%s E %d\\n\' {nonce.decode()} "$__tl_rc"; exit "$__tl_rc"'
+        )
+        line = script if direct(login, shell) else portable(script, shell)
     broke = f"the connection to {where} broke during {command[:80]!r}; the command is not re-run"
     answered = 0
     out_tail = err_tail = b""
@@ -138,13 +159,21 @@ def run_exec(
                         where=where,
                         sudo=sudo,
                         connection=connection,
+                        reports_pid=wrapped,
                     )
                 pause = min(pause, remaining)
             wait(chan, pause)
         drain(chan, out, err)
         stdout, stderr = b"".join(out), b"".join(err)
-        _, stderr = _split_pid(stderr)
+        login_said, stderr = login_shell_in(stderr)
+        if login_said is not None and learned is not None:
+            learned(login_said)
+        pid, stderr = _split_pid(stderr)
         status = chan.exit_status
+        if wrapped and pid is None:  # the wrapper never ran: no POSIX sh answered
+            if stderr.startswith(NO_BASH):
+                raise TargetError(f"shell=bash, but {where} has no bash; shell=sh runs /bin/sh")
+            raise not_posix(where, stdout, stderr, status)
         cut = stdout.rfind(end + b" ")
         if cut >= 0:
             line_end = stdout.find(b"\n", cut)
@@ -175,15 +204,16 @@ def _timeout_error(
     where: str,
     sudo: Sudo | None,
     connection: Callable[[], paramiko.Transport | None],
+    reports_pid: bool = True,
 ) -> CommandTimeout:
     """Kill the command's process group; wait a little for its pid if it is late."""
     signal(chan, "KILL")
-    pid, stderr = _split_pid(b"".join(err))
-    patience = time.monotonic() + 5
+    pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
+    patience = time.monotonic() + (5 if reports_pid else 0)
     while pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
         wait(chan, 0.1)  # on a slow link the pid line may still be on its way
         drain(chan, out, err)
-        pid, stderr = _split_pid(b"".join(err))
+        pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
     client = connection()
     # Over a fresh channel: the ``signal`` request needs privilege separation.
     if pid is not None and client is not None and client.is_active():
@@ -255,6 +285,7 @@ def kill_remote_group(client: paramiko.Transport, pid: int, sudo: Sudo | None) -
     command = f"env kill -KILL -- -{pid} {pid} 2>/dev/null; pkill -KILL -g {pid} 2>/dev/null; true"
     if sudo is not None:
         command = f"{command}; " + sudo.command(f"sh -c {shlex.quote(command)}")
+    command = portable(command, "sh")  # whatever the login shell: csh takes no 2>
     with contextlib.suppress(Exception):
         chan = client.open_session(timeout=10)
         try:
@@ -291,3 +322,23 @@ def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
     if match is None:
         return None, stderr
     return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
+
+
+def not_posix(where: str, stdout: bytes, stderr: bytes, status: int) -> TargetError:
+    """The error for a host whose login shell never ran the kit's POSIX wrapper: what
+    answered instead, and which transport or option fits such a host."""
+    said = (stderr.strip() or stdout.strip()).decode(errors="replace")
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    shown = repr(lines[0][:200]) if lines else f"nothing (exit status {status})"
+    lowered = said.lower()
+    if "is not recognized as an internal or external command" in lowered:
+        kind = "cmd.exe (a Windows OpenSSH server)"
+    elif "is not recognized as the name of a cmdlet" in lowered or "commandnotfound" in lowered:
+        kind = "PowerShell (a Windows OpenSSH server)"
+    else:
+        kind = "no POSIX shell"
+    return TargetError(
+        f"{where} did not run trainlab's POSIX sh wrapper: its login shell looks like {kind} "
+        f"and answered {shown}. For Windows use winrm:// (PowerShell remoting); for a network "
+        "device's CLI, mode=cli; shell=login hands commands to the login shell as they are"
+    )

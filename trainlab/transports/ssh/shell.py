@@ -10,11 +10,12 @@ import contextlib
 import select
 import shlex
 import time
+from collections.abc import Callable
 
 import paramiko
 
 from trainlab import framing
-from trainlab.errors import TransportError
+from trainlab.errors import TargetError, TransportError
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.ssh.channel import (
     MAX_EXEC_COMMAND,
@@ -23,11 +24,13 @@ from trainlab.transports.ssh.channel import (
     READY,
     drain,
     kill_remote_group,
+    not_posix,
     send_exec,
     signal,
     wait,
 )
 from trainlab.transports.ssh.errors import map_errors
+from trainlab.transports.ssh.login import NO_BASH, login_shell_in, portable
 from trainlab.transports.ssh.sudo import Sudo
 
 __all__ = ["RemoteShell"]
@@ -56,8 +59,13 @@ class RemoteShell:
         where: str,
         sudo: Sudo | None = None,
         timeout: float = 30.0,
+        *,
+        login: str | None = None,
+        learned: Callable[[str], None] | None = None,
     ) -> None:
         self.where = where
+        self.login = login
+        self._learned = learned
         self.client = client
         self.sudo = sudo
         self.timeout = timeout
@@ -94,11 +102,13 @@ class RemoteShell:
         if self.tty:
             inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
             suffix = " " + shlex.quote(self.fifo)
-        host = f"{shlex.quote(self.shell)} --noprofile --norc -c {shlex.quote(inner)}{suffix}"
+        host = f"bash --noprofile --norc -c {shlex.quote(inner)}{suffix}"
         if self.sudo is not None:
             host = self.sudo.command(host)
-        start = f"exec {host}"
-        if self.sudo is None and self.shell == "bash":
+        start = (
+            f"command -v bash >/dev/null 2>&1 || {{ echo __tl_nobash >&2; exit 127; }}; exec {host}"
+        )
+        if self.sudo is None:
             # A login shell that is bash already runs the host itself: one bash
             # start less per session, which a cold fan-out over many hosts pays
             # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
@@ -109,7 +119,12 @@ class RemoteShell:
                 f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
                 f"else {start}; fi"
             )
-        return f'echo "__tl_pid $$"; {start}'
+        script = f'echo "__tl_pid $$"; {start}'
+        if self.login is not None and self.login.rsplit("/", 1)[-1] == "bash":
+            return script  # the login shell is known to be bash: it runs the script itself
+        # Any other login shell (fish and csh parse no POSIX sh) reaches the script through
+        # /bin/sh; a login bash is exec'd straight back into (shell=auto's dispatch).
+        return portable(script, "auto")
 
     def _start(self, request: framing.Request) -> None:
         """Start the host with ``request`` in its exec line, or behind it if too long."""
@@ -163,13 +178,19 @@ class RemoteShell:
             if ended or time.monotonic() > deadline:
                 drain(self.chan, out, err)
                 self.close()
-                stderr = b"".join(err) + (stdout if tty else b"")
-                if self.sudo is not None and PID_LINE.search(stdout):
+                _, stderr = login_shell_in(b"".join(err) + (stdout if tty else b""))
+                if not PID_LINE.search(stdout):
+                    raise not_posix(self.where, stdout, stderr, self.chan.exit_status)
+                if NO_BASH in stderr:
+                    raise TargetError(
+                        f"{self.where} has no bash, which the kept shell needs; mode=exec "
+                        "runs single commands with /bin/sh"
+                    )
+                if self.sudo is not None:
                     raise self.sudo.refusal(stderr, self.where)
                 text = stderr.decode(errors="replace").strip()
                 raise TransportError(
-                    f"cannot start bash on {self.where} for shell mode"
-                    f"{': ' + text if text else ''}; mode=exec works without bash"
+                    f"cannot start the kept shell on {self.where}{': ' + text if text else ''}"
                 )
             wait(self.chan, 0.5)
         # Anything else the login shell printed (a chatty .bashrc) is left behind.
@@ -181,9 +202,11 @@ class RemoteShell:
         if pid is None or ready is None or (rest and not self._starting):
             self.close()
             raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
+        login, stderr = login_shell_in(b"".join(err))
+        if login is not None and self._learned is not None:
+            self._learned(login)
         if not self._starting:
             return int(pid.group(1)), [], []
-        stderr = b"".join(err)
         err_ready = READY.search(stderr)
         assert err_ready is not None  # the loop waited for it
         rest_err = stderr[err_ready.end() :]

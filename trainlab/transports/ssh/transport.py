@@ -35,6 +35,7 @@ from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.files import SFTPFiles, command_file_error
 from trainlab.transports.ssh.hostkeys import KnownHosts
 from trainlab.transports.ssh.jump import jump_login
+from trainlab.transports.ssh.login import SHELLS
 from trainlab.transports.ssh.shell import RemoteShell
 from trainlab.transports.ssh.sudo import NeedsTTY, Sudo
 
@@ -101,7 +102,14 @@ class SSHTransport(Transport):
         ),
         "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
         "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
-        "shell": Option(str, "bash", "remote bash for shell mode and batches", affects_result=True),
+        "shell": Option(
+            str,
+            "auto",
+            "who runs commands: auto (bash where it is the login shell, else /bin/sh), sh, "
+            "bash, or login (the login shell, commands untouched; no batches, no sudo)",
+            choices=SHELLS,
+            affects_result=True,
+        ),
         "sudo": Option(bool, False, "run every command through sudo", affects_result=True),
         "sudo_user": Option(str, "root", "the user sudo runs commands as", affects_result=True),
         "sudo_password": Option(
@@ -137,6 +145,15 @@ class SSHTransport(Transport):
             self.settings["known_hosts"], self.settings["host_key_policy"], self.host, self.port
         )
         self._files = SFTPFiles(self.where, self._require_client, self._client_gone)
+        # The login shell ($SHELL), once a command has reported it: commands then go to it
+        # as they are when it runs the kit's POSIX wrapper (see login.direct).
+        self.login_shell: str | None = None
+        shell = self.settings["shell"]
+        if shell == "login" and (self._sudo is not None or self.mode == "shell"):
+            raise TargetError(
+                "shell=login hands commands to the login shell untouched, so it works only in "
+                "mode=exec without sudo; use shell=auto, sh or bash"
+            )
 
     # ------------------------------------------------------------ identity
     def _resolve(self) -> tuple[str, int, str, list[str], str | None]:
@@ -184,7 +201,9 @@ class SSHTransport(Transport):
 
     @property
     def supports_batch(self) -> bool:
-        return self.mode != "cli"  # a device CLI takes one command at a time
+        # A device CLI takes one command at a time; so does a login shell the kit
+        # does not wrap (shell=login): batches need the kit's own host.
+        return self.mode != "cli" and self.settings["shell"] != "login"
 
     # ----------------------------------------------------------- lifecycle
     def alive(self) -> bool:
@@ -457,24 +476,36 @@ class SSHTransport(Transport):
             command,
             timeout,
             shell=self.settings["shell"],
+            login=self.login_shell,
             sudo=self._sudo,
             where=self.where,
             connection=lambda: self._client,
+            learned=self._learn_login_shell,
         )
+
+    def _learn_login_shell(self, login: str) -> None:
+        self.login_shell = login
 
     def _new_shell(self) -> RemoteShell:
         client = self._require_client()
         try:
-            return RemoteShell(
-                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
-            )
+            return self._remote_shell(client)
         except NeedsTTY:
             if self._sudo is None:
                 raise
             self._sudo.tty = True  # requiretty: sudo on a pty, stderr through a FIFO
-            return RemoteShell(
-                client, self.settings["shell"], self.where, self._sudo, self.settings["timeout"]
-            )
+            return self._remote_shell(client)
+
+    def _remote_shell(self, client: PipelinedTransport) -> RemoteShell:
+        return RemoteShell(
+            client,
+            self.settings["shell"],
+            self.where,
+            self._sudo,
+            self.settings["timeout"],
+            login=self.login_shell,
+            learned=self._learn_login_shell,
+        )
 
     def _kept_shell(self) -> RemoteShell:
         """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts)."""

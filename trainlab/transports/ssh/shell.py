@@ -139,8 +139,11 @@ class RemoteShell:
         """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
         self.err_chan = self.client.open_session(timeout=self.timeout)
         self.err_chan.exec_command(
-            'd=$(mktemp -d /tmp/trainlab-XXXXXX) && chmod 711 "$d" && '
-            'mkfifo -m 622 "$d/err" && echo "$d/err" && cat "$d/err"; rm -rf "$d"'
+            portable(
+                'd=$(mktemp -d /tmp/trainlab-XXXXXX) && chmod 711 "$d" && '
+                'mkfifo -m 622 "$d/err" && echo "$d/err" && cat "$d/err"; rm -rf "$d"',
+                "sh",
+            )
         )
         line = b""
         deadline = time.monotonic() + max(self.timeout, 30.0)

@@ -5,17 +5,11 @@ The figures come from scripts/layout.py, which prints them (``python3 scripts/la
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("layout", ROOT / "scripts" / "layout.py")
-assert spec is not None
-assert spec.loader is not None
-layout = importlib.util.module_from_spec(spec)
-sys.modules["layout"] = layout  # dataclasses look their module up there
-spec.loader.exec_module(layout)
+from tests.scripts import load
+
+layout = load("layout")
 MODULES = layout.modules()
 
 

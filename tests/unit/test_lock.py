@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 from packaging.markers import Marker, default_environment
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import ROOT, load
 
-
-def load_drift() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drift", ROOT / "scripts" / "drift.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["drift"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-drift = load_drift()
+drift = load("drift")
 
 
 def requirements() -> list[Requirement]:

@@ -8,7 +8,7 @@ import pytest
 
 import trainlab
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.shells"]
 
 
 class FakeClock:

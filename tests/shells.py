@@ -234,7 +234,8 @@ def busybox_path() -> str:
 
 
 def build_busybox_root(root: Path, user: pwd.struct_passwd, busybox: str) -> None:
-    """Fill ``root`` with BusyBox, its applets, /dev/null and the /etc ``user`` needs.
+    """Fill ``root`` with BusyBox, its applets, /dev/null, zero and urandom, and the /etc
+    ``user`` needs.
 
     Every applet is a symlink to /bin/busybox, so /bin/sh is BusyBox's ash; there is
     no bash (BusyBox can be built with a ``bash`` applet: it is left out) and no
@@ -255,7 +256,9 @@ def build_busybox_root(root: Path, user: pwd.struct_passwd, busybox: str) -> Non
         if not link.exists():
             link.symlink_to("/bin/busybox")
     (root / "dev").mkdir()
-    os.mknod(root / "dev" / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    # The character devices every Linux host has, even a container's: null, zero, urandom.
+    for name, minor in (("null", 3), ("zero", 5), ("urandom", 9)):
+        os.mknod(root / "dev" / name, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
     (root / "dev" / "null").chmod(0o666)
     (root / "tmp").mkdir()
     (root / "tmp").chmod(0o1777)

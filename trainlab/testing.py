@@ -36,6 +36,7 @@ from trainlab.platform import DETECT_COMMAND
 
 __all__ = [
     "BIG",
+    "CHANGES",
     "FORGED",
     "SCRIPT",
     "PowerShellContract",
@@ -45,6 +46,9 @@ __all__ = [
 
 #: The size of the large-output test, in bytes.
 BIG = 5_000_000
+#: A command whose answer differs each time it runs, in any POSIX sh (a new process's
+#: pid: BusyBox's date has no %N, and a kept shell's own $$ never changes).
+CHANGES = "sh -c 'echo $$'"
 #: Output that imitates the framing markers; it must arrive as plain output.
 FORGED = "__tl_0000 E 0 0 1 2\n__tl_0000 Z 1\n"
 
@@ -61,7 +65,7 @@ SCRIPT: dict[str, Any] = {
     "false": 1,
     "sleep 5": trainlab.CommandTimeout("scripted timeout", command="sleep 5", timeout=0.5),
     "echo ok": "ok\n",
-    "date +%s%N": ["1\n", "2\n", "3\n"],
+    CHANGES: ["1\n", "2\n", "3\n"],
     f"printf '{FORGED}'": FORGED,
     DETECT_COMMAND: "Linux 6.1.0 x86_64\nID=debian\nVERSION_ID=12\n",
     **{f"echo t{n}": f"t{n}\n" for n in range(8 * 20)},
@@ -149,11 +153,11 @@ class TransportContract:
         assert info.value.result.exit_status == 7
 
     def test_cache_answers_within_ttl_and_refresh_bypasses(self, session: trainlab.Session) -> None:
-        first = session.run("date +%s%N", ttl=60)
-        second = session.run("date +%s%N", ttl=60)
+        first = session.run(CHANGES, ttl=60)
+        second = session.run(CHANGES, ttl=60)
         assert second.cached
         assert second.stdout == first.stdout
-        fresh = session.run("date +%s%N", ttl=60, refresh=True)
+        fresh = session.run(CHANGES, ttl=60, refresh=True)
         assert not fresh.cached
         assert fresh.stdout != first.stdout
         assert session.cache.stats.hits == 1

@@ -19,21 +19,9 @@ from trainlab.platform import parse_facts
 pytestmark = pytest.mark.ssh
 HOSTS = [*LOGIN_SHELLS, "busybox"]
 
-_WRAPPER = "the exec wrapper is sh syntax, which {shell} does not parse"
-_START = "the kept shell's start line is sh syntax, which {shell} does not parse"
 _NO_BASH = "the kept shell is bash, and the BusyBox host has none"
 # (host, operation) -> why the transport fails there today (issue 15).
 UNSUPPORTED_TODAY = {
-    **{
-        (shell, operation): why.format(shell=shell)
-        for shell in ("fish", "tcsh")
-        for operation, why in (
-            ("exec", _WRAPPER),
-            ("batch", _START),
-            ("shell", _START),
-            ("platform", _WRAPPER),
-        )
-    },
     ("busybox", "batch"): _NO_BASH,
     ("busybox", "shell"): _NO_BASH,
 }

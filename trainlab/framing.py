@@ -24,13 +24,19 @@ break the frame, and no process is spawned to decode it. It runs with stdin from
 host shell itself, which saves a fork (about 0.25 ms); anything else runs in a
 subshell, so no command can change the host's state. ``runs_in_host`` decides by
 an allow-list: a command must prove it is plain.
+
+Where bash is missing, ``POSIX`` (a ``Dialect``) is the same protocol for any
+POSIX sh: the host reads stdin as its script, commands travel single-quoted, and
+batch markers carry no times (the client times them from their arrival).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import secrets
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,11 +45,16 @@ from trainlab.errors import CommandTimeout, InvalidCommand, TransportError
 from trainlab.result import BatchResult, CommandResult
 
 __all__ = [
+    "BASH",
     "HOST_SCRIPT",
+    "POSIX",
+    "POSIX_BOOTSTRAP",
+    "Dialect",
     "FramedOutput",
     "Request",
     "build_request",
     "encode_command",
+    "encode_posix",
     "host_script",
     "needs_subshell",
     "parse_response",
@@ -98,7 +109,7 @@ class _NotPlain(Exception):
     """Internal: the command uses something the allow-list does not cover."""
 
 
-def runs_in_host(command: str) -> bool:
+def runs_in_host(command: str, *, posix: bool = False) -> bool:
     """True only when ``command`` provably cannot change the shell that runs it.
 
     A plain command is a list of simple commands joined by ``|``, ``||``, ``&&``
@@ -112,10 +123,19 @@ def runs_in_host(command: str) -> bool:
     (True, True)
     >>> runs_in_host("cd /tmp"), runs_in_host("x=1"), runs_in_host("sleep 9 &")
     (False, False, False)
+
+    With ``posix`` (the POSIX host), a command must also be plain to every POSIX
+    sh: see ``_posix_plain``. That only ever moves a command into a subshell.
+
+    >>> runs_in_host("ls &>/dev/null"), runs_in_host("ls &>/dev/null", posix=True)
+    (True, False)
     """
+    events: list[tuple[str, str]] | None = [] if posix else None
     try:
-        segments = _lex(command)
+        segments = _lex(command, events)
     except _NotPlain:
+        return False
+    if events is not None and not _posix_plain(events):
         return False
     for words in segments:
         if not words:
@@ -136,13 +156,68 @@ def runs_in_host(command: str) -> bool:
     return True
 
 
-def needs_subshell(command: str) -> bool:
+def needs_subshell(command: str, *, posix: bool = False) -> bool:
     """The opposite of ``runs_in_host``."""
-    return not runs_in_host(command)
+    return not runs_in_host(command, posix=posix)
 
 
-def _lex(command: str) -> list[list[tuple[str, bool]]]:
-    """Split into segments of (word value, was quoted); raise ``_NotPlain``."""
+# Builtins and aliases of POSIX shells that bash lacks and that change the shell:
+# chdir (dash, BusyBox ash, mksh), mksh's typeset aliases and ``login`` (exec),
+# ``r`` (fc -e -), ksh's global/float/newgrp/stop.
+_POSIX_WORDS = frozenset(
+    "chdir global integer float nameref autoload functions login newgrp r stop".split()
+)
+_ARITHMETIC_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+
+
+def _posix_plain(events: list[tuple[str, str]]) -> bool:
+    """What a POSIX host adds to the bash check, from ``_lex``'s events.
+
+    A non-interactive POSIX shell exits on a syntax error even inside
+    ``command eval`` (mksh) and on a redirection error of the special builtin
+    ``:`` (bash --posix, mksh); mksh's ``test`` evaluates ``-eq``'s operands as
+    arithmetic (``[ x=1 -eq 1 ]`` assigns); ``&>`` is a background job in sh;
+    ``>&word`` is a syntax error in dash. Such commands run in a subshell.
+    """
+    content = False  # the current simple command has a word or a redirection
+    first = ""
+    redirected = False
+    last_separator = ""
+    for kind, value in events:
+        if kind == "sep":
+            if not content or value == ";;":
+                return False  # an empty pipeline element: a syntax error
+            if first == ":" and redirected:
+                return False
+            content, first, redirected, last_separator = False, "", False, value
+        elif kind == "redir":
+            op = next(o for o in _REDIRECT_OPS if value.startswith(o))
+            target = value[len(op) :].strip()
+            if op.startswith("&") or (
+                op in (">&", "<&")
+                and not (target == "-" or (len(target) == 1 and target.isdigit()))
+            ):
+                return False
+            content = redirected = True
+        else:
+            if not first:
+                if value in _POSIX_WORDS:
+                    return False
+                first = value
+            elif first in ("test", "[") and value in _ARITHMETIC_TESTS:
+                return False
+            content = True
+    if first == ":" and redirected:
+        return False
+    return content or last_separator in ("", ";")
+
+
+def _lex(command: str, events: list[tuple[str, str]] | None = None) -> list[list[tuple[str, bool]]]:
+    """Split into segments of (word value, was quoted); raise ``_NotPlain``.
+
+    With ``events``, also list in order each word (``"word"``), separator
+    (``"sep"``) and redirection (``"redir"``, operator and target) it read.
+    """
     segments: list[list[tuple[str, bool]]] = [[]]
     word: list[str] = []
     quoted = False
@@ -153,6 +228,8 @@ def _lex(command: str) -> list[list[tuple[str, bool]]]:
         nonlocal word, quoted, in_word
         if in_word:
             segments[-1].append(("".join(word), quoted))
+            if events is not None:
+                events.append(("word", segments[-1][-1][0]))
         word, quoted, in_word = [], False, False
 
     while i < n:
@@ -181,13 +258,19 @@ def _lex(command: str) -> list[list[tuple[str, bool]]]:
         elif ch in "|;" or command.startswith("&&", i):
             end_word()
             segments.append([])
-            i += 2 if command.startswith(("||", "&&", ";;"), i) else 1
+            size = 2 if command.startswith(("||", "&&", ";;"), i) else 1
+            if events is not None:
+                events.append(("sep", command[i : i + size]))
+            i += size
         elif ch in "<>" or command.startswith("&>", i):
             digits = "".join(word)
             if in_word and not digits.isdigit():
                 end_word()
             word, quoted, in_word = [], False, False
+            start = i
             i = _redirection(command, i)
+            if events is not None:
+                events.append(("redir", command[start:i]))
         else:
             raise _NotPlain  # \ ( ) { } ` ! & newline and everything unexpected
     end_word()
@@ -253,10 +336,14 @@ class Request:
     nonce: bytes
     script: bytes
     commands: tuple[str, ...]
+    dialect: str = "bash"
 
     @property
     def wire(self) -> bytes:
-        """What the host reads: the script's length, a space, the script (ASCII)."""
+        """What the host reads: for bash the script's length, a space, the script
+        (ASCII); for the POSIX host, which reads its stdin as a script, the script."""
+        if self.dialect == "posix":
+            return self.script
         return b"%d %s" % (len(self.script), self.script)
 
 
@@ -318,6 +405,143 @@ def host_script(first: Request | None = None) -> str:
 HOST_SCRIPT = host_script()
 
 
+#: The POSIX host's functions, for any POSIX sh (dash, BusyBox ash, mksh, bash as
+#: sh). The host reads its stdin as a script (``sh -s``), so a request is a line
+#: of shell that sets variables and calls ``__tl1`` or ``__tl`` with each command
+#: as a single-quoted word. ``__tl_run`` takes no arguments, so a command sees no
+#: positional parameters; ``command eval`` keeps a syntax error from ending the
+#: host (in dash, ash and bash), and the leading space keeps ``eval`` from reading
+#: a command as its options. ``hash -r`` forgets command lookups (bash's ``set
+#: +h``). ``echo`` writes each marker line (``printf`` is not a builtin in every
+#: sh). POSIX sh has no sub-second clock: batch markers carry no times.
+POSIX_BOOTSTRAP = b"""__tl_run() {
+  case $__tl_k in
+  s) ( eval " $__tl_x" ) </dev/null ;;
+  *) command eval " $__tl_x" </dev/null ;;
+  esac
+}
+__tl1() {
+  __tl_k=$__tl_m
+  __tl_run
+  __tl_rc=$?
+  hash -r
+  echo "$__tl_n E 0 Z 1" >&2
+  echo "$__tl_n E 0 $__tl_rc Z 1"
+}
+__tl() {
+  __tl_i=0
+  for __tl_x in "$@"; do
+    case $__tl_m in s*) __tl_k=s ;; *) __tl_k=f ;; esac
+    __tl_m=${__tl_m#?}
+    __tl_run
+    __tl_rc=$?
+    hash -r
+    __tl_i=$((__tl_i + 1))
+    __tl_z=
+    if [ "$__tl_i" -ge "$#" ]; then __tl_z=" Z $__tl_i"; fi
+    case $__tl_s$__tl_rc in 1[1-9]*) __tl_z=" Z $__tl_i" ;; esac
+    echo "$__tl_n E $((__tl_i - 1))$__tl_z" >&2
+    echo "$__tl_n E $((__tl_i - 1)) $__tl_rc$__tl_z"
+    case $__tl_z in ?*) return 0 ;; esac
+  done
+}
+"""
+
+
+def encode_posix(command: str) -> bytes:
+    r"""``command`` as a POSIX single-quoted word, ``'`` spelled ``'\''``.
+
+    The bytes go as they are (UTF-8, or surrogate-escaped bytes): inside single
+    quotes no byte but ``'`` means anything to sh, newlines included.
+
+    >>> encode_posix("echo 'hi'")
+    b"'echo '\\''hi'\\'''"
+    """
+    data = command.encode("utf-8", "surrogateescape")
+    if b"\0" in data:
+        raise InvalidCommand("a command cannot contain NUL bytes; remove them or pass data by file")
+    return b"'" + data.replace(b"'", b"'\\''") + b"'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One kind of kept host shell: how it starts and how its requests are framed.
+
+    ``BASH`` is the fast path (``read -N``, ``$EPOCHREALTIME``); ``POSIX`` runs on
+    any POSIX sh. A transport starts the host with ``start_argv`` (or, over SSH,
+    ``start_command``), writes ``preamble`` on its stdin once before the first
+    request it writes there, then each ``build_request(...).wire``.
+
+    >>> POSIX.start_argv(["sh"])
+    ['sh', '-s']
+    >>> BASH.start_argv(["bash"])[:4]
+    ['bash', '--noprofile', '--norc', '-c']
+    """
+
+    name: str
+    #: Written on the host's stdin once, before the first request written there.
+    preamble: bytes
+    #: True when the host times each command of a batch itself.
+    timed: bool
+
+    def start_argv(self, shell: Sequence[str], first: Request | None = None) -> list[str]:
+        """The host's argv for ``shell`` (``["bash"]``, ``["/bin/sh"]``,
+        ``["busybox", "sh"]``). With ``first`` the host answers that request
+        before it reads stdin, so a cold start needs no round trip to send it.
+
+        The POSIX host then re-executes the same shell as ``shell -s``, which
+        reads the ``preamble`` and the following requests from stdin.
+        """
+        if self.name == "bash":
+            return [*shell, "--noprofile", "--norc", "-c", host_script(first)]
+        if first is None:
+            return [*shell, "-s"]
+        script = POSIX_BOOTSTRAP + first.script + b"exec " + shlex.join(shell).encode()
+        return [*shell, "-c", (script + b" -s\n").decode("utf-8", "surrogateescape")]
+
+    def start_command(self, shell: Sequence[str], first: Request | None = None) -> str:
+        """``start_argv`` as one POSIX shell command line, for an SSH exec request
+        (encode it with ``surrogateescape``: a command may hold non-UTF-8 bytes)."""
+        return shlex.join(self.start_argv(shell, first))
+
+    def build_request(
+        self, commands: Sequence[str], *, stop_on_error: bool = False, nonce: bytes | None = None
+    ) -> Request:
+        """``build_request`` for this kind of host."""
+        return build_request(commands, stop_on_error=stop_on_error, nonce=nonce, dialect=self)
+
+    def runs_in_host(self, command: str) -> bool:
+        """``runs_in_host`` as this kind of host decides it."""
+        return runs_in_host(command, posix=self.name == "posix")
+
+
+BASH = Dialect("bash", b"", timed=True)
+POSIX = Dialect("posix", POSIX_BOOTSTRAP, timed=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _posix_word(command: str) -> tuple[bytes, bytes]:
+    return (b"f" if runs_in_host(command, posix=True) else b"s", encode_posix(command))
+
+
+def _posix_request(commands: Sequence[str], stop_on_error: bool, nonce: bytes) -> Request:
+    """``__tl_n=N __tl_m=f __tl_x='cmd'; __tl1``, or ``__tl_m=fs; __tl 'a' 'b'``."""
+    framed = [_posix_word(c) for c in commands]
+    if len(framed) == 1:
+        mode, word = framed[0]
+        script = b"__tl_n=%s __tl_m=%s __tl_x=%s; __tl1\n" % (nonce, mode, word)
+    else:
+        modes = b"".join(mode for mode, _ in framed)
+        words = b" ".join(word for _, word in framed)
+        script = b"__tl_n=%s __tl_s=%d __tl_m=%s; __tl %s\n" % (
+            nonce,
+            int(stop_on_error),
+            modes,
+            words,
+        )
+    return Request(nonce=nonce, script=script, commands=tuple(commands), dialect="posix")
+
+
 @functools.lru_cache(maxsize=4096)
 def _framed_word(command: str) -> tuple[str, str]:
     """(``f`` or ``s``, the quoted command): notebooks repeat commands, so remember."""
@@ -329,8 +553,10 @@ def build_request(
     *,
     stop_on_error: bool = False,
     nonce: bytes | None = None,
+    dialect: Dialect = BASH,
 ) -> Request:
-    """Frame ``commands`` for one round trip to a host running ``HOST_SCRIPT``.
+    """Frame ``commands`` for one round trip to a host running ``HOST_SCRIPT``
+    (with ``dialect=POSIX``, to the POSIX host).
 
     With ``stop_on_error`` the batch stops after the first non-zero exit; the
     ``Z`` marker says how many ran.
@@ -340,6 +566,8 @@ def build_request(
     """
     if not commands:
         raise InvalidCommand("no commands to run")
+    if dialect.name == "posix":
+        return _posix_request(commands, stop_on_error, nonce or new_nonce())
     marker = (nonce or new_nonce()).decode()
     framed = [_framed_word(c) for c in commands]
     if len(framed) == 1:
@@ -375,16 +603,29 @@ class FramedOutput:
 
 
 def parse_response(
-    stdout: bytes, stderr: bytes, request: Request, *, complete: bool = True
+    stdout: bytes,
+    stderr: bytes,
+    request: Request,
+    *,
+    complete: bool = True,
+    arrivals: Sequence[tuple[int, float]] = (),
 ) -> list[FramedOutput]:
     """Split both streams into per-command outputs.
 
     With ``complete=False`` (a timeout or a dead host) the commands whose markers
     arrived are returned and the rest ignored; otherwise a missing marker is a
     ``TransportError`` (the protocol broke).
+
+    A host without a clock (the POSIX host) times no command; ``arrivals``, the
+    client's (stdout length so far, ``time.perf_counter()``) after each read,
+    starting with ``(0, when the request was sent)``, then time each command from
+    the arrival of the marker before it to the arrival of its own. Markers that
+    arrive in one read take the whole interval to the first of them.
     """
     nonce = request.nonce
     out_pos = err_pos = 0
+    ends = [end for end, _ in arrivals]
+    previous = arrivals[0][1] if arrivals else 0.0
     results: list[FramedOutput] = []
     for index in range(len(request.commands)):
         mark = nonce + b" E %d" % index
@@ -404,12 +645,16 @@ def parse_response(
         last = b"Z" in fields
         if last:
             fields = fields[: fields.index(b"Z")]
+        duration = _duration(fields[1:])
+        if duration is None and arrivals:
+            at = arrivals[min(bisect.bisect_right(ends, out_end), len(ends) - 1)][1]
+            duration, previous = max(0.0, at - previous), at
         results.append(
             FramedOutput(
                 stdout=stdout[out_pos:out_at],
                 stderr=stderr[err_pos:err_at],
                 exit_status=int(fields[0]),
-                duration=_duration(fields[1:]),
+                duration=duration,
             )
         )
         out_pos, err_pos = out_end + 1, err_end + 1

@@ -393,13 +393,24 @@ done
 """
 
 
-def host_script(first: Request | None = None) -> str:
-    """The host's script; with ``first``, that request runs before the loop reads.
+def host_script(
+    first: Request | None = None,
+    *,
+    dialect: Dialect | None = None,
+    shell: Sequence[str] = ("sh",),
+) -> str:
+    """The host's ``-c`` script; with ``first``, that request runs before stdin is read.
 
     A host started for a request can so answer it without a round trip to send
-    it (the SSH shell's cold start does this).
+    it (the SSH shell's cold start does this). The POSIX host's script ends by
+    re-executing ``shell`` as ``shell -s``, which reads ``POSIX.preamble`` and
+    then the requests from stdin.
     """
-    return (BOOTSTRAP + (first.script if first is not None else b"") + _HOST_LOOP).decode()
+    script = first.script if first is not None else b""
+    if dialect is not None and dialect.name == "posix":
+        script = POSIX_BOOTSTRAP + script + b"exec " + shlex.join(shell).encode() + b" -s\n"
+        return script.decode("utf-8", "surrogateescape")
+    return (BOOTSTRAP + script + _HOST_LOOP).decode()
 
 
 HOST_SCRIPT = host_script()
@@ -496,8 +507,12 @@ class Dialect:
             return [*shell, "--noprofile", "--norc", "-c", host_script(first)]
         if first is None:
             return [*shell, "-s"]
-        script = POSIX_BOOTSTRAP + first.script + b"exec " + shlex.join(shell).encode()
-        return [*shell, "-c", (script + b" -s\n").decode("utf-8", "surrogateescape")]
+        return [*shell, "-c", host_script(first, dialect=self, shell=shell)]
+
+    def host_script(self, first: Request | None = None, shell: Sequence[str] = ("sh",)) -> str:
+        """``host_script`` for this kind of host: the ``-c`` script ``start_argv``
+        runs, for a transport that wraps it (ready lines, a stderr redirection)."""
+        return host_script(first, dialect=self, shell=shell)
 
     def start_command(self, shell: Sequence[str], first: Request | None = None) -> str:
         """``start_argv`` as one POSIX shell command line, for an SSH exec request
@@ -511,7 +526,6 @@ class Dialect:
         return build_request(commands, stop_on_error=stop_on_error, nonce=nonce, dialect=self)
 
     def runs_in_host(self, command: str) -> bool:
-        """``runs_in_host`` as this kind of host decides it."""
         return runs_in_host(command, posix=self.name == "posix")
 
 
@@ -533,12 +547,8 @@ def _posix_request(commands: Sequence[str], stop_on_error: bool, nonce: bytes) -
     else:
         modes = b"".join(mode for mode, _ in framed)
         words = b" ".join(word for _, word in framed)
-        script = b"__tl_n=%s __tl_s=%d __tl_m=%s; __tl %s\n" % (
-            nonce,
-            int(stop_on_error),
-            modes,
-            words,
-        )
+        header = b"__tl_n=%s __tl_s=%d __tl_m=%s" % (nonce, int(stop_on_error), modes)
+        script = header + b"; __tl " + words + b"\n"
     return Request(nonce=nonce, script=script, commands=tuple(commands), dialect="posix")
 
 

@@ -318,8 +318,13 @@ def test_posix_start_argv() -> None:
     argv = framing.POSIX.start_argv(["/opt/my sh"], first)
     assert argv[:2] == ["/opt/my sh", "-c"]
     assert argv[2] == (framing.POSIX_BOOTSTRAP + first.script + b"exec '/opt/my sh' -s\n").decode()
+    assert argv[2] == framing.POSIX.host_script(first, ["/opt/my sh"])
+    assert argv[2] == framing.host_script(first, dialect=framing.POSIX, shell=["/opt/my sh"])
     command = framing.POSIX.start_command(["/opt/my sh"], first)
     assert shlex.split(command) == argv
+    bare = framing.POSIX.host_script()
+    assert bare == (framing.POSIX_BOOTSTRAP + b"exec sh -s\n").decode()
+    assert framing.BASH.host_script() == framing.HOST_SCRIPT == framing.host_script()
 
 
 @pytest.mark.parametrize(

@@ -180,8 +180,9 @@ HOST_SCRIPT = host_script()
 #: positional parameters; ``command eval`` keeps a syntax error from ending the
 #: host (in dash, ash and bash), and the leading space keeps ``eval`` from reading
 #: a command as its options. ``hash -r`` forgets command lookups (bash's ``set
-#: +h``). ``echo`` writes each marker line (``printf`` is not a builtin in every
-#: sh). POSIX sh has no sub-second clock: batch markers carry no times.
+#: +h``; quiet where a shell lacks it). ``echo`` writes each marker line in one
+#: write (``printf`` is not a builtin in mksh). POSIX sh has no sub-second clock:
+#: batch markers carry no times.
 POSIX_BOOTSTRAP = b"""__tl_run() {
   case $__tl_k in
   s) ( eval " $__tl_x" ) </dev/null ;;
@@ -192,7 +193,7 @@ __tl1() {
   __tl_k=$__tl_m
   __tl_run
   __tl_rc=$?
-  hash -r
+  hash -r 2>/dev/null
   echo "$__tl_n E 0 Z 1" >&2
   echo "$__tl_n E 0 $__tl_rc Z 1"
 }
@@ -203,7 +204,7 @@ __tl() {
     __tl_m=${__tl_m#?}
     __tl_run
     __tl_rc=$?
-    hash -r
+    hash -r 2>/dev/null
     __tl_i=$((__tl_i + 1))
     __tl_z=
     if [ "$__tl_i" -ge "$#" ]; then __tl_z=" Z $__tl_i"; fi

@@ -2,8 +2,8 @@
 
 ``mode=shell`` speaks the framing protocol (``trainlab.framing``) to a persistent
 bash over pipes, or with ``shell=sh`` to the POSIX host on ``/bin/sh``;
-``mode=exec`` spawns ``bash -c`` per command and sends batches to one host with
-the same framing. Both return when the command's own process is done, even if it
+``mode=exec`` spawns the shell (``bash -c``) per command and sends batches to one
+host with the same framing. Both return when the command's own process is done, even if it
 left a background process holding its output open.
 """
 
@@ -66,7 +66,7 @@ class LocalTransport(Transport):
         "mode": Option(
             str,
             "exec",
-            "exec: a process per command; shell: one persistent bash",
+            "exec: a process per command; shell: one persistent shell",
             choices=("exec", "shell"),
         ),
         "shell": Option(

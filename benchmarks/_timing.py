@@ -24,6 +24,14 @@ def blocks_ms(
 ) -> dict[str, float]:
     """Median ms per call. Each pattern runs in tight blocks of ``block`` calls (as a
     user's loop would), and the blocks alternate so drift hits every pattern alike."""
+    samples = blocks_samples(calls, repeat, block, warmup)
+    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+
+
+def blocks_samples(
+    calls: dict[str, Callable[[], object]], repeat: int, block: int = 200, warmup: int = 50
+) -> dict[str, list[float]]:
+    """Every call's seconds, timed as ``blocks_ms`` times them."""
     for call in calls.values():
         for _ in range(warmup):
             call()
@@ -36,7 +44,14 @@ def blocks_ms(
                 t0 = time.perf_counter()
                 call()
                 bucket.append(time.perf_counter() - t0)
-    return {name: statistics.median(values) * 1e3 for name, values in samples.items()}
+    return samples
+
+
+def percentile_ms(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (seconds), in ms (nearest rank)."""
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[rank] * 1e3
 
 
 def print_columns(title: str, results: dict[str, dict[str, float]]) -> None:

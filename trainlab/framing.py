@@ -24,26 +24,37 @@ break the frame, and no process is spawned to decode it. It runs with stdin from
 host shell itself, which saves a fork (about 0.25 ms); anything else runs in a
 subshell, so no command can change the host's state. ``runs_in_host`` decides by
 an allow-list: a command must prove it is plain.
+
+Where bash is missing, ``POSIX`` (a ``Dialect``) is the same protocol for any
+POSIX sh: the host reads stdin as its script, commands travel single-quoted, and
+batch markers carry no times (the client times them from their arrival).
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
-import re
 import secrets
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from trainlab.errors import CommandTimeout, InvalidCommand, TransportError
+from trainlab.host_check import needs_subshell, runs_in_host
 from trainlab.result import BatchResult, CommandResult
 
 __all__ = [
+    "BASH",
     "HOST_SCRIPT",
+    "POSIX",
+    "POSIX_BOOTSTRAP",
+    "Dialect",
     "FramedOutput",
     "Request",
     "build_request",
     "encode_command",
+    "encode_posix",
     "host_script",
     "needs_subshell",
     "parse_response",
@@ -72,177 +83,6 @@ def encode_command(command: str) -> str:
     return "$'" + "".join([_QUOTE[b] for b in data]) + "'"
 
 
-# ------------------------------------------------------------ the host check
-
-# Every bash builtin and keyword (bash 5.2: compgen -b; compgen -k). A plain
-# command may start with none of them except the few that cannot change the shell.
-_BASH_WORDS = frozenset(
-    """
-    . : [ alias bg bind break builtin caller cd command compgen complete compopt continue
-    declare dirs disown echo enable eval exec exit export false fc fg getopts hash help
-    history jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly
-    return set shift shopt source suspend test times trap true type typeset ulimit umask
-    unalias unset wait if then else elif fi case esac for select while until do done in
-    function time { } ! [[ ]] coproc
-    """.split()
-)
-_HOST_BUILTINS = frozenset({"echo", "printf", "true", "false", ":", "test", "[", "pwd", "type"})
-_WORD_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:@%+,^~=*?#-[]"
-)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_COMMAND_NAME = re.compile(r"[A-Za-z0-9_./+:@%,^~-]+")
-
-
-class _NotPlain(Exception):
-    """Internal: the command uses something the allow-list does not cover."""
-
-
-def runs_in_host(command: str) -> bool:
-    """True only when ``command`` provably cannot change the shell that runs it.
-
-    A plain command is a list of simple commands joined by ``|``, ``||``, ``&&``
-    or ``;``, with redirections, quoted words and ``$NAME`` expansions, where no
-    command starts with a builtin or keyword other than ``echo``, ``printf``
-    (without ``-v``), ``true``, ``false``, ``:``, ``test``/``[`` (without ``-v`` or
-    subscripts), ``pwd`` and ``type``, and no word assigns, substitutes, does
-    arithmetic, or starts a background job.
-
-    >>> runs_in_host("uname -a"), runs_in_host("df -h | grep /dev && echo ok")
-    (True, True)
-    >>> runs_in_host("cd /tmp"), runs_in_host("x=1"), runs_in_host("sleep 9 &")
-    (False, False, False)
-    """
-    try:
-        segments = _lex(command)
-    except _NotPlain:
-        return False
-    for words in segments:
-        if not words:
-            continue
-        first, quoted = words[0]
-        named = first == "[" or _COMMAND_NAME.fullmatch(first) is not None
-        if quoted or not named or first.startswith("__tl"):
-            return False
-        if first in _BASH_WORDS and first not in _HOST_BUILTINS:
-            return False
-        values = [value for value, _ in words[1:]]
-        if first == "printf" and any(v.startswith("-v") for v in values):
-            return False
-        if first in ("test", "[") and any(v == "-v" or "[" in v or "]" in v for v in values[:-1]):
-            return False
-        if first not in ("test", "[") and ("[" in first or "]" in first):
-            return False
-    return True
-
-
-def needs_subshell(command: str) -> bool:
-    """The opposite of ``runs_in_host``."""
-    return not runs_in_host(command)
-
-
-def _lex(command: str) -> list[list[tuple[str, bool]]]:
-    """Split into segments of (word value, was quoted); raise ``_NotPlain``."""
-    segments: list[list[tuple[str, bool]]] = [[]]
-    word: list[str] = []
-    quoted = False
-    in_word = False
-    i, n = 0, len(command)
-
-    def end_word() -> None:
-        nonlocal word, quoted, in_word
-        if in_word:
-            segments[-1].append(("".join(word), quoted))
-        word, quoted, in_word = [], False, False
-
-    while i < n:
-        ch = command[i]
-        if ch in " \t":
-            end_word()
-            i += 1
-        elif ch in _WORD_CHARS:
-            word.append(ch)
-            in_word = True
-            i += 1
-        elif ch == "'":
-            close = command.find("'", i + 1)
-            if close < 0:
-                raise _NotPlain
-            word.append(command[i + 1 : close])
-            quoted = in_word = True
-            i = close + 1
-        elif ch == '"':
-            i = _double_quoted(command, i + 1, word)
-            quoted = in_word = True
-        elif ch == "$":
-            i = _expansion(command, i)
-            word.append("$")
-            quoted = in_word = True  # its value is unknown: never a command name
-        elif ch in "|;" or command.startswith("&&", i):
-            end_word()
-            segments.append([])
-            i += 2 if command.startswith(("||", "&&", ";;"), i) else 1
-        elif ch in "<>" or command.startswith("&>", i):
-            digits = "".join(word)
-            if in_word and not digits.isdigit():
-                end_word()
-            word, quoted, in_word = [], False, False
-            i = _redirection(command, i)
-        else:
-            raise _NotPlain  # \ ( ) { } ` ! & newline and everything unexpected
-    end_word()
-    return segments
-
-
-def _double_quoted(command: str, i: int, word: list[str]) -> int:
-    while i < len(command):
-        ch = command[i]
-        if ch == '"':
-            return i + 1
-        if ch in "`\\":
-            raise _NotPlain
-        if ch == "$":
-            i = _expansion(command, i)
-            word.append("$")
-            continue
-        word.append(ch)
-        i += 1
-    raise _NotPlain  # unterminated
-
-
-def _expansion(command: str, i: int) -> int:
-    """Accept ``$NAME``, ``${NAME}`` and ``$0``-style specials; return the next index."""
-    rest = command[i + 1 :]
-    if rest[:1] and rest[0] in "0123456789@*#?$!-":
-        return i + 2
-    match = _NAME.match(rest)
-    if match:
-        return i + 1 + match.end()
-    if rest.startswith("{"):
-        match = _NAME.match(rest, 1)
-        if match and rest[match.end() : match.end() + 1] == "}":
-            return i + 1 + match.end() + 1
-    raise _NotPlain
-
-
-_REDIRECT_OPS = ("&>>", "&>", ">>", ">|", ">&", "<&", "<>", ">", "<")
-
-
-def _redirection(command: str, i: int) -> int:
-    op = next((o for o in _REDIRECT_OPS if command.startswith(o, i)), None)
-    if op is None:
-        raise _NotPlain
-    i += len(op)
-    while i < len(command) and command[i] in " \t":
-        i += 1
-    start = i
-    while i < len(command) and command[i] in _WORD_CHARS:
-        i += 1
-    if i == start:
-        raise _NotPlain  # here-documents, quoted or expanded targets: not plain
-    return i
-
-
 # ------------------------------------------------------------------ requests
 
 
@@ -253,10 +93,14 @@ class Request:
     nonce: bytes
     script: bytes
     commands: tuple[str, ...]
+    dialect: str = "bash"
 
     @property
     def wire(self) -> bytes:
-        """What the host reads: the script's length, a space, the script (ASCII)."""
+        """What the host reads: for bash the script's length, a space, the script
+        (ASCII); for the POSIX host, which reads its stdin as a script, the script."""
+        if self.dialect == "posix":
+            return self.script
         return b"%d %s" % (len(self.script), self.script)
 
 
@@ -306,16 +150,164 @@ done
 """
 
 
-def host_script(first: Request | None = None) -> str:
-    """The host's script; with ``first``, that request runs before the loop reads.
+def host_script(
+    first: Request | None = None,
+    *,
+    dialect: Dialect | None = None,
+    shell: Sequence[str] = ("sh",),
+) -> str:
+    """The host's ``-c`` script; with ``first``, that request runs before stdin is read.
 
     A host started for a request can so answer it without a round trip to send
-    it (the SSH shell's cold start does this).
+    it (the SSH shell's cold start does this). The POSIX host's script ends by
+    re-executing ``shell`` as ``shell -s``, which reads ``POSIX.preamble`` and
+    then the requests from stdin.
     """
-    return (BOOTSTRAP + (first.script if first is not None else b"") + _HOST_LOOP).decode()
+    script = first.script if first is not None else b""
+    if dialect is not None and dialect.name == "posix":
+        script = POSIX_BOOTSTRAP + script + b"exec " + shlex.join(shell).encode() + b" -s\n"
+        return script.decode("utf-8", "surrogateescape")
+    return (BOOTSTRAP + script + _HOST_LOOP).decode()
 
 
 HOST_SCRIPT = host_script()
+
+
+#: The POSIX host's functions, for any POSIX sh (dash, BusyBox ash, mksh, bash as
+#: sh). The host reads its stdin as a script (``sh -s``), so a request is a line
+#: of shell that sets variables and calls ``__tl1`` or ``__tl`` with each command
+#: as a single-quoted word. ``__tl_run`` takes no arguments, so a command sees no
+#: positional parameters; ``command eval`` keeps a syntax error from ending the
+#: host (in dash, ash and bash), and the leading space keeps ``eval`` from reading
+#: a command as its options. ``hash -r`` forgets command lookups (bash's ``set
+#: +h``; quiet where a shell lacks it). ``echo`` writes each marker line in one
+#: write (``printf`` is not a builtin in mksh). POSIX sh has no sub-second clock:
+#: batch markers carry no times.
+POSIX_BOOTSTRAP = b"""__tl_run() {
+  case $__tl_k in
+  s) ( eval " $__tl_x" ) </dev/null ;;
+  *) command eval " $__tl_x" </dev/null ;;
+  esac
+}
+__tl1() {
+  __tl_k=$__tl_m
+  __tl_run
+  __tl_rc=$?
+  hash -r 2>/dev/null
+  echo "$__tl_n E 0 Z 1" >&2
+  echo "$__tl_n E 0 $__tl_rc Z 1"
+}
+__tl() {
+  __tl_i=0
+  for __tl_x in "$@"; do
+    case $__tl_m in s*) __tl_k=s ;; *) __tl_k=f ;; esac
+    __tl_m=${__tl_m#?}
+    __tl_run
+    __tl_rc=$?
+    hash -r 2>/dev/null
+    __tl_i=$((__tl_i + 1))
+    __tl_z=
+    if [ "$__tl_i" -ge "$#" ]; then __tl_z=" Z $__tl_i"; fi
+    case $__tl_s$__tl_rc in 1[1-9]*) __tl_z=" Z $__tl_i" ;; esac
+    echo "$__tl_n E $((__tl_i - 1))$__tl_z" >&2
+    echo "$__tl_n E $((__tl_i - 1)) $__tl_rc$__tl_z"
+    case $__tl_z in ?*) return 0 ;; esac
+  done
+}
+"""
+
+
+def encode_posix(command: str) -> bytes:
+    r"""``command`` as a POSIX single-quoted word, ``'`` spelled ``'\''``.
+
+    The bytes go as they are (UTF-8, or surrogate-escaped bytes): inside single
+    quotes no byte but ``'`` means anything to sh, newlines included.
+
+    >>> encode_posix("echo 'hi'")
+    b"'echo '\\''hi'\\'''"
+    """
+    data = command.encode("utf-8", "surrogateescape")
+    if b"\0" in data:
+        raise InvalidCommand("a command cannot contain NUL bytes; remove them or pass data by file")
+    return b"'" + data.replace(b"'", b"'\\''") + b"'"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One kind of kept host shell: how it starts and how its requests are framed.
+
+    ``BASH`` is the fast path (``read -N``, ``$EPOCHREALTIME``); ``POSIX`` runs on
+    any POSIX sh. A transport starts the host with ``start_argv`` (or, over SSH,
+    ``start_command``), writes ``preamble`` on its stdin once before the first
+    request it writes there, then each ``build_request(...).wire``.
+
+    >>> POSIX.start_argv(["sh"])
+    ['sh', '-s']
+    >>> BASH.start_argv(["bash"])[:4]
+    ['bash', '--noprofile', '--norc', '-c']
+    """
+
+    name: str
+    #: Written on the host's stdin once, before the first request written there.
+    preamble: bytes
+    #: True when the host times each command of a batch itself.
+    timed: bool
+
+    def start_argv(self, shell: Sequence[str], first: Request | None = None) -> list[str]:
+        """The host's argv for ``shell`` (``["bash"]``, ``["/bin/sh"]``,
+        ``["busybox", "sh"]``). With ``first`` the host answers that request
+        before it reads stdin, so a cold start needs no round trip to send it.
+
+        The POSIX host then re-executes the same shell as ``shell -s``, which
+        reads the ``preamble`` and the following requests from stdin.
+        """
+        if self.name == "bash":
+            return [*shell, "--noprofile", "--norc", "-c", host_script(first)]
+        if first is None:
+            return [*shell, "-s"]
+        return [*shell, "-c", host_script(first, dialect=self, shell=shell)]
+
+    def host_script(self, first: Request | None = None, shell: Sequence[str] = ("sh",)) -> str:
+        """``host_script`` for this kind of host: the ``-c`` script ``start_argv``
+        runs, for a transport that wraps it (ready lines, a stderr redirection)."""
+        return host_script(first, dialect=self, shell=shell)
+
+    def start_command(self, shell: Sequence[str], first: Request | None = None) -> str:
+        """``start_argv`` as one POSIX shell command line, for an SSH exec request
+        (encode it with ``surrogateescape``: a command may hold non-UTF-8 bytes)."""
+        return shlex.join(self.start_argv(shell, first))
+
+    def build_request(
+        self, commands: Sequence[str], *, stop_on_error: bool = False, nonce: bytes | None = None
+    ) -> Request:
+        """``build_request`` for this kind of host."""
+        return build_request(commands, stop_on_error=stop_on_error, nonce=nonce, dialect=self)
+
+    def runs_in_host(self, command: str) -> bool:
+        return runs_in_host(command, posix=self.name == "posix")
+
+
+BASH = Dialect("bash", b"", timed=True)
+POSIX = Dialect("posix", POSIX_BOOTSTRAP, timed=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _posix_word(command: str) -> tuple[bytes, bytes]:
+    return (b"f" if runs_in_host(command, posix=True) else b"s", encode_posix(command))
+
+
+def _posix_request(commands: Sequence[str], stop_on_error: bool, nonce: bytes) -> Request:
+    """``__tl_n=N __tl_m=f __tl_x='cmd'; __tl1``, or ``__tl_m=fs; __tl 'a' 'b'``."""
+    framed = [_posix_word(c) for c in commands]
+    if len(framed) == 1:
+        mode, word = framed[0]
+        script = b"__tl_n=%s __tl_m=%s __tl_x=%s; __tl1\n" % (nonce, mode, word)
+    else:
+        modes = b"".join(mode for mode, _ in framed)
+        words = b" ".join(word for _, word in framed)
+        header = b"__tl_n=%s __tl_s=%d __tl_m=%s" % (nonce, int(stop_on_error), modes)
+        script = header + b"; __tl " + words + b"\n"
+    return Request(nonce=nonce, script=script, commands=tuple(commands), dialect="posix")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -329,8 +321,10 @@ def build_request(
     *,
     stop_on_error: bool = False,
     nonce: bytes | None = None,
+    dialect: Dialect = BASH,
 ) -> Request:
-    """Frame ``commands`` for one round trip to a host running ``HOST_SCRIPT``.
+    """Frame ``commands`` for one round trip to a host running ``HOST_SCRIPT``
+    (with ``dialect=POSIX``, to the POSIX host).
 
     With ``stop_on_error`` the batch stops after the first non-zero exit; the
     ``Z`` marker says how many ran.
@@ -340,6 +334,8 @@ def build_request(
     """
     if not commands:
         raise InvalidCommand("no commands to run")
+    if dialect.name == "posix":
+        return _posix_request(commands, stop_on_error, nonce or new_nonce())
     marker = (nonce or new_nonce()).decode()
     framed = [_framed_word(c) for c in commands]
     if len(framed) == 1:
@@ -375,16 +371,29 @@ class FramedOutput:
 
 
 def parse_response(
-    stdout: bytes, stderr: bytes, request: Request, *, complete: bool = True
+    stdout: bytes,
+    stderr: bytes,
+    request: Request,
+    *,
+    complete: bool = True,
+    arrivals: Sequence[tuple[int, float]] = (),
 ) -> list[FramedOutput]:
     """Split both streams into per-command outputs.
 
     With ``complete=False`` (a timeout or a dead host) the commands whose markers
     arrived are returned and the rest ignored; otherwise a missing marker is a
     ``TransportError`` (the protocol broke).
+
+    A host without a clock (the POSIX host) times no command; ``arrivals``, the
+    client's (stdout length so far, ``time.perf_counter()``) after each read,
+    starting with ``(0, when the request was sent)``, then time each command from
+    the arrival of the marker before it to the arrival of its own. Markers that
+    arrive in one read take the whole interval to the first of them.
     """
     nonce = request.nonce
     out_pos = err_pos = 0
+    ends = [end for end, _ in arrivals]
+    previous = arrivals[0][1] if arrivals else 0.0
     results: list[FramedOutput] = []
     for index in range(len(request.commands)):
         mark = nonce + b" E %d" % index
@@ -404,12 +413,16 @@ def parse_response(
         last = b"Z" in fields
         if last:
             fields = fields[: fields.index(b"Z")]
+        duration = _duration(fields[1:])
+        if duration is None and arrivals:
+            at = arrivals[min(bisect.bisect_right(ends, out_end), len(ends) - 1)][1]
+            duration, previous = max(0.0, at - previous), at
         results.append(
             FramedOutput(
                 stdout=stdout[out_pos:out_at],
                 stderr=stderr[err_pos:err_at],
                 exit_status=int(fields[0]),
-                duration=_duration(fields[1:]),
+                duration=duration,
             )
         )
         out_pos, err_pos = out_end + 1, err_end + 1

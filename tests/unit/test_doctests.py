@@ -14,6 +14,7 @@ MODULES = [
     "trainlab.fleet",
     "trainlab.fleet.fleet",
     "trainlab.framing",
+    "trainlab.host_check",
     "trainlab.options",
     "trainlab.platform",
     "trainlab.result",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import subprocess
 
 import pytest
@@ -38,110 +40,110 @@ def test_nul_is_refused() -> None:
         framing.encode_command("a\0b")
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "uname -a",
-        "cat /etc/os-release",
-        "df -h | grep /dev && echo ok || echo no",
-        "ls -l 2>&1 >/dev/null",
-        "ls>/tmp/out 2>>/tmp/err </dev/null",
-        "grep -c root /etc/passwd; true",
-        "printf '%s\\n' a b",
-        "echo \"$HOME\" ${USER} $1 $? 'single $(quoted)'",
-        "ps -o pid= -p 1",
-        "grep 'a[0-9]' /etc/passwd",
-        "[ -f /etc/passwd ] && echo yes",
-        "test -d /tmp",
-        "systemctl is-active nginx",
-        "~/bin/tool --flag=1",
-        "echo a # comment",
-    ],
-)
+PLAIN = [
+    "uname -a",
+    "cat /etc/os-release",
+    "df -h | grep /dev && echo ok || echo no",
+    "ls -l 2>&1 >/dev/null",
+    "ls>/tmp/out 2>>/tmp/err </dev/null",
+    "grep -c root /etc/passwd; true",
+    "printf '%s\\n' a b",
+    "echo \"$HOME\" ${USER} $1 $? 'single $(quoted)'",
+    "ps -o pid= -p 1",
+    "grep 'a[0-9]' /etc/passwd",
+    "[ -f /etc/passwd ] && echo yes",
+    "test -d /tmp",
+    "systemctl is-active nginx",
+    "~/bin/tool --flag=1",
+    "echo a # comment",
+]
+
+
+@pytest.mark.parametrize("command", PLAIN)
 def test_plain_commands_run_in_the_host(command: str) -> None:
     assert framing.runs_in_host(command)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        # builtins and keywords that change the shell, however they are spelled
-        "cd /tmp",
-        "echo a && cd /tmp",
-        "echo a;cd /tmp",
-        "\\cd /tmp",
-        "'cd' /tmp",
-        "c''d /tmp",
-        '"cd" /tmp',
-        "2>/dev/null cd /tmp",
-        "> /dev/null cd /tmp",
-        "cd</dev/null /tmp",
-        "time -p cd /tmp",
-        "c\\\nd /tmp",
-        "{ cd /tmp; }",
-        "if true; then echo; fi",
-        "! false",
-        "exit 3",
-        "exec ls",
-        "set -e",
-        "shopt -s nullglob",
-        "export A",
-        "unset PATH",
-        "trap 'echo' EXIT",
-        "umask 077",
-        "ulimit -n 10",
-        "source /etc/profile",
-        ". /etc/profile",
-        "eval echo",
-        "builtin cd /",
-        "command cd /",
-        "read line",
-        "mapfile lines",
-        "declare -x A",
-        "alias ll=ls",
-        "hash -p /bin/echo ls",
-        "enable -n echo",
-        "wait",
-        "return",
-        "break",
-        "let x++",
-        "pushd /",
-        "local x",
-        "readonly y",
-        "kill -0 1",
-        "__tl1",
-        # assignments, arithmetic, substitutions
-        "x=1",
-        "FOO=bar env",
-        "echo ${x:=1}",
-        "echo $((x++))",
-        "echo $[X++]",
-        "echo ${a[X++]}",
-        "echo ${PWD:X++:0}",
-        "test -v 'a[X++]'",
-        "[ -v x ]",
-        "printf -vX hello",
-        "printf '-v' X hello",
-        "echo $(hostname)",
-        "echo `id -u`",
-        'echo "$(hostname)"',
-        "echo $'\\x41'",
-        # structure: subshells, groups, functions, jobs, fds, globs as names
-        "(cd /tmp)",
-        "f() { :; }",
-        "sleep 300 &",
-        "true {FD}>&2",
-        "diff <(ls /) <(ls /tmp)",
-        "cat <<EOF",
-        "$CMD arg",
-        "{cd,/tmp}",
-        "c? /tmp",
-        "for i in 1; do echo; done",
-        "while read x; do :; done",
-        "echo 'unterminated",
-        "line1\nline2",
-    ],
-)
+NOT_PLAIN = [
+    # builtins and keywords that change the shell, however they are spelled
+    "cd /tmp",
+    "echo a && cd /tmp",
+    "echo a;cd /tmp",
+    "\\cd /tmp",
+    "'cd' /tmp",
+    "c''d /tmp",
+    '"cd" /tmp',
+    "2>/dev/null cd /tmp",
+    "> /dev/null cd /tmp",
+    "cd</dev/null /tmp",
+    "time -p cd /tmp",
+    "c\\\nd /tmp",
+    "{ cd /tmp; }",
+    "if true; then echo; fi",
+    "! false",
+    "exit 3",
+    "exec ls",
+    "set -e",
+    "shopt -s nullglob",
+    "export A",
+    "unset PATH",
+    "trap 'echo' EXIT",
+    "umask 077",
+    "ulimit -n 10",
+    "source /etc/profile",
+    ". /etc/profile",
+    "eval echo",
+    "builtin cd /",
+    "command cd /",
+    "read line",
+    "mapfile lines",
+    "declare -x A",
+    "alias ll=ls",
+    "hash -p /bin/echo ls",
+    "enable -n echo",
+    "wait",
+    "return",
+    "break",
+    "let x++",
+    "pushd /",
+    "local x",
+    "readonly y",
+    "kill -0 1",
+    "__tl1",
+    # assignments, arithmetic, substitutions
+    "x=1",
+    "FOO=bar env",
+    "echo ${x:=1}",
+    "echo $((x++))",
+    "echo $[X++]",
+    "echo ${a[X++]}",
+    "echo ${PWD:X++:0}",
+    "test -v 'a[X++]'",
+    "[ -v x ]",
+    "printf -vX hello",
+    "printf '-v' X hello",
+    "echo $(hostname)",
+    "echo `id -u`",
+    'echo "$(hostname)"',
+    "echo $'\\x41'",
+    # structure: subshells, groups, functions, jobs, fds, globs as names
+    "(cd /tmp)",
+    "f() { :; }",
+    "sleep 300 &",
+    "true {FD}>&2",
+    "diff <(ls /) <(ls /tmp)",
+    "cat <<EOF",
+    "$CMD arg",
+    "{cd,/tmp}",
+    "c? /tmp",
+    "for i in 1; do echo; done",
+    "while read x; do :; done",
+    "echo 'unterminated",
+    "line1\nline2",
+]
+
+
+@pytest.mark.parametrize("command", NOT_PLAIN)
 def test_everything_else_gets_a_subshell(command: str) -> None:
     assert not framing.runs_in_host(command)
     assert framing.needs_subshell(command)
@@ -238,3 +240,147 @@ def test_single_command_answer_parses() -> None:
     assert [(p.stdout, p.stderr, p.exit_status, p.duration) for p in parsed] == [
         (b"abc", b"e\n", 3, None)
     ]
+
+
+# ---------------------------------------------------------------- the POSIX host
+
+# Each POSIX sh the POSIX host is held to, and the package that installs it.
+POSIX_SHELLS = {
+    "dash": (["dash"], "apt-get install dash"),
+    "busybox-ash": (["busybox", "sh"], "apt-get install busybox-static"),
+    "mksh": (["mksh"], "apt-get install mksh"),
+    "bash-posix": (["bash", "--posix"], "apt-get install bash"),
+}
+
+
+def posix_shell(name: str) -> list[str]:
+    argv, install = POSIX_SHELLS[name]
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} is missing: {install}")
+    return argv
+
+
+HOSTILE = [
+    "echo 'single' \"double\" `tick` $dollar \\back !bang",
+    "line1\nline2\r\n\ttab'\n'",
+    "caf\u00e9 \u2603 \U0001f600",
+    "".join(chr(c) for c in range(1, 128)),
+    "trailing backslash \\",
+    "'''",
+    "it's \\'' \"'\"",
+    "caf\udce9 raw \udcff bytes",  # not UTF-8: surrogate-escaped bytes
+]
+
+
+@pytest.mark.parametrize("shell", POSIX_SHELLS)
+def test_posix_encoding_round_trips_through_each_shell(shell: str) -> None:
+    argv = posix_shell(shell)
+    every_byte = bytes(range(1, 256)).decode("utf-8", "surrogateescape")
+    for command in [*HOSTILE, every_byte]:
+        word = framing.encode_posix(command).decode("utf-8", "surrogateescape")
+        out = subprocess.run(
+            [*argv, "-c", f"printf %s {word}"], capture_output=True, check=True
+        ).stdout
+        assert out == command.encode("utf-8", "surrogateescape"), (shell, command)
+
+
+def test_posix_encoding_refuses_nul() -> None:
+    with pytest.raises(trainlab.InvalidCommand, match="NUL"):
+        framing.encode_posix("a\0b")
+
+
+def test_posix_request_shape() -> None:
+    request = framing.POSIX.build_request(["echo 'hi'"], nonce=b"__tl_n0")
+    assert request.script == b"__tl_n=__tl_n0 __tl_m=f __tl_x='echo '\\''hi'\\'''; __tl1\n"
+    assert request.wire == request.script  # sh reads it as script: no length
+    batch = framing.POSIX.build_request(["cd /", "echo"], stop_on_error=True, nonce=b"__tl_n0")
+    assert batch.script == b"__tl_n=__tl_n0 __tl_s=1 __tl_m=sf; __tl 'cd /' 'echo'\n"
+    assert batch.dialect == "posix"
+
+
+def test_bash_requests_are_unchanged_by_the_dialect_api() -> None:
+    for commands in (["uname -a"], ["cd /", "echo"]):
+        plain = framing.build_request(commands, nonce=b"__tl_n0")
+        assert framing.BASH.build_request(commands, nonce=b"__tl_n0") == plain
+        assert plain.wire == b"%d %s" % (len(plain.script), plain.script)
+    assert framing.BASH.start_argv(["bash"]) == [
+        "bash",
+        "--noprofile",
+        "--norc",
+        "-c",
+        framing.HOST_SCRIPT,
+    ]
+
+
+def test_posix_start_argv() -> None:
+    assert framing.POSIX.start_argv(["busybox", "sh"]) == ["busybox", "sh", "-s"]
+    first = framing.POSIX.build_request(["echo hi"], nonce=b"__tl_f")
+    argv = framing.POSIX.start_argv(["/opt/my sh"], first)
+    assert argv[:2] == ["/opt/my sh", "-c"]
+    assert argv[2] == (framing.POSIX_BOOTSTRAP + first.script + b"exec '/opt/my sh' -s\n").decode()
+    assert argv[2] == framing.POSIX.host_script(first, ["/opt/my sh"])
+    assert argv[2] == framing.host_script(first, dialect=framing.POSIX, shell=["/opt/my sh"])
+    command = framing.POSIX.start_command(["/opt/my sh"], first)
+    assert shlex.split(command) == argv
+    bare = framing.POSIX.host_script()
+    assert bare == (framing.POSIX_BOOTSTRAP + b"exec sh -s\n").decode()
+    assert framing.BASH.host_script() == framing.HOST_SCRIPT == framing.host_script()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "ls &>/dev/null",  # sh: a background job, then an empty redirection
+        "ls &>>/tmp/log",
+        "| ls",  # syntax errors end a POSIX sh, even in `command eval` (mksh)
+        "ls |",
+        "ls && ",
+        "ls ||",
+        "a ;; b",
+        "ls; ; ls",
+        "; ls",
+        "echo >&foo",  # dash: a syntax error
+        "ls 10>&12",
+        ": >/nonexistent/x",  # a redirection error of a special builtin ends the shell
+        "true; : 2>/x",
+        "[ x=1 -eq 1 ]",  # mksh's test evaluates -eq's operands as arithmetic
+        "test $n -gt 3",
+        "chdir /tmp",  # other shells' builtins that change the shell
+        "integer TL_N=5",
+        "nameref ref",
+        "login",
+        "newgrp users",
+        "r",
+        "echo a | chdir /",
+    ],
+)
+def test_posix_host_isolates_what_sh_reads_differently(command: str) -> None:
+    assert framing.runs_in_host(command)  # bash keeps these in the host...
+    assert not framing.runs_in_host(command, posix=True)  # ...the POSIX host does not
+    assert not framing.POSIX.runs_in_host(command)
+    assert framing.needs_subshell(command, posix=True)
+
+
+def test_posix_decision_is_never_laxer_than_bashs() -> None:
+    for command in NOT_PLAIN:
+        assert not framing.runs_in_host(command, posix=True), command
+    # What both shells read alike stays in the host: the fork is saved there too.
+    for command in PLAIN:
+        assert framing.runs_in_host(command, posix=True), command
+    for command in ["ls;", "> f", "echo a; > f", "echo 2>&1 >&-", "[ -f x ] && : ok", ""]:
+        assert framing.runs_in_host(command, posix=True), command
+
+
+def test_parser_takes_times_from_arrivals_when_the_host_has_none() -> None:
+    nonce = b"__tl_t"
+    request = framing.POSIX.build_request(["a", "b", "c"], nonce=nonce)
+    out = nonce + b" E 0 0\n" + b"x" + nonce + b" E 1 0\n" + nonce + b" E 2 1 Z 3\n"
+    err = nonce + b" E 0\n" + nonce + b" E 1\n" + nonce + b" E 2 Z 3\n"
+    first = out.index(b"\n") + 1
+    # sent at 10.0; command 0's marker read at 10.5; 1 and 2 arrive in one read at 12.0
+    arrivals = [(0, 10.0), (first, 10.5), (len(out), 12.0)]
+    parsed = framing.parse_response(out, err, request, arrivals=arrivals)
+    assert [p.exit_status for p in parsed] == [0, 0, 1]
+    assert [p.stdout for p in parsed] == [b"", b"x", b""]
+    assert [p.duration for p in parsed] == [pytest.approx(0.5), pytest.approx(1.5), 0.0]
+    assert all(p.duration is None for p in framing.parse_response(out, err, request))

@@ -1,9 +1,10 @@
-"""The local machine: a process per command (``mode=exec``) or one kept bash (``mode=shell``).
+"""The local machine: a process per command (``mode=exec``) or one kept shell (``mode=shell``).
 
 ``mode=shell`` speaks the framing protocol (``trainlab.framing``) to a persistent
-bash over pipes; ``mode=exec`` spawns ``bash -c`` per command and sends batches to
-one ``bash -s`` with the same framing. Both return when the command's own process
-is done, even if it left a background process holding its output open.
+bash over pipes, or with ``shell=sh`` to the POSIX host on ``/bin/sh``;
+``mode=exec`` spawns the shell (``bash -c``) per command and sends batches to one
+host with the same framing. Both return when the command's own process is done, even if it
+left a background process holding its output open.
 """
 
 from __future__ import annotations
@@ -65,10 +66,17 @@ class LocalTransport(Transport):
         "mode": Option(
             str,
             "exec",
-            "exec: a process per command; shell: one persistent bash",
+            "exec: a process per command; shell: one persistent shell",
             choices=("exec", "shell"),
         ),
-        "shell": Option(str, "bash", "the bash executable", affects_result=True),
+        "shell": Option(
+            str,
+            "auto",
+            "auto: bash if on PATH, else /bin/sh; bash; sh: the POSIX host on /bin/sh; "
+            "or a shell's path (a name starting with bash gets the bash host, others "
+            "the POSIX host)",
+            affects_result=True,
+        ),
         "cwd": Option(str, None, "working directory for commands", affects_result=True),
         "env": Option(dict, None, "extra environment variables", affects_result=True),
     }
@@ -80,7 +88,8 @@ class LocalTransport(Transport):
                 f"local:// takes no host (got {target.host!r}); use ssh://{target.host} "
                 "for another machine"
             )
-        self._host: _BashHost | None = None
+        self._shell, self._dialect = _pick_shell(self.settings["shell"], self._env())
+        self._host: _KeptShell | None = None
         self._lock = threading.Lock()
 
     @property
@@ -111,11 +120,7 @@ class LocalTransport(Transport):
                 return
             if self._host is not None:
                 self._host.close()
-            self._host = _BashHost(
-                [self.settings["shell"], "--noprofile", "--norc", "-c", framing.HOST_SCRIPT],
-                env=self._env(),
-                cwd=self.settings.get("cwd"),
-            )
+            self._host = self._start_host()
 
     def alive(self) -> bool:
         if self.mode != "shell":
@@ -139,7 +144,7 @@ class LocalTransport(Transport):
             out = exchange([command], timeout, False)[0]
             stdout, stderr, status = out.stdout, out.stderr, out.exit_status
         else:
-            argv = [self.settings["shell"], "-c", "--", command]
+            argv = [*self._shell, "-c", "--", command]
             stdout, stderr, status = self._exec(argv, None, timeout, command)
         return self.result(command, stdout, stderr, status, started=started, since=t0)
 
@@ -158,7 +163,7 @@ class LocalTransport(Transport):
     def _shell_exchange(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[framing.FramedOutput]:
-        request = framing.build_request(commands, stop_on_error=stop_on_error)
+        request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
         host = self._host
         if host is None or host.broken:
             raise TransportError("the local shell is not running; the session reopens it")
@@ -167,16 +172,20 @@ class LocalTransport(Transport):
     def _exec_batch(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[framing.FramedOutput]:
-        request = framing.build_request(commands, stop_on_error=stop_on_error)
-        host = _BashHost(
-            [self.settings["shell"], "--noprofile", "--norc", "-c", framing.HOST_SCRIPT],
-            env=self._env(),
-            cwd=self.settings.get("cwd"),
-        )
+        request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
+        host = self._start_host()
         try:
             return host.exchange(request, timeout, target=self.target.address)
         finally:
             host.close()
+
+    def _start_host(self) -> _KeptShell:
+        return _KeptShell(
+            self._dialect.start_argv(self._shell),
+            self._dialect.preamble,
+            env=self._env(),
+            cwd=self.settings.get("cwd"),
+        )
 
     def _exec(
         self, argv: list[str], stdin: bytes | None, timeout: float | None, command: str
@@ -261,13 +270,33 @@ class LocalTransport(Transport):
         return os.path.join(cwd, path) if cwd else path
 
 
-# ------------------------------------------------------------------ bash host
+def _pick_shell(value: str, env: Mapping[str, str] | None) -> tuple[list[str], framing.Dialect]:
+    """The shell's argv and the host it runs, from the ``shell`` option."""
+    if value == "auto":
+        path = (env or os.environ).get("PATH", os.defpath)
+        value = "bash" if shutil.which("bash", path=path) else "sh"
+    if value == "sh":
+        return ["/bin/sh"], framing.POSIX
+    if not value.strip():
+        raise TargetError("option 'shell' needs a shell: auto, bash, sh or a path")
+    bash = os.path.basename(value).startswith("bash")
+    return [value], framing.BASH if bash else framing.POSIX
 
 
-class _BashHost:
-    """A bash process on pipes that answers framed requests."""
+# ------------------------------------------------------------------ kept shell
 
-    def __init__(self, argv: list[str], *, env: dict[str, str] | None, cwd: str | None) -> None:
+
+class _KeptShell:
+    """A shell process on pipes that answers framed requests (bash or the POSIX host)."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        preamble: bytes,
+        *,
+        env: dict[str, str] | None,
+        cwd: str | None,
+    ) -> None:
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -285,6 +314,9 @@ class _BashHost:
             raise TransportError("the shell started without a stdin pipe")
         stdout, stderr = _pipes(self.proc)
         self.in_fd = self.proc.stdin.fileno()
+        if preamble:  # a fresh pipe holds it whole (64 KiB): this write cannot block
+            with contextlib.suppress(BrokenPipeError):  # the next exchange sees the EOF
+                os.write(self.in_fd, preamble)
         self.out_fd = stdout.fileno()
         self.err_fd = stderr.fileno()
         for fd in (self.in_fd, self.out_fd, self.err_fd):
@@ -315,9 +347,12 @@ class _BashHost:
         out: list[bytes] = []
         err: list[bytes] = []
         since = _Mark()
+        # A host without a clock: the client times each command of a batch.
+        timed = request.dialect == "bash" or len(request.commands) == 1
+        arrivals: list[tuple[int, float]] | None = None if timed else []
         try:
             self._discard_pending()
-            state = self._pump(request, out, err, deadline)
+            state = self._pump(request, out, err, deadline, arrivals)
         except DeadlinePassed:
             self.broken = True
             self.kill(since)
@@ -346,7 +381,9 @@ class _BashHost:
                 f"the shell on {target} ended during the command ({how}); the command is not "
                 "re-run, and the next call starts a new shell"
             )
-        return framing.parse_response(b"".join(out), b"".join(err), request)
+        return framing.parse_response(
+            b"".join(out), b"".join(err), request, arrivals=arrivals or ()
+        )
 
     def _discard_pending(self) -> None:
         """Drop bytes a background job wrote since the last answer."""
@@ -361,6 +398,7 @@ class _BashHost:
         out: list[bytes],
         err: list[bytes],
         deadline: float | None,
+        arrivals: list[tuple[int, float]] | None = None,
     ) -> str:
         """Write the request and read both streams until both carry the Z line.
 
@@ -371,6 +409,8 @@ class _BashHost:
         poller = self.poller
         out_fd, err_fd, in_fd = self.out_fd, self.err_fd, self.in_fd
         view = memoryview(request.wire)
+        if arrivals is not None:
+            arrivals.append((0, time.perf_counter()))
         try:
             view = view[os.write(in_fd, view) :]
         except BlockingIOError:
@@ -411,6 +451,8 @@ class _BashHost:
                         return "eof"
                     if fd == out_fd:
                         out.append(chunk)
+                        if arrivals is not None:
+                            arrivals.append((arrivals[-1][0] + len(chunk), time.perf_counter()))
                         out_tail = out_tail[-_KEEP:] + chunk
                         out_done = framing.is_done(out_tail, nonce)
                         # stderr's Z line was written before stdout's: take it now

@@ -38,6 +38,23 @@ LOGIN_SHELLS = {
 _RUN = secrets.token_hex(3)
 SHELL_USERS = {shell: f"tl-sh-{shell}-{_RUN}" for shell in LOGIN_SHELLS}
 BUSYBOX_USER = f"tl-bb-{_RUN}"
+# Login shells that are no POSIX shell at all, as scripts that answer what the real ones
+# answer to a command starting with `exec` (a Windows OpenSSH server's cmd.exe or
+# PowerShell, a router's CLI). They stand in for hosts this machine cannot run: they show
+# what the transport does with such an answer, not that the real shells answer so.
+STAND_INS = {
+    "cmd": (
+        "echo \"'exec' is not recognized as an internal or external command,\" >&2\n"
+        "echo 'operable program or batch file.' >&2\nexit 1\n"
+    ),
+    "powershell": (
+        "echo \"exec : The term 'exec' is not recognized as the name of a cmdlet, function, "
+        'script file, or operable program." >&2\nexit 1\n'
+    ),
+    "device": "echo \"% Invalid input detected at '^' marker.\"\nexit 0\n",
+}
+STAND_IN_USERS = {name: f"tl-si-{name}-{_RUN}" for name in STAND_INS}
+STAND_IN_DIR = Path(f"/var/lib/trainlab-stand-ins-{_RUN}")
 # sshd's ChrootDirectory must be owned by root, and so must every directory above
 # it, none writable by group or others: not under /tmp. /var/lib is such a path.
 CHROOT_PARENT = Path("/var/lib")
@@ -194,10 +211,18 @@ def shells_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]
             name: add_user(cleanup, name, shells[shell], f"/home/{name}")
             for shell, name in SHELL_USERS.items()
         }
+        cleanup.callback(shutil.rmtree, STAND_IN_DIR, ignore_errors=True)
+        STAND_IN_DIR.mkdir(mode=0o755)
+        for kind, name in STAND_IN_USERS.items():
+            script = STAND_IN_DIR / kind
+            script.write_text("#!/bin/sh\n" + STAND_INS[kind])
+            script.chmod(0o755)
+            users[name] = add_user(cleanup, name, str(script), f"/home/{name}")
+        everyone = [*SHELL_USERS.values(), *STAND_IN_USERS.values()]
         server = SSHServer(
             tmp_path_factory.mktemp("shells-sshd"),
             private_home=False,  # each user's own home, and the rc files its shell reads there
-            config=f"Match User {','.join(SHELL_USERS.values())}\n"
+            config=f"Match User {','.join(everyone)}\n"
             "    AuthorizedKeysFile .ssh/authorized_keys\n",
         )
         cleanup.enter_context(server)  # stopped before the users go
@@ -211,6 +236,13 @@ def shells_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]
 def shell_hosts(shells_sshd: SSHServer, tmp_path: Path) -> dict[str, ShellHost]:
     """Every login shell's test user: shell name -> ``ShellHost(name, uri, options)``."""
     return {shell: _host(shells_sshd, shell, name, tmp_path) for shell, name in SHELL_USERS.items()}
+
+
+@pytest.fixture
+def stand_in_hosts(shells_sshd: SSHServer, tmp_path: Path) -> dict[str, ShellHost]:
+    """Users whose login shell stands in for no POSIX shell: ``cmd``, ``powershell``,
+    ``device`` -> ``ShellHost``."""
+    return {kind: _host(shells_sshd, kind, name, tmp_path) for kind, name in STAND_IN_USERS.items()}
 
 
 @pytest.fixture(params=list(LOGIN_SHELLS))

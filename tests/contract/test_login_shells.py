@@ -20,8 +20,8 @@ pytestmark = pytest.mark.ssh
 # bash's own contract runs in test_ssh.py; these are the others.
 OTHER_SHELLS = [name for name in LOGIN_SHELLS if name != "bash"]
 HOSTS = [*OTHER_SHELLS, "busybox"]
-# The BusyBox host's kept shell waits for a POSIX host (it has no bash).
-NO_KEPT_SHELL_YET = {"busybox"}
+# Every host keeps a shell now: BusyBox's is the POSIX host.
+NO_KEPT_SHELL_YET: set[str] = set()
 
 
 def _host(request: pytest.FixtureRequest, name: str) -> ShellHost:
@@ -131,3 +131,21 @@ def test_shell_login_takes_no_sudo_and_no_kept_shell() -> None:
         trainlab.connect("ssh://h", shell="login", mode="shell", reuse=False)
     with pytest.raises(trainlab.TargetError, match="auto, sh, bash, login"):
         trainlab.connect("ssh://h", shell="fish", reuse=False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("cmd", r"cmd\.exe \(a Windows OpenSSH server\).*winrm://"),
+        ("powershell", r"PowerShell \(a Windows OpenSSH server\).*winrm://"),
+        ("device", r"no POSIX shell and answered .% Invalid input.*mode=cli"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["exec", "shell"])
+def test_a_host_without_a_posix_shell_is_named_not_misread(
+    stand_in_hosts: dict[str, ShellHost], kind: str, said: str, mode: str
+) -> None:
+    host = stand_in_hosts[kind]
+    s = trainlab.connect(host.uri, mode=mode, reuse=False, **host.options)
+    with pytest.raises(trainlab.TargetError, match=said):
+        s.run("uname -a")

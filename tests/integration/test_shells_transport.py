@@ -19,12 +19,8 @@ from trainlab.platform import parse_facts
 pytestmark = pytest.mark.ssh
 HOSTS = [*LOGIN_SHELLS, "busybox"]
 
-_NO_BASH = "the kept shell is bash, and the BusyBox host has none"
 # (host, operation) -> why the transport fails there today (issue 15).
-UNSUPPORTED_TODAY = {
-    ("busybox", "batch"): _NO_BASH,
-    ("busybox", "shell"): _NO_BASH,
-}
+UNSUPPORTED_TODAY: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(params=HOSTS)

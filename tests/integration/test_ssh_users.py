@@ -178,3 +178,19 @@ def test_sudo_on_a_requiretty_host(
         assert wait_gone(child)
     assert s.run("id -un").stdout == "root\n"
     assert s.read_text("/etc/shadow").startswith("root:")
+
+
+@pytest.mark.parametrize("kind", ["nopass", "tty"])
+def test_sudo_with_the_posix_host(
+    users_sshd: SSHServer, test_users: dict[str, tuple[str, str]], tmp_path: Path, kind: str
+) -> None:
+    # shell=sh: the kept shell is the POSIX host on /bin/sh, under sudo (and on a pty,
+    # with stderr through a FIFO, where sudo requires a tty).
+    s = sudo_session(users_sshd, test_users, tmp_path, kind, mode="shell", shell="sh")
+    r = s.run('id -un; echo to-stderr >&2; [ -z "$BASH_VERSION" ] && echo sh; exit 4')
+    assert (r.stdout, r.stderr, r.exit_status) == ("root\nsh\n", "to-stderr\n", 4)
+    batch = s.run_many(["echo a", "echo e >&2", "head -c 5 /etc/shadow"])
+    assert [(b.stdout, b.stderr) for b in batch] == [("a\n", ""), ("", "e\n"), ("root:", "")]
+    with pytest.raises(trainlab.CommandTimeout):
+        s.run("sleep 300", timeout=1.0)
+    assert s.run("id -un").stdout == "root\n"

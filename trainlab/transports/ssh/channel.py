@@ -55,7 +55,8 @@ _PREAMBLE = 'echo "__tl_pid $$" >&2; '
 # line may not pass 128 KiB on Linux (sshd hands it to `shell -c`).
 MAX_EXEC_COMMAND = 100_000
 PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
-READY = re.compile(rb"(?:^|\n)__tl_ready\n")
+# The kept shell's ready line; " posix" when the POSIX host answers (no bash there).
+READY = re.compile(rb"(?:^|\n)__tl_ready( posix)?\n")
 
 
 def run_exec(

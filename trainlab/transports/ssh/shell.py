@@ -10,7 +10,7 @@ import contextlib
 import select
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import paramiko
 
@@ -73,6 +73,11 @@ class RemoteShell:
         self.pid: int | None = None
         self.err_chan: paramiko.Channel | None = None
         self.shell = shell
+        # The hosts this start may bring up: bash (the fast path) and the POSIX host,
+        # as shell= allows; which one runs is known once it says ready.
+        self._dialects = {"auto": ("bash", "posix"), "bash": ("bash",)}.get(shell, ("posix",))
+        self.dialect: framing.Dialect | None = None
+        self._preamble_due = False
         self.tty = sudo is not None and sudo.tty
         self.fifo = ""
         # Without sudo there is nothing to answer while the shell starts, so the
@@ -92,29 +97,33 @@ class RemoteShell:
         if not self._starting:
             self.pid, _, _ = self._handshake([], [])
 
-    def _start_command(self, first: framing.Request | None = None) -> str:
-        """The exec line: report the login shell's pid, then become the host."""
-        if self._starting:  # both streams say ready, so startup chatter can be cut off
-            inner = "echo __tl_ready; echo __tl_ready >&2; " + framing.host_script(first)
+    def _start_command(self, first: Mapping[str, framing.Request] | None = None) -> str:
+        """The exec line: report the login shell's pid, then become the host.
+
+        ``first`` holds the first request in each dialect the host may turn out to
+        speak (see ``_dialects``); the host that starts answers its own.
+        """
+        first = first or {}
+        parts: list[str] = []
+        if "bash" in self._dialects:
+            parts.append(self._bash_start(first.get("bash")))
+        if "posix" in self._dialects:
+            parts.append(self._posix_start(first.get("posix")))
+        if len(parts) == 2:  # shell=auto: bash where there is one, else any POSIX sh
+            start = f"if command -v bash >/dev/null 2>&1; then {parts[0]}; else {parts[1]}; fi"
+        elif self.shell == "bash":
+            missing = "{ echo __tl_nobash >&2; exit 127; }"
+            start = f"command -v bash >/dev/null 2>&1 || {missing}; {parts[0]}"
         else:
-            inner = "echo __tl_ready; " + framing.HOST_SCRIPT
-        suffix = ""
-        if self.tty:
-            inner = 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner
-            suffix = " " + shlex.quote(self.fifo)
-        host = f"bash --noprofile --norc -c {shlex.quote(inner)}{suffix}"
-        if self.sudo is not None:
-            host = self.sudo.command(host)
-        start = (
-            f"command -v bash >/dev/null 2>&1 || {{ echo __tl_nobash >&2; exit 127; }}; exec {host}"
-        )
-        if self.sudo is None:
+            start = parts[0]
+        if self.sudo is None and "bash" in self._dialects:
             # A login shell that is bash already runs the host itself: one bash
             # start less per session, which a cold fan-out over many hosts pays
             # for each. Bash run by sshd may have read ~/.bashrc (Debian builds
             # it so), so first undo what an rc file may set that a clean
             # `bash --norc` lacks: errexit, nounset, pipefail, POSIX mode, traps
             # and alias expansion would otherwise change every command.
+            inner = self._bash_inner(first.get("bash"))
             start = (
                 f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
                 f"else {start}; fi"
@@ -126,14 +135,49 @@ class RemoteShell:
         # /bin/sh; a login bash is exec'd straight back into (shell=auto's dispatch).
         return portable(script, "auto")
 
-    def _start(self, request: framing.Request) -> None:
-        """Start the host with ``request`` in its exec line, or behind it if too long."""
-        command = self._start_command(request)
-        if len(command.encode()) <= MAX_EXEC_COMMAND:
+    def _ready(self, dialect: str) -> str:
+        # Both streams say ready when the start carries a request, so startup chatter
+        # (a chatty rc file) can be cut off both; the word says which host answers.
+        line = "__tl_ready" + ("" if dialect == "bash" else " posix")
+        return f"echo {line}; echo {line} >&2; " if self._starting else f"echo {line}; "
+
+    def _with_tty(self, inner: str) -> tuple[str, str]:
+        if not self.tty:
+            return inner, ""
+        return 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner, " " + shlex.quote(self.fifo)
+
+    def _bash_inner(self, first: framing.Request | None) -> str:
+        script = framing.host_script(first) if self._starting else framing.HOST_SCRIPT
+        return self._ready("bash") + script
+
+    def _bash_start(self, first: framing.Request | None) -> str:
+        inner, suffix = self._with_tty(self._bash_inner(first))
+        host = f"bash --noprofile --norc -c {shlex.quote(inner)}{suffix}"
+        return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
+
+    def _posix_start(self, first: framing.Request | None) -> str:
+        # The POSIX host answers ``first`` from its -c script, then becomes `sh -s`
+        # reading its functions (the preamble) and the next requests from stdin.
+        script = framing.POSIX.host_script(first, shell=("/bin/sh",))  # noqa: S604 - argv
+        if self.tty:
+            # On a pty, `sh -s` would read its stdin and stdout as a terminal and turn
+            # interactive (prompts, job control): a pipe from cat keeps it a script reader.
+            script = f"cat | /bin/sh -c {shlex.quote(script)}"
+        inner, suffix = self._with_tty(self._ready("posix") + script)
+        host = f"/bin/sh -c {shlex.quote(inner)}{suffix}"
+        return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
+
+    def _start(self, requests: Mapping[str, framing.Request]) -> bool:
+        """Start the host carrying ``requests`` in its exec line; False when that line
+        would be too long, and the host was started without them."""
+        command = self._start_command(requests)
+        if len(command.encode("utf-8", "surrogateescape")) <= MAX_EXEC_COMMAND:
             send_exec(self.chan, command)  # the answer follows the reply: no wait
-            return
+            return True
+        self._starting = False
         send_exec(self.chan, self._start_command())
-        self.chan.sendall(request.wire)  # waits for the window the exec opens
+        self.pid, _, _ = self._handshake([], [])
+        return False
 
     def _open_stderr_fifo(self) -> str:
         """A FIFO in a fresh /tmp directory, read by a second channel; returns its path."""
@@ -186,8 +230,8 @@ class RemoteShell:
                     raise not_posix(self.where, stdout, stderr, self.chan.exit_status)
                 if NO_BASH in stderr:
                     raise TargetError(
-                        f"{self.where} has no bash, which the kept shell needs; mode=exec "
-                        "runs single commands with /bin/sh"
+                        f"shell=bash, but {self.where} has no bash; shell=auto or sh keeps "
+                        "a POSIX sh host there"
                     )
                 if self.sudo is not None:
                     raise self.sudo.refusal(stderr, self.where)
@@ -205,6 +249,8 @@ class RemoteShell:
         if pid is None or ready is None or (rest and not self._starting):
             self.close()
             raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
+        self.dialect = framing.POSIX if ready.group(1) else framing.BASH
+        self._preamble_due = bool(self.dialect.preamble)
         login, stderr = login_shell_in(b"".join(err))
         if login is not None and self._learned is not None:
             self._learned(login)
@@ -224,25 +270,44 @@ class RemoteShell:
         return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
 
     def exchange(
-        self, request: framing.Request, timeout: float | None
+        self, commands: Sequence[str], timeout: float | None, *, stop_on_error: bool = False
     ) -> list[framing.FramedOutput]:
-        """Send ``request`` and read its framed answer; on timeout the shell is killed."""
+        """Run ``commands`` as one framed request and read the answer; on timeout the
+        shell is killed."""
         chan = self.chan
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
+        nonce = framing.new_nonce()  # one for every dialect: the answer parses alike
+
+        def build(dialect: framing.Dialect) -> framing.Request:
+            return dialect.build_request(commands, stop_on_error=stop_on_error, nonce=nonce)
+
         with map_errors(f"the shell on {self.where} is gone", cleanup=self._break):
+            carried = False
             if self._starting:
-                self._start(request)
-            else:
+                known = {"bash": framing.BASH, "posix": framing.POSIX}
+                carried = self._start({name: build(known[name]) for name in self._dialects})
+            if not carried:
+                assert self.dialect is not None  # the handshake named it
                 junk: list[bytes] = []
                 self._drain(junk, junk)  # late output of earlier background jobs
-                chan.sendall(request.wire)
-        nonce = request.nonce
+                preamble = self.dialect.preamble if self._preamble_due else b""
+                chan.sendall(preamble + build(self.dialect).wire)
+                self._preamble_due = False
         try:
-            if self._starting:  # the request went out behind the start: read both
+            if carried:  # the request went out in the start: read both
                 self.pid, out, err = self._handshake(out, err)
                 self._starting = False
+            assert self.dialect is not None
+            request = build(self.dialect)
+            # A POSIX host times no command: the client times each from the arrivals.
+            arrivals: list[tuple[int, float]] | None = (
+                None if self.dialect.timed or len(commands) == 1 else [(0, time.perf_counter())]
+            )
+            if self._preamble_due:  # its functions, for the requests after this one
+                chan.sendall(self.dialect.preamble)
+                self._preamble_due = False
             out_tail = b"".join(out)[-READ:]
             err_tail = b"".join(err)[-READ:]
             out_done = framing.is_done(out_tail, nonce)
@@ -250,7 +315,10 @@ class RemoteShell:
             while not (out_done and err_done):
                 got_out, got_err = self._drain(out, err)
                 if got_out:
-                    out_tail = (out_tail + b"".join(out[-got_out:]))[-READ:]
+                    fresh = b"".join(out[-got_out:])
+                    if arrivals is not None:
+                        arrivals.append((arrivals[-1][0] + len(fresh), time.perf_counter()))
+                    out_tail = (out_tail + fresh)[-READ:]
                     out_done = framing.is_done(out_tail, nonce)
                 if got_err:
                     err_tail = (err_tail + b"".join(err[-got_err:]))[-READ:]
@@ -280,7 +348,7 @@ class RemoteShell:
             self.kill()
             stdout, stderr = b"".join(out), b"".join(err)
             raise framing.timeout_error(
-                request,
+                build(self.dialect or framing.BASH),
                 stdout,
                 stderr,
                 self.where,
@@ -291,7 +359,9 @@ class RemoteShell:
             self.broken = True
             self.kill()
             raise
-        return framing.parse_response(b"".join(out), b"".join(err), request)
+        return framing.parse_response(
+            b"".join(out), b"".join(err), request, arrivals=arrivals or ()
+        )
 
     def _drain(self, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
         if self.err_chan is None:

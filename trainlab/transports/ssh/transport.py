@@ -422,8 +422,7 @@ class SSHTransport(Transport):
             shell = self._shell
             if shell is None or not shell.alive():
                 raise TransportError(f"the shell on {self.where} is not running")
-            request = framing.build_request([command])
-            [out] = shell.exchange(request, timeout)
+            [out] = shell.exchange([command], timeout)
             stdout, stderr, status = out.stdout, out.stderr, out.exit_status
         elif self.mode == "cli":
             cli = self._cli
@@ -439,17 +438,18 @@ class SSHTransport(Transport):
     ) -> list[CommandResult]:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        request = framing.build_request(commands, stop_on_error=stop_on_error)
         if self.mode == "shell":
             shell = self._shell
             if shell is None or not shell.alive():
                 raise TransportError(f"the shell on {self.where} is not running")
-            outputs = shell.exchange(request, timeout)
+            outputs = shell.exchange(commands, timeout, stop_on_error=stop_on_error)
         else:
             # Exec mode keeps one shell channel for batches, opened on the first
             # batch, so every batch after it is one round trip too.
             with self._batch_lock:  # one request at a time on the kept channel
-                outputs = self._kept_shell().exchange(request, timeout)
+                outputs = self._kept_shell().exchange(
+                    commands, timeout, stop_on_error=stop_on_error
+                )
         wall = time.perf_counter() - t0
         return framing.framed_results(commands, outputs, self.target.address, started, wall)
 
@@ -520,7 +520,7 @@ class SSHTransport(Transport):
         # With requiretty every sudo needs a pty; one kept sudo shell (stderr kept
         # apart through a FIFO) serves exec mode's commands instead of a pty each.
         with self._batch_lock:
-            [out] = self._kept_shell().exchange(framing.build_request([command]), timeout)
+            [out] = self._kept_shell().exchange([command], timeout)
         return out.stdout, out.stderr, out.exit_status
 
     # ------------------------------------------------------------------ files

@@ -87,6 +87,11 @@ def test_quickstart(tmp_path: Path) -> None:
     assert re.search(r"exit 3\s+\S*\s*3", batch)  # its own exit status, the others still ran
     assert "(False,\n True," in text(out["cache"])
     assert "exited=0 on ssh://" in text(out["ssh-run"])
+    posix = text(out["posix-host"])
+    assert re.search(r"echo bash \|\| echo sh\s+0\s+sh\\n", posix)  # the POSIX host is sh
+    assert re.search(r"exit 3\s+3\s", posix)
+    assert re.search(r"echo after\s+0\s+after", posix)
+    assert "'/bin/bash',\n 'os-release')" in posix  # the sandbox's login shell, the probe
     assert text(out["magic-run"]).strip() == "True"
     assert "test -d /nonexistent" in text(out["magic-cell"])
     assert text(out["magic-error"]).startswith("UsageError no session named 'nosuch'")

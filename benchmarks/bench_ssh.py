@@ -16,6 +16,8 @@ Patterns
                              the exit status behind markers, in plain paramiko
   kit fresh / exec / shell   trainlab.connect(...).run("echo hi")
   kit batch of 10            run_many of 10 commands, the whole batch
+  kit shell, POSIX host      shell=sh: the kept shell on /bin/sh (dash here), as on a
+                             host without bash (BusyBox, dash-only images)
   raw 10 channels            10 channels one after another, the whole batch
 
 Targets (issue 3): exec within 1.2x raw paramiko channel and no slower than
@@ -194,8 +196,10 @@ def measure(
     default = raw_transport(where, server, nodelay=False)
     exe = trainlab.connect(uri, reuse=False, **options)
     shell = trainlab.connect(uri, mode="shell", reuse=False, **options)
+    posix = trainlab.connect(uri, mode="shell", shell="sh", reuse=False, **options)
     exe.open()
     shell.open()
+    posix.open()
     ten = ["echo hi"] * 10
     figures["raw paramiko channel"] = median_ms(lambda: raw_exec(kept), repeat)
     figures["kit exec"] = median_ms(lambda: exe.run("echo hi"), repeat)
@@ -215,7 +219,9 @@ def measure(
     )
     figures["kit batch of 10, shell (batch)"] = median_ms(lambda: shell.run_many(ten), repeat)
     figures["kit batch of 10, exec (batch)"] = median_ms(lambda: exe.run_many(ten), repeat)
-    for closable in (exe, shell):
+    figures["kit shell, POSIX host"] = median_ms(lambda: posix.run("echo hi"), repeat)
+    figures["kit batch of 10, POSIX host (batch)"] = median_ms(lambda: posix.run_many(ten), repeat)
+    for closable in (exe, shell, posix):
         closable.close()
     kept.close()
     default.close()

@@ -12,17 +12,12 @@ import subprocess
 
 import pytest
 
+from tests.shells import LOGIN_SHELLS
 from trainlab.transports.ssh.login import login_shell_in, portable
 
-LOGIN_SHELLS = {  # shell -> the Debian package that brings it
-    "bash": "bash",
-    "dash": "dash",
-    "zsh": "zsh",
-    "mksh": "mksh",
-    "fish": "fish",
-    "tcsh": "tcsh",
-    "busybox": "busybox-static",
-}
+# Every login shell of the shell tests, and BusyBox's sh (the package that brings it).
+PACKAGES = {**LOGIN_SHELLS, "busybox": "busybox-static"}
+
 
 # Quotes, $, backslashes, !, backticks, %, a newline, non-ASCII: each would break a
 # naive wrapper in one of the shells above.
@@ -36,14 +31,14 @@ EXPECTED_OUT = 'it\'s|a\\\\b $HOME !x `y` "q" 100%\nünï\n'.encode()
 def run(shell: str, line: str) -> subprocess.CompletedProcess[bytes]:
     path = shutil.which(shell)
     if path is None:
-        pytest.fail(f"{shell} is not installed: apt-get install -y {LOGIN_SHELLS[shell]}")
+        pytest.fail(f"{shell} is not installed: apt-get install -y {PACKAGES[shell]}")
     argv = [path, "sh", "-c", line] if shell == "busybox" else [path, "-c", line]
     return subprocess.run(
         argv, capture_output=True, timeout=30, env={**os.environ, "SHELL": path}, check=False
     )
 
 
-@pytest.mark.parametrize("shell", LOGIN_SHELLS)
+@pytest.mark.parametrize("shell", PACKAGES)
 @pytest.mark.parametrize("runner", ["auto", "sh", "bash"])
 def test_every_login_shell_runs_the_script_as_written(shell: str, runner: str) -> None:
     done = run(shell, portable(HOSTILE, runner))

@@ -419,10 +419,7 @@ class SSHTransport(Transport):
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         if self.mode == "shell":
-            shell = self._shell
-            if shell is None or not shell.alive():
-                raise TransportError(f"the shell on {self.where} is not running")
-            [out] = shell.exchange([command], timeout)
+            [out] = self._running_shell().exchange([command], timeout)
             stdout, stderr, status = out.stdout, out.stderr, out.exit_status
         elif self.mode == "cli":
             cli = self._cli
@@ -439,10 +436,7 @@ class SSHTransport(Transport):
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         if self.mode == "shell":
-            shell = self._shell
-            if shell is None or not shell.alive():
-                raise TransportError(f"the shell on {self.where} is not running")
-            outputs = shell.exchange(commands, timeout, stop_on_error=stop_on_error)
+            outputs = self._running_shell().exchange(commands, timeout, stop_on_error=stop_on_error)
         else:
             # Exec mode keeps one shell channel for batches, opened on the first
             # batch, so every batch after it is one round trip too.
@@ -452,6 +446,13 @@ class SSHTransport(Transport):
                 )
         wall = time.perf_counter() - t0
         return framing.framed_results(commands, outputs, self.target.address, started, wall)
+
+    def _running_shell(self) -> RemoteShell:
+        """Shell mode's kept shell; the session reopens a dead one before each call."""
+        shell = self._shell
+        if shell is None or not shell.alive():
+            raise TransportError(f"the shell on {self.where} is not running")
+        return shell
 
     def _exec_mode(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
         if self._sudo is not None and self._sudo.tty:

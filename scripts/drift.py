@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         print("drift needs uv: bash scripts/setup all,dev (it is in the dev extra)")
         return 2
     folder = Path(tempfile.mkdtemp(prefix="trainlab-drift-"))
+    # A stop (SIGTERM, as `timeout` sends) still removes the scratch folder below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
     try:
         newest = folder / "newest.txt"
         print("resolving the newest versions ...", flush=True)

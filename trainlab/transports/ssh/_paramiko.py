@@ -29,6 +29,7 @@ __all__ = [
     "PipelinedTransport",
     "quick_ack",
     "send_channel_request",
+    "send_pty_request",
 ]
 
 # The paramiko releases the patches below are written for: pyproject's lower bound, up to
@@ -257,14 +258,37 @@ class PipelinedTransport(paramiko.Transport):
 
 
 def send_channel_request(
-    chan: paramiko.Channel, kind: str, value: str, *, want_reply: bool
+    chan: paramiko.Channel, kind: str, value: str | bytes, *, want_reply: bool
 ) -> None:
-    """Send an RFC 4254 channel request with one string field, not waiting for the reply."""
+    """Send an RFC 4254 channel request with one string field, not waiting for the reply.
+
+    A ``str`` value goes as UTF-8 with surrogate escapes, so a command holding bytes
+    that are not UTF-8 (as Python decodes them: lone surrogates) travels as those bytes.
+    """
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
     message = Message()
     message.add_byte(cMSG_CHANNEL_REQUEST)
     message.add_int(chan.remote_chanid)
     message.add_string(kind)
     message.add_boolean(want_reply)
     message.add_string(value)
+    transport: Any = chan.transport
+    transport._send_user_message(message)
+
+
+def send_pty_request(chan: paramiko.Channel, term: str, width: int = 80, height: int = 24) -> None:
+    """``Channel.get_pty`` without waiting for the reply (a refusal closes the channel)."""
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(chan.remote_chanid)
+    message.add_string("pty-req")
+    message.add_boolean(True)
+    message.add_string(term)
+    message.add_int(width)
+    message.add_int(height)
+    message.add_int(0)
+    message.add_int(0)
+    message.add_string(b"")
     transport: Any = chan.transport
     transport._send_user_message(message)

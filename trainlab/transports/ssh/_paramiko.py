@@ -17,6 +17,7 @@ import paramiko
 from paramiko.auth_handler import AuthHandler
 from paramiko.common import (
     MSG_UNIMPLEMENTED,
+    cMSG_CHANNEL_CLOSE,
     cMSG_CHANNEL_OPEN,
     cMSG_CHANNEL_REQUEST,
     cMSG_IGNORE,
@@ -44,6 +45,7 @@ PRIVATE_API: dict[str, tuple[str, ...]] = {
     "paramiko.Transport": (
         "_handler_table",
         "_parse_global_request",
+        "_parse_channel_open_success",
         "_parse_debug",
         "_send_message",
         "_send_user_message",
@@ -245,6 +247,20 @@ class PipelinedTransport(paramiko.Transport):
             # refused: paramiko dropped it and saved the reason
             raise self.get_exception() or paramiko.SSHException("Unable to open channel.")
         return chan
+
+    def _parse_channel_open_success(self, m: Message) -> None:
+        """A channel whose open timed out (its object is gone) is closed at the server
+        when the server opens it after all, so it does not count against MaxSessions."""
+        chanid = m.get_int()
+        server_chanid = m.get_int()
+        if self._channels.get(chanid) is None:  # type: ignore[attr-defined]
+            close = Message()
+            close.add_byte(cMSG_CHANNEL_CLOSE)
+            close.add_int(server_chanid)
+            self._send_user_message(close)  # type: ignore[attr-defined]
+            return
+        m.rewind()
+        super()._parse_channel_open_success(m)  # type: ignore[misc]
 
     def _parse_debug(self, m: Message) -> None:
         # paramiko builds a log line from each debug message one character at a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class Option:
         Part of the cache key: two sessions that differ here never share results.
     minimum
         Lower bound for numbers.
+    maximum
+        Upper bound for numbers: what the libraries behind the option take (a socket
+        timeout, a timer, a sleep) and what is sensible. A ``float`` option is finite
+        in any case: NaN and infinities are refused.
     """
 
     type: type
@@ -52,6 +57,7 @@ class Option:
     secret: bool = False
     affects_result: bool = False
     minimum: float | None = None
+    maximum: float | None = None
 
     def coerce(self, name: str, value: Any) -> Any:
         """Return ``value`` converted to this option's type, or raise ``TargetError``."""
@@ -92,9 +98,30 @@ class Option:
             raise TargetError(
                 f"option {name!r} must be one of {', '.join(self.choices)}; got {out!r}"
             )
-        if self.minimum is not None and out < self.minimum:
-            raise TargetError(f"option {name!r} must be >= {self.minimum}; got {out!r}")
+        if kind in (int, float) and (
+            not math.isfinite(out)
+            or (self.minimum is not None and out < self.minimum)
+            or (self.maximum is not None and out > self.maximum)
+        ):
+            raise TargetError(
+                f"option {name!r} must be {self.valid_range()}; got {out!r}: {self.doc}"
+            )
         return out
+
+    def valid_range(self) -> str:
+        """The bounds of a number option in words, for errors.
+
+        >>> Option(float, 1.0, "seconds", minimum=0, maximum=60).valid_range()
+        'from 0 to 60'
+        """
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            return f"from {low:g} to {high:g}"
+        if low is not None:
+            return f">= {low:g}"
+        if high is not None:
+            return f"<= {high:g}"
+        return "a finite number"
 
 
 def to_bool(value: Any) -> bool:

@@ -40,7 +40,9 @@ class MockTransport(Transport):
         "files": Option(dict, None, "path -> bytes or text"),
         "batch": Option(bool, True, "answer run_many natively (False: one at a time)"),
         "default_exit": Option(int, 127, "exit status for an unscripted command"),
-        "latency": Option(float, 0.0, "seconds each call sleeps (for demonstrations)", minimum=0),
+        "latency": Option(
+            float, 0.0, "seconds each call sleeps (for demonstrations)", minimum=0, maximum=3_600
+        ),
         "password": Option(str, None, "a secret, to test that it never shows", secret=True),
     }
 

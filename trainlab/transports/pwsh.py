@@ -66,7 +66,11 @@ class PwshTransport(PowerShellTransport):
         ),
         "cwd": Option(str, None, "working directory of the host process", affects_result=True),
         "open_timeout": Option(
-            float, 30.0, "seconds to wait for the host to open its runspace", minimum=0.1
+            float,
+            30.0,
+            "seconds to wait for the host to open its runspace",
+            minimum=0.1,
+            maximum=86_400,
         ),
     }
 

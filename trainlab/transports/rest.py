@@ -158,11 +158,13 @@ class RESTTransport(Transport):
         "client_secret": Option(str, None, "client secret for token_url", secret=True),
         "verify": Option(bool, True, "check the server's certificate (False warns)"),
         "ca_bundle": Option(str, None, "CA file for a private CA"),
-        "timeout": Option(float, 10.0, "connect timeout, seconds", minimum=0.001),
-        "read_timeout": Option(float, 60.0, "read timeout, seconds", minimum=0.001),
-        "retries": Option(int, 3, "retries on connection errors, 429 and 5xx", minimum=0),
-        "backoff": Option(float, 0.3, "retry backoff factor, seconds", minimum=0),
-        "pool": Option(int, 32, "connections kept per host", minimum=1),
+        "timeout": Option(float, 10.0, "connect timeout, seconds", minimum=0.001, maximum=86_400),
+        "read_timeout": Option(float, 60.0, "read timeout, seconds", minimum=0.001, maximum=86_400),
+        "retries": Option(
+            int, 3, "retries on connection errors, 429 and 5xx", minimum=0, maximum=100
+        ),
+        "backoff": Option(float, 0.3, "retry backoff factor, seconds", minimum=0, maximum=60),
+        "pool": Option(int, 32, "connections kept per host", minimum=1, maximum=10_000),
         "headers": Option(dict, None, "headers sent with every request"),
     }
 

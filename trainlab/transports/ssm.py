@@ -54,7 +54,9 @@ class SSMTransport(Transport):
         "region": Option(str, None, "the instance's region (default: the profile's)"),
         "profile": Option(str, None, "AWS profile (default: the environment's credentials)"),
         "endpoint_url": Option(str, None, "another endpoint (moto, LocalStack)"),
-        "poll_interval": Option(float, 1.0, "seconds between status checks", minimum=0.01),
+        "poll_interval": Option(
+            float, 1.0, "seconds between status checks", minimum=0.01, maximum=3_600
+        ),
         "output_s3_bucket": Option(str, None, "bucket for whole outputs past SSM's 24,000 chars"),
         "output_s3_prefix": Option(str, "trainlab", "key prefix in that bucket"),
         "working_directory": Option(

@@ -70,12 +70,22 @@ class WinRMTransport(PowerShellTransport):
             str, "true", "verify the server's certificate: true, false, or a CA bundle path"
         ),
         "operation_timeout": Option(
-            int, 20, "seconds the server may hold a request before answering", minimum=1
+            int,
+            20,
+            "seconds the server may hold a request before answering",
+            minimum=1,
+            maximum=86_400,
         ),
         "read_timeout": Option(
-            float, 30.0, "seconds to wait for an HTTP answer (more than operation_timeout)"
+            float,
+            30.0,
+            "seconds to wait for an HTTP answer (more than operation_timeout)",
+            minimum=0.001,
+            maximum=86_400,
         ),
-        "connection_timeout": Option(float, 30.0, "seconds to wait for a TCP connection"),
+        "connection_timeout": Option(
+            float, 30.0, "seconds to wait for a TCP connection", minimum=0.001, maximum=86_400
+        ),
         "path": Option(str, "wsman", "the WSMan path on the server"),
         "configuration_name": Option(
             str,
@@ -89,6 +99,7 @@ class WinRMTransport(PowerShellTransport):
             30.0,
             "seconds idle after which the pool is checked with is_alive() before use",
             minimum=0,
+            maximum=86_400,
         ),
     }
 

@@ -17,6 +17,7 @@ import paramiko
 from paramiko.auth_handler import AuthHandler
 from paramiko.common import (
     MSG_UNIMPLEMENTED,
+    cMSG_CHANNEL_CLOSE,
     cMSG_CHANNEL_OPEN,
     cMSG_CHANNEL_REQUEST,
     cMSG_IGNORE,
@@ -29,6 +30,7 @@ __all__ = [
     "PipelinedTransport",
     "quick_ack",
     "send_channel_request",
+    "send_pty_request",
 ]
 
 # The paramiko releases the patches below are written for: pyproject's lower bound, up to
@@ -43,6 +45,7 @@ PRIVATE_API: dict[str, tuple[str, ...]] = {
     "paramiko.Transport": (
         "_handler_table",
         "_parse_global_request",
+        "_parse_channel_open_success",
         "_parse_debug",
         "_send_message",
         "_send_user_message",
@@ -245,6 +248,20 @@ class PipelinedTransport(paramiko.Transport):
             raise self.get_exception() or paramiko.SSHException("Unable to open channel.")
         return chan
 
+    def _parse_channel_open_success(self, m: Message) -> None:
+        """A channel whose open timed out (its object is gone) is closed at the server
+        when the server opens it after all, so it does not count against MaxSessions."""
+        chanid = m.get_int()
+        server_chanid = m.get_int()
+        if self._channels.get(chanid) is None:  # type: ignore[attr-defined]
+            close = Message()
+            close.add_byte(cMSG_CHANNEL_CLOSE)
+            close.add_int(server_chanid)
+            self._send_user_message(close)  # type: ignore[attr-defined]
+            return
+        m.rewind()
+        super()._parse_channel_open_success(m)  # type: ignore[misc]
+
     def _parse_debug(self, m: Message) -> None:
         # paramiko builds a log line from each debug message one character at a
         # time even when nobody logs DEBUG; OpenSSH sends some after every key login.
@@ -257,14 +274,37 @@ class PipelinedTransport(paramiko.Transport):
 
 
 def send_channel_request(
-    chan: paramiko.Channel, kind: str, value: str, *, want_reply: bool
+    chan: paramiko.Channel, kind: str, value: str | bytes, *, want_reply: bool
 ) -> None:
-    """Send an RFC 4254 channel request with one string field, not waiting for the reply."""
+    """Send an RFC 4254 channel request with one string field, not waiting for the reply.
+
+    A ``str`` value goes as UTF-8 with surrogate escapes, so a command holding bytes
+    that are not UTF-8 (as Python decodes them: lone surrogates) travels as those bytes.
+    """
+    if isinstance(value, str):
+        value = value.encode("utf-8", "surrogateescape")
     message = Message()
     message.add_byte(cMSG_CHANNEL_REQUEST)
     message.add_int(chan.remote_chanid)
     message.add_string(kind)
     message.add_boolean(want_reply)
     message.add_string(value)
+    transport: Any = chan.transport
+    transport._send_user_message(message)
+
+
+def send_pty_request(chan: paramiko.Channel, term: str, width: int = 80, height: int = 24) -> None:
+    """``Channel.get_pty`` without waiting for the reply (a refusal closes the channel)."""
+    message = Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(chan.remote_chanid)
+    message.add_string("pty-req")
+    message.add_boolean(True)
+    message.add_string(term)
+    message.add_int(width)
+    message.add_int(height)
+    message.add_int(0)
+    message.add_int(0)
+    message.add_string(b"")
     transport: Any = chan.transport
     transport._send_user_message(message)

@@ -17,7 +17,7 @@ import paramiko
 
 from trainlab import framing
 from trainlab.errors import CommandTimeout, TargetError, TransportError
-from trainlab.transports.ssh._paramiko import send_channel_request
+from trainlab.transports.ssh._paramiko import send_channel_request, send_pty_request
 from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.login import (
     NO_BASH,
@@ -29,11 +29,13 @@ from trainlab.transports.ssh.login import (
 from trainlab.transports.ssh.sudo import SUDO_OK, Sudo
 
 __all__ = [
+    "KILL_GRACE",
     "MAX_EXEC_COMMAND",
     "PID_LINE",
     "READ",
     "READY",
     "drain",
+    "exec_wrapper",
     "kill_remote_group",
     "not_posix",
     "run_exec",
@@ -48,6 +50,11 @@ READ = 256 * 1024
 # sends the exit status before the last output when the command exits quickly,
 # so this also covers a busy client whose reader thread is slow to catch up.
 _DRAIN_GRACE = 0.5
+#: After a command's deadline, how long killing it may take at most: waiting for a
+#: late pid line, opening the second channel and running ``kill`` there. A command's
+#: timeout is raised within its deadline plus this grace, even when the server has
+#: stopped answering; past it the error says the kill was not confirmed.
+KILL_GRACE = 1.5
 # Prepended to every exec-mode command: a stderr line with the login shell's pid
 # (the session leader, so the process group of everything the command starts).
 _PREAMBLE = 'echo "__tl_pid $$" >&2; '
@@ -57,6 +64,42 @@ MAX_EXEC_COMMAND = 100_000
 PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
 # The kept shell's ready line; " posix" when the POSIX host answers (no bash there).
 READY = re.compile(rb"(?:^|\n)__tl_ready( posix)?\n")
+
+
+def exec_wrapper(command: str, nonce: bytes, *, shell: str, sudo: Sudo | None) -> str:
+    r"""The POSIX sh script exec mode runs for ``command`` (see ``run_exec``).
+
+    The command travels as data, single-quoted into a variable, and runs through
+    ``eval`` in a child (a subshell, or sudo's shell): whatever it is (a syntax error,
+    an unterminated here-document, ``exit``, an EXIT trap, a closed stdout) it cannot
+    reach the wrapper's own text, and its EXIT trap has run when the parent writes the
+    end markers. A syntax error is the eval's: the shell's message on stderr and
+    status 2, as ``sh -c`` gives.
+
+    >>> script = exec_wrapper("echo 'hi'", b"__tl_N", shell="auto", sudo=None)
+    >>> print(script.replace("; ", ";\n"))
+    echo "__tl_pid $$" >&2;
+    exec </dev/null;
+    __tl_c='echo '"'"'hi'"'"'';
+    (eval "$__tl_c");
+    __tl_rc=$?;
+    printf '%s E\n' __tl_N >&2;
+    printf '%s E %d\n' __tl_N "$__tl_rc";
+    exit "$__tl_rc"
+    """
+    data = f"__tl_c={shlex.quote(command)}; "
+    if sudo is not None:
+        # sudo reads its password from stdin, so only sudo's shell takes /dev/null.
+        inner = f'echo {SUDO_OK.decode().strip()} >&2; exec </dev/null; eval "$1"'
+        runner = sudo_runner(shell)
+        body = data + sudo.command(f'{runner} -c {shlex.quote(inner)} {runner} "$__tl_c"')
+    else:
+        body = "exec </dev/null; " + data + '(eval "$__tl_c")'
+    marker = nonce.decode()
+    return (
+        f"{_PREAMBLE}{body};\n__tl_rc=$?; printf '%s E\\n' {marker} >&2; "
+        f'printf \'%s E %d\\n\' {marker} "$__tl_rc"; exit "$__tl_rc"'
+    )
 
 
 def run_exec(
@@ -70,6 +113,7 @@ def run_exec(
     where: str,
     connection: Callable[[], paramiko.Transport | None],
     learned: Callable[[str], None] | None = None,
+    since: float | None = None,
 ) -> tuple[bytes, bytes, int]:
     """One command on its own channel; (stdout, stderr, exit status).
 
@@ -86,14 +130,18 @@ def run_exec(
     they arrive after all of the command's output, which the exit-status
     message need not (OpenSSH may send it first). A command that exits the
     shell itself never reaches them; then the channel's EOF and exit status do.
-    ``connection`` gives the session's connection now (``None`` once closed).
+    ``connection`` gives the session's connection now (``None`` once closed). The
+    deadline counts from ``since`` (``time.monotonic()``; by default now), so the time
+    the channel took to open is part of it; a timeout is raised within the deadline and
+    ``KILL_GRACE``.
     """
 
     def client_gone() -> bool:
         client = connection()
         return client is None or not client.is_active()
 
-    deadline = None if timeout is None else time.monotonic() + timeout
+    start = time.monotonic() if since is None else since
+    deadline = None if timeout is None else start + timeout
     out: list[bytes] = []
     err: list[bytes] = []
     nonce = framing.new_nonce()
@@ -102,24 +150,16 @@ def run_exec(
     if not wrapped:
         line = command
     else:
-        if sudo is not None:
-            inner = f"echo {SUDO_OK.decode().strip()} >&2; exec </dev/null; {command}"
-            body = sudo.command(f"{sudo_runner(shell)} -c {shlex.quote(inner)}")
-            head = _PREAMBLE
-        else:
-            body = command
-            head = _PREAMBLE + "exec </dev/null; "
-        script = (
-            f"{head}{body}\n__tl_rc=$?; printf '%s E\\n' {nonce.decode()} >&2; "
-            f'printf \'%s E %d\\n\' {nonce.decode()} "$__tl_rc"; exit "$__tl_rc"'
-        )
+        script = exec_wrapper(command, nonce, shell=shell, sudo=sudo)
         line = script if direct(login, shell) else portable(script, shell)
     broke = f"the connection to {where} broke during {command[:80]!r}; the command is not re-run"
     answered = 0
     out_tail = err_tail = b""
     try:
         with map_errors(f"cannot start a command on {where}"):
-            chan.exec_command(line)
+            # Not waiting for the reply: a server that stops answering must not hold
+            # the call past its deadline, and a refusal closes the channel (below).
+            send_exec(chan, line)
         quiet_since: float | None = None
         while True:
             got_out, got_err = drain(chan, out, err)
@@ -171,6 +211,11 @@ def run_exec(
             learned(login_said)
         pid, stderr = _split_pid(stderr)
         status = chan.exit_status
+        if wrapped and pid is None and status == -1 and not stdout and not stderr:
+            raise TransportError(
+                f"{where} closed the channel without running {command[:80]!r} (it refused "
+                "the exec request); the command is not re-run"
+            )
         if wrapped and pid is None:  # the wrapper never ran: no POSIX sh answered
             if stderr.startswith(NO_BASH):
                 raise TargetError(f"shell=bash, but {where} has no bash; shell=sh runs /bin/sh")
@@ -207,25 +252,36 @@ def _timeout_error(
     connection: Callable[[], paramiko.Transport | None],
     reports_pid: bool = True,
 ) -> CommandTimeout:
-    """Kill the command's process group; wait a little for its pid if it is late."""
+    """Kill the command's process group, within ``KILL_GRACE``; say whether it is dead.
+
+    The pid line may be late on a slow link, so it is awaited for part of the grace.
+    """
     signal(chan, "KILL")
+    until = time.monotonic() + KILL_GRACE
     pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
-    patience = time.monotonic() + (5 if reports_pid else 0)
+    patience = until - KILL_GRACE / 2 if reports_pid else 0.0
     while pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
-        wait(chan, 0.1)  # on a slow link the pid line may still be on its way
+        wait(chan, 0.1)
         drain(chan, out, err)
         pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
     client = connection()
     # Over a fresh channel: the ``signal`` request needs privilege separation.
+    confirmed = False
     if pid is not None and client is not None and client.is_active():
-        kill_remote_group(client, pid, sudo)
-    killed = (
-        "it and what it started were killed"
-        if pid is not None or (chan.exit_status_ready())
-        else "the remote shell never reported its pid, so it may still be running"
-    )
+        confirmed = kill_remote_group(client, pid, sudo, within=until - time.monotonic())
+    # The signal alone is confirmed when the channel reports the command's end.
+    confirmed = confirmed or chan.exit_status_ready()
+    if confirmed:
+        aftermath = "it and what it started were killed"
+    elif pid is None:
+        aftermath = "the remote shell never reported its pid, so it may still be running"
+    else:
+        aftermath = (
+            f"the kill was sent but not confirmed within {KILL_GRACE:g} s (the server did "
+            "not answer), so it may still be running"
+        )
     return CommandTimeout(
-        f"command {command[:80]!r} ran past its {timeout:g} s deadline on {where}; {killed}",
+        f"command {command[:80]!r} ran past its {timeout:g} s deadline on {where}; {aftermath}",
         command=command,
         timeout=timeout,
         stdout=framing.last_bytes(out),
@@ -251,7 +307,7 @@ def _move(ready: Callable[[], bool], read: Callable[[int], bytes], into: list[by
     return got
 
 
-def send_exec(chan: paramiko.Channel, command: str) -> None:
+def send_exec(chan: paramiko.Channel, command: str | bytes) -> None:
     """``exec_command`` without waiting for the server's reply.
 
     A refusal still shows: paramiko closes the channel on CHANNEL_FAILURE, and
@@ -279,30 +335,42 @@ def signal(chan: paramiko.Channel, name: str) -> None:
         send_channel_request(chan, "signal", name, want_reply=False)
 
 
-def kill_remote_group(client: paramiko.Transport, pid: int, sudo: Sudo | None) -> None:
-    """``kill -KILL`` a process group, through sudo when the session uses it."""
+def kill_remote_group(
+    client: paramiko.Transport, pid: int, sudo: Sudo | None, *, within: float = KILL_GRACE
+) -> bool:
+    """``kill -KILL`` a process group, through sudo when the session uses it.
+
+    Every step (the channel's open, the request, the answer) fits in ``within``
+    seconds. Returns True when the kill command ran to its end, so the group is gone;
+    False when the server did not answer in time.
+    """
     # /bin/kill (procps), not a shell's builtin: dash's kill takes no "--" and reads a
     # negative pid as an option. pkill -g is the second try.
     command = f"env kill -KILL -- -{pid} {pid} 2>/dev/null; pkill -KILL -g {pid} 2>/dev/null; true"
     if sudo is not None:
         command = f"{command}; " + sudo.command(f"sh -c {shlex.quote(command)}")
     command = portable(command, "sh")  # whatever the login shell: csh takes no 2>
-    with contextlib.suppress(Exception):
-        chan = client.open_session(timeout=10)
-        try:
-            if sudo is not None and sudo.tty:
-                chan.get_pty(term="dumb")
-            chan.exec_command(command)
-            deadline = time.monotonic() + 5
-            said: list[bytes] = []
-            answered = 0
-            while not chan.exit_status_ready() and time.monotonic() < deadline:
-                drain(chan, said, said)
-                if sudo is not None and answered < 2:
-                    answered = sudo.answer(chan, b"".join(said), answered)
-                wait(chan, 0.2)
-        finally:
-            chan.close()
+    deadline = time.monotonic() + within
+    chan: paramiko.Channel | None = None
+    try:
+        chan = client.open_session(timeout=max(0.05, within))
+        if sudo is not None and sudo.tty:
+            send_pty_request(chan, "dumb")
+        send_exec(chan, command)
+        said: list[bytes] = []
+        answered = 0
+        while not chan.exit_status_ready() and time.monotonic() < deadline:
+            drain(chan, said, said)
+            if sudo is not None and answered < 2:
+                answered = sudo.answer(chan, b"".join(said), answered)
+            wait(chan, min(0.2, max(0.0, deadline - time.monotonic())))
+        return chan.exit_status_ready() and chan.exit_status == 0
+    except Exception:  # a kill that fails is reported as unconfirmed
+        return False
+    finally:
+        if chan is not None:
+            with contextlib.suppress(Exception):
+                chan.close()
 
 
 def _marked(tail: bytes, end: bytes, *, status: bool) -> bool:

@@ -1,6 +1,7 @@
 """Files over one SFTP channel per session: read, stat, upload, download, and their errors.
 
-Imports paramiko, trainlab.errors, trainlab.result and the ssh package's errors module.
+Imports paramiko, trainlab.errors, trainlab.result and the ssh package's _paramiko and
+errors modules.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import paramiko
 
 from trainlab.errors import FileError, FileMissing, TransportError
 from trainlab.result import FileStat, file_type
+from trainlab.transports.ssh._paramiko import send_channel_request
 from trainlab.transports.ssh.errors import map_errors
 
 __all__ = ["SFTPFiles", "command_file_error"]
@@ -29,7 +31,9 @@ class SFTPFiles:
 
     paramiko's SFTP client hangs when threads share it, so every operation holds
     one lock. ``connection`` gives the open connection (or raises), ``client_gone``
-    whether it has closed since.
+    whether it has closed since. Every wait for the server (the channel's open, each
+    answer) lasts at most ``timeout`` seconds; then the operation fails with
+    ``TransportError`` and the next one opens a new SFTP channel.
     """
 
     def __init__(
@@ -37,8 +41,10 @@ class SFTPFiles:
         where: str,
         connection: Callable[[], paramiko.Transport],
         client_gone: Callable[[], bool],
+        timeout: float = 10.0,
     ) -> None:
         self.where = where
+        self.timeout = timeout
         self._connection = connection
         self._client_gone = client_gone
         self._sftp: paramiko.SFTPClient | None = None
@@ -91,11 +97,25 @@ class SFTPFiles:
     def _client(self) -> paramiko.SFTPClient:
         if self._sftp is None:
             client = self._connection()
-            with map_errors(f"cannot open SFTP on {self.where}"):
-                sftp = client.open_sftp_client()
-            if sftp is None:
-                raise TransportError(f"{self.where} refused the SFTP subsystem")
-            self._sftp = sftp
+            chan: paramiko.Channel | None = None
+
+            def drop() -> None:
+                if chan is not None:
+                    chan.close()
+
+            with map_errors(f"cannot open SFTP on {self.where}", cleanup=drop):
+                chan = client.open_session(timeout=self.timeout)
+                chan.settimeout(self.timeout)  # every SFTP answer, the version's first
+                # Not waiting for the reply (paramiko would wait without a limit): a
+                # refusal closes the channel, and the version exchange then fails.
+                send_channel_request(chan, "subsystem", "sftp", want_reply=True)
+                try:
+                    self._sftp = paramiko.SFTPClient(chan)
+                except TimeoutError as exc:
+                    chan.close()
+                    raise TransportError(
+                        f"cannot open SFTP on {self.where}: no answer within {self.timeout:g} s"
+                    ) from exc
         return self._sftp
 
     def _call(self, what: str, path: str, action: Callable[[paramiko.SFTPClient], _T]) -> _T:
@@ -105,13 +125,34 @@ class SFTPFiles:
             with map_errors(f"{what} {path} on {self.where} failed", cleanup=self.close):
                 try:
                     return action(sftp)
+                except TimeoutError as exc:
+                    self.close()
+                    raise TransportError(
+                        f"{what} {path} on {self.where}: the server did not answer within "
+                        f"{self.timeout:g} s; the next file operation opens a new SFTP channel"
+                    ) from exc
                 except OSError as exc:
-                    if exc.errno is not None and not self._client_gone():
-                        raise _file_error(exc, path, self.where) from exc
+                    channel = sftp.get_channel()
+                    if not self._client_gone() and channel is not None and not channel.closed:
+                        if exc.errno is not None:
+                            raise _file_error(exc, path, self.where) from exc
+                        # The server's SSH_FX_FAILURE (paramiko gives no errno): a file's
+                        # own failure, such as reading a directory.
+                        raise self._failure(sftp, exc, path) from exc
                     self.close()
                     raise TransportError(
                         f"{what} {path} on {self.where} failed: the connection broke ({exc})"
                     ) from exc
+
+    def _failure(self, sftp: paramiko.SFTPClient, exc: OSError, path: str) -> FileError:
+        """A file error for SFTP's generic failure: EISDIR for a directory, else EIO."""
+        try:
+            mode = sftp.stat(path).st_mode or 0
+        except (OSError, paramiko.SSHException, EOFError):
+            mode = 0
+        if stat_module.S_ISDIR(mode):
+            return FileError(errno.EISDIR, f"{path} on {self.where} is a directory, not a file")
+        return FileError(errno.EIO, f"{path} on {self.where}: {exc}")
 
 
 def command_file_error(stderr: bytes, path: str, where: str) -> FileError:
@@ -119,6 +160,8 @@ def command_file_error(stderr: bytes, path: str, where: str) -> FileError:
     text = stderr.decode(errors="replace").strip()
     if "No such file" in text:
         return FileMissing(errno.ENOENT, f"{path}: no such file on {where}")
+    if "Is a directory" in text:
+        return FileError(errno.EISDIR, f"{path} on {where} is a directory, not a file")
     code = errno.EACCES if "ermission denied" in text else errno.EIO
     return FileError(code, f"{path} on {where}: {text or 'failed'}")
 

@@ -56,7 +56,8 @@ def encode(text: str) -> str:
     >>> encode("echo 'hi' $HOME!")
     'echo \\047hi\\047 \\044HOME\\041'
     """
-    return "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in text.encode())
+    data = text.encode("utf-8", "surrogateescape")  # undecodable bytes go as they came
+    return "".join(chr(b) if b in _PLAIN else f"\\{b:03o}" for b in data)
 
 
 def portable(script: str, shell: str = "auto") -> str:

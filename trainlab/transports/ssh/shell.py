@@ -18,6 +18,7 @@ from trainlab import framing
 from trainlab.errors import TargetError, TransportError
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.ssh.channel import (
+    KILL_GRACE,
     MAX_EXEC_COMMAND,
     PID_LINE,
     READ,
@@ -201,13 +202,14 @@ class RemoteShell:
         return line.decode().strip()
 
     def _handshake(
-        self, out: list[bytes], err: list[bytes]
+        self, out: list[bytes], err: list[bytes], until: float | None = None
     ) -> tuple[int, list[bytes], list[bytes]]:
         """Read the login shell's pid and bash's ready line, answering sudo on the way.
 
         Returns the pid and what followed the ready lines on stdout and stderr:
         nothing for a plain start, the first answer's beginning for a pipelined
-        one. What a chatty login shell printed before them is dropped.
+        one. What a chatty login shell printed before them is dropped. ``until`` is the
+        deadline of the request the start carries: past it, ``DeadlinePassed``.
         """
         answered = 0
         deadline = time.monotonic() + max(self.timeout, 30.0)  # a login shell may be slow
@@ -221,6 +223,11 @@ class RemoteShell:
             said = stdout if tty else b"".join(err)
             if self.sudo is not None and said and answered < 2:
                 answered = self.sudo.answer(self.chan, said, answered)
+            if until is not None and time.monotonic() > until:
+                started = PID_LINE.search(stdout)  # then the kill knows its process group
+                if started is not None:
+                    self.pid = int(started.group(1))
+                raise DeadlinePassed
             ended = self.chan.closed or self.chan.exit_status_ready() or self.chan.eof_received
             if ended or time.monotonic() > deadline:
                 drain(self.chan, out, err)
@@ -239,7 +246,8 @@ class RemoteShell:
                 raise TransportError(
                     f"cannot start the kept shell on {self.where}{': ' + text if text else ''}"
                 )
-            wait(self.chan, 0.5)
+            pause = 0.5 if until is None else min(0.5, max(0.0, until - time.monotonic()))
+            wait(self.chan, pause)
         # Anything else the login shell printed (a chatty .bashrc) is left behind.
         if self._starting:  # no pty: the bytes are the answer's, \r and all
             stdout = b"".join(out)
@@ -297,7 +305,7 @@ class RemoteShell:
                 self._preamble_due = False
         try:
             if carried:  # the request went out in the start: read both
-                self.pid, out, err = self._handshake(out, err)
+                self.pid, out, err = self._handshake(out, err, deadline)
                 self._starting = False
             assert self.dialect is not None
             request = build(self.dialect)
@@ -345,15 +353,22 @@ class RemoteShell:
                 self._wait(pause)
         except DeadlinePassed:
             self.broken = True
-            self.kill()
+            killed = self.kill()
             stdout, stderr = b"".join(out), b"".join(err)
+            aftermath = (
+                "the shell and what it started were killed"
+                if killed
+                else f"the kill was sent but not confirmed within {KILL_GRACE:g} s (the server "
+                "did not answer), so the command may still be running; the next call starts "
+                "a new shell"
+            )
             raise framing.timeout_error(
                 build(self.dialect or framing.BASH),
                 stdout,
                 stderr,
                 self.where,
                 timeout,
-                aftermath="the shell and what it started were killed",
+                aftermath=aftermath,
             ) from None
         except BaseException:
             self.broken = True
@@ -379,16 +394,21 @@ class RemoteShell:
         with contextlib.suppress(OSError, ValueError):
             select.select([self.chan, self.err_chan], [], [], max(0.0, seconds))
 
-    def kill(self) -> None:
+    def kill(self) -> bool:
         """Stop the shell and everything in its process group (it leads its session).
 
         The ``signal`` request is tried first; OpenSSH refuses it for root logins
-        (no privilege separation there), so a second channel runs ``kill`` too.
+        (no privilege separation there), so a second channel runs ``kill`` too, within
+        ``KILL_GRACE``. Returns True when the kill is confirmed: the kill command ran,
+        or the shell's channel reported its end.
         """
         signal(self.chan, "KILL")
+        confirmed = False
         if self.pid is not None and self.client.is_active():
-            kill_remote_group(self.client, self.pid, self.sudo)
+            confirmed = kill_remote_group(self.client, self.pid, self.sudo, within=KILL_GRACE)
+        confirmed = confirmed or self.chan.exit_status_ready()
         self.close()
+        return confirmed
 
     def close(self) -> None:
         """Close the shell's channels (idempotent)."""

@@ -23,13 +23,13 @@ from typing import Any, ClassVar
 import paramiko
 
 from trainlab import framing
-from trainlab.errors import ConnectError, TargetError, TransportError
+from trainlab.errors import CommandTimeout, ConnectError, TargetError, TransportError
 from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat
 from trainlab.transports.base import Transport
 from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
 from trainlab.transports.ssh.auth import authenticate, candidate_keys
-from trainlab.transports.ssh.channel import MAX_EXEC_COMMAND, run_exec
+from trainlab.transports.ssh.channel import KILL_GRACE, MAX_EXEC_COMMAND, run_exec
 from trainlab.transports.ssh.device import DEVICES, DeviceCLI, cli_settings
 from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.files import SFTPFiles, command_file_error
@@ -41,6 +41,10 @@ from trainlab.transports.ssh.sudo import NeedsTTY, Sudo
 
 __all__ = ["SSHTransport"]
 
+# The largest timeout or keepalive interval an option takes (sockets and timers take no
+# infinity), and the longest pause between connect attempts.
+_DAY = 86_400.0
+_MAX_PAUSE = 60.0
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -86,12 +90,26 @@ class SSHTransport(Transport):
         ),
         "known_hosts": Option(str, "~/.ssh/known_hosts", "the known_hosts file"),
         "ssh_config": Option(str, "~/.ssh/config", "OpenSSH client config to read ('' skips)"),
-        "timeout": Option(float, 10.0, "connect and login timeout, seconds", minimum=0.001),
-        "connect_retries": Option(
-            int, 2, "more attempts after a refused or timed-out connect", minimum=0
+        "timeout": Option(
+            float,
+            10.0,
+            "connect and login timeout, and the longest wait for an SFTP answer, seconds",
+            minimum=0.001,
+            maximum=_DAY,
         ),
-        "retry_backoff": Option(float, 0.5, "seconds before the first retry, doubling", minimum=0),
-        "keepalive": Option(float, 30.0, "seconds between keepalives (0: none)", minimum=0),
+        "connect_retries": Option(
+            int, 2, "more attempts after a refused or timed-out connect", minimum=0, maximum=20
+        ),
+        "retry_backoff": Option(
+            float,
+            0.5,
+            f"seconds before the first retry, doubling (each pause at most {_MAX_PAUSE:g} s)",
+            minimum=0,
+            maximum=_MAX_PAUSE,
+        ),
+        "keepalive": Option(
+            float, 30.0, "seconds between keepalives (0: none)", minimum=0, maximum=_DAY
+        ),
         "compression": Option(bool, False, "compress the stream (slow links only)"),
         "ciphers": Option(str, None, "comma-separated cipher preference"),
         "kex": Option(
@@ -100,8 +118,10 @@ class SSHTransport(Transport):
             "key exchange algorithms to offer first, comma-separated (the rest stay "
             "as fallbacks); ecdh-sha2-nistp256 costs OpenSSH less CPU than curve25519",
         ),
-        "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1),
-        "rekey_packets": Option(int, None, "rekey after this many packets", minimum=1),
+        "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1, maximum=2**62),
+        "rekey_packets": Option(
+            int, None, "rekey after this many packets", minimum=1, maximum=2**62
+        ),
         "shell": Option(
             str,
             "auto",
@@ -144,7 +164,9 @@ class SSHTransport(Transport):
         self._known_hosts = KnownHosts(
             self.settings["known_hosts"], self.settings["host_key_policy"], self.host, self.port
         )
-        self._files = SFTPFiles(self.where, self._require_client, self._client_gone)
+        self._files = SFTPFiles(
+            self.where, self._require_client, self._client_gone, self.settings["timeout"]
+        )
         # The login shell ($SHELL), once a command has reported it: commands then go to it
         # as they are when it runs the kit's POSIX wrapper (see login.direct).
         self.login_shell: str | None = None
@@ -315,7 +337,7 @@ class SSHTransport(Transport):
             except OSError as exc:
                 last = exc
                 if attempt + 1 < attempts:
-                    time.sleep(delay * (2**attempt))
+                    time.sleep(min(delay * (2**attempt), _MAX_PAUSE))
                 continue
             # paramiko leaves Nagle on; every small packet would wait.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -467,11 +489,26 @@ class SSHTransport(Transport):
 
     def _exec(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
         """One command on its own channel (see ``channel.run_exec``)."""
-        if len(command.encode()) > MAX_EXEC_COMMAND:  # past ARG_MAX: the kept shell reads it
-            return self._through_kept_shell(command, timeout)
+        if len(command.encode("utf-8", "surrogateescape")) > MAX_EXEC_COMMAND:
+            return self._through_kept_shell(command, timeout)  # past ARG_MAX: the shell reads it
         client = self._require_client()
+        started = time.monotonic()
+        wait = self.settings["timeout"]
+        if timeout is not None:  # the command's deadline (and the grace) bound the open too
+            wait = min(wait, timeout + KILL_GRACE)
         with map_errors(f"cannot open a channel to {self.where}"):
-            chan = client.open_session(timeout=self.settings["timeout"])
+            try:
+                chan = client.open_session(timeout=wait)
+            except paramiko.SSHException as exc:
+                if timeout is None or time.monotonic() - started < timeout:
+                    raise
+                raise CommandTimeout(
+                    f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
+                    f"{self.where}: the server opened no channel for it in {wait:g} s, so it "
+                    "never started",
+                    command=command,
+                    timeout=timeout,
+                ) from exc
         return run_exec(
             chan,
             command,
@@ -482,6 +519,7 @@ class SSHTransport(Transport):
             where=self.where,
             connection=lambda: self._client,
             learned=self._learn_login_shell,
+            since=started,
         )
 
     def _learn_login_shell(self, login: str) -> None:

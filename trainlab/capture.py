@@ -1,0 +1,263 @@
+"""Bounded output capture: what a command writes, kept at most ``max_output`` bytes a stream.
+
+A transport that accepts a sink (``Transport.supports_output``) writes every chunk of
+a command's stdout and stderr into a ``CommandCapture`` as it arrives; the capture
+keeps a head and a tail, counts what it drops, spools everything to a file when
+asked and hands decoded text to an ``on_output`` callback, so memory stays flat
+however much a command writes.
+
+>>> capture = CommandCapture(max_output=8)
+>>> capture.write("stdout", b"0123456789abcdef")
+>>> capture.stdout.value(), capture.stdout.dropped, capture.truncated
+(b'0123cdef', 8, True)
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import IO
+
+from trainlab.result import CommandResult
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "CallOutput",
+    "CommandCapture",
+    "OnOutput",
+    "StreamCapture",
+    "resolve_max_output",
+]
+
+#: The default most bytes kept per stream (the result cache holds 64 MiB in all).
+DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
+
+#: ``on_output(stream, text)``: ``stream`` is ``"stdout"`` or ``"stderr"``.
+OnOutput = Callable[[str, str], None]
+
+
+def resolve_max_output(value: int | None) -> int | None:
+    """``max_output`` as a byte count, or ``None`` for no bound (``None`` and 0 both mean it).
+
+    >>> resolve_max_output(0) is None, resolve_max_output(10)
+    (True, 10)
+    """
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        from trainlab.errors import InvalidCommand
+
+        raise InvalidCommand(f"max_output must be a byte count >= 0 or None, got {value!r}")
+    return value
+
+
+class StreamCapture:
+    """One stream, kept as a head and a tail of at most ``limit`` bytes together.
+
+    The head keeps the first ``limit // 2`` bytes and the tail the last
+    ``limit - limit // 2``; what lies between is counted in ``dropped`` and not
+    kept. With ``limit=None`` every byte is kept.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_head",
+        "_head_limit",
+        "_split",
+        "_tail",
+        "_tail_limit",
+        "_tail_size",
+        "dropped",
+        "limit",
+        "total",
+    )
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.total = 0
+        self.dropped = 0
+        self._chunks: list[bytes] = []  # everything, until the limit is crossed
+        self._split = False  # True once the bytes are kept as head and tail
+        self._head = b""
+        self._head_limit = 0 if limit is None else limit // 2
+        self._tail_limit = 0 if limit is None else limit - limit // 2
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+
+    def write(self, data: bytes) -> None:
+        """Keep ``data`` (or the part of it the bound allows)."""
+        self.total += len(data)
+        if not self._split:
+            if self.limit is None or self.total <= self.limit:
+                self._chunks.append(data)
+                return
+            whole = b"".join([*self._chunks, data])  # the limit is crossed now
+            self._chunks = []
+            self._split = True
+            self._head = whole[: self._head_limit]
+            data = whole[self._head_limit :]
+        self._tail.append(data)
+        self._tail_size += len(data)
+        excess = self._tail_size - self._tail_limit
+        while excess > 0:
+            first = self._tail[0]
+            if len(first) <= excess:
+                self._tail.popleft()
+                self._tail_size -= len(first)
+                self.dropped += len(first)
+                excess -= len(first)
+            else:
+                self._tail[0] = first[excess:]
+                self._tail_size -= excess
+                self.dropped += excess
+                excess = 0
+
+    def value(self) -> bytes:
+        """The bytes kept: all of them, or the head followed by the tail."""
+        if not self._split:
+            if len(self._chunks) > 1:
+                self._chunks = [b"".join(self._chunks)]
+            return self._chunks[0] if self._chunks else b""
+        return self._head + b"".join(self._tail)
+
+    def clipped(self, limit: int) -> bytes:
+        """At most ``limit`` of the kept bytes: all of them, or their head and tail."""
+        kept = self.value()
+        if len(kept) <= limit:
+            return kept
+        return kept[: limit // 2] + kept[len(kept) - (limit - limit // 2) :]
+
+
+class CommandCapture:
+    """One command's two streams: bounded, optionally spooled and streamed.
+
+    Parameters
+    ----------
+    max_output
+        Most bytes kept per stream (head and tail, half each); ``None``: all.
+    output_file
+        A path that receives every byte of stdout; stderr goes to ``<path>.stderr``.
+        Both files are created (truncated) when the capture is.
+    on_output
+        ``on_output(stream, text)`` with each chunk as it arrives, decoded as UTF-8
+        incrementally (a character split between chunks arrives whole; invalid
+        bytes are replaced). An exception it raises stops the command and propagates.
+    """
+
+    def __init__(
+        self,
+        max_output: int | None = None,
+        *,
+        output_file: str | os.PathLike[str] | None = None,
+        on_output: OnOutput | None = None,
+    ) -> None:
+        self.stdout = StreamCapture(max_output)
+        self.stderr = StreamCapture(max_output)
+        self._files: dict[str, IO[bytes]] = {}
+        if output_file is not None:
+            path = os.fspath(output_file)
+            self._files["stdout"] = open(path, "wb")  # noqa: SIM115 - closed by close()
+            try:
+                self._files["stderr"] = open(path + ".stderr", "wb")  # noqa: SIM115
+            except BaseException:
+                self._files["stdout"].close()
+                raise
+        self._emit = on_output
+        self._decoders = {
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
+            for name in ("stdout", "stderr")
+        }
+
+    @property
+    def truncated(self) -> bool:
+        """True when either stream dropped bytes."""
+        return bool(self.stdout.dropped or self.stderr.dropped)
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Take one chunk of ``stream`` (``"stdout"`` or ``"stderr"``)."""
+        if not data:
+            return
+        (self.stdout if stream == "stdout" else self.stderr).write(data)
+        spool = self._files.get(stream)
+        if spool is not None:
+            spool.write(data)
+        if self._emit is not None:
+            text = self._decoders[stream].decode(data)
+            if text:
+                self._emit(stream, text)
+
+    def close(self) -> None:
+        """Flush the decoders (a character cut off at the end) and close the files. Idempotent."""
+        if self._emit is not None:
+            emit, self._emit = self._emit, None
+            for stream, decoder in self._decoders.items():
+                text = decoder.decode(b"", final=True)
+                if text:
+                    emit(stream, text)
+        for spool in self._files.values():
+            spool.close()
+
+    def partial(self, limit: int) -> tuple[bytes, bytes]:
+        """Stdout and stderr clipped to ``limit`` bytes each (head and tail), for an error."""
+        return self.stdout.clipped(limit), self.stderr.clipped(limit)
+
+    def apply(self, result: CommandResult) -> CommandResult:
+        """``result`` holding what this capture kept, with ``truncated`` and the drop counts."""
+        return replace(
+            result,
+            stdout_bytes=self.stdout.value(),
+            stderr_bytes=self.stderr.value(),
+            truncated=result.truncated or self.truncated,
+            stdout_dropped=result.stdout_dropped + self.stdout.dropped,
+            stderr_dropped=result.stderr_dropped + self.stderr.dropped,
+        )
+
+    def take(self, result: CommandResult) -> CommandResult:
+        """Feed a finished ``result`` through the capture (for a transport that cannot
+        stream): the callback and the file get its output now, and it is capped."""
+        try:
+            self.write("stdout", result.stdout_bytes)
+            self.write("stderr", result.stderr_bytes)
+        finally:
+            self.close()
+        return self.apply(result)
+
+
+class CallOutput:
+    """What one ``run`` or ``run_many`` call asks of its output: a capture per command.
+
+    ``for_command(index)`` makes command ``index``'s ``CommandCapture``. ``on_output``
+    here takes the index first: ``on_output(index, stream, text)``; ``output_file``
+    serves one command (a ``run``), not a batch.
+    """
+
+    def __init__(
+        self,
+        max_output: int | None,
+        *,
+        output_file: str | os.PathLike[str] | None = None,
+        on_output: Callable[[int, str, str], None] | None = None,
+    ) -> None:
+        self.max_output = max_output
+        self.output_file = output_file
+        self.on_output = on_output
+        self.captures: list[CommandCapture] = []
+
+    def for_command(self, index: int) -> CommandCapture:
+        """A fresh capture for command ``index`` of this call."""
+        emit = self.on_output
+        capture = CommandCapture(
+            self.max_output,
+            output_file=self.output_file if index == 0 else None,
+            on_output=None if emit is None else (lambda stream, text: emit(index, stream, text)),
+        )
+        self.captures.append(capture)
+        return capture
+
+    def close(self) -> None:
+        """Close every capture made (files, decoders). Idempotent."""
+        for capture in self.captures:
+            capture.close()

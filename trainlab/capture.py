@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import IO
 
@@ -172,6 +172,11 @@ class CommandCapture:
         }
 
     @property
+    def streams(self) -> bool:
+        """True when output goes somewhere as it arrives (a file or a callback)."""
+        return bool(self._files) or self._emit is not None
+
+    @property
     def truncated(self) -> bool:
         """True when either stream dropped bytes."""
         return bool(self.stdout.dropped or self.stderr.dropped)
@@ -227,37 +232,45 @@ class CommandCapture:
 
 
 class CallOutput:
-    """What one ``run`` or ``run_many`` call asks of its output: a capture per command.
+    """What one ``run_many`` call asks of its output: a capture per command.
 
-    ``for_command(index)`` makes command ``index``'s ``CommandCapture``. ``on_output``
-    here takes the index first: ``on_output(index, stream, text)``; ``output_file``
-    serves one command (a ``run``), not a batch.
+    ``for_command(index)`` makes command ``index``'s ``CommandCapture``; ``on_output``
+    here takes the command's index first: ``on_output(index, stream, text)``. A batch
+    has no spool file (``output_file`` is for one command, ``Session.run``).
     """
 
     def __init__(
         self,
         max_output: int | None,
         *,
-        output_file: str | os.PathLike[str] | None = None,
         on_output: Callable[[int, str, str], None] | None = None,
+        indices: Sequence[int] | None = None,
+        captures: list[CommandCapture] | None = None,
     ) -> None:
         self.max_output = max_output
-        self.output_file = output_file
         self.on_output = on_output
-        self.captures: list[CommandCapture] = []
+        self._indices = indices
+        self.captures: list[CommandCapture] = [] if captures is None else captures
 
     def for_command(self, index: int) -> CommandCapture:
         """A fresh capture for command ``index`` of this call."""
         emit = self.on_output
+        number = index if self._indices is None else self._indices[index]
         capture = CommandCapture(
             self.max_output,
-            output_file=self.output_file if index == 0 else None,
-            on_output=None if emit is None else (lambda stream, text: emit(index, stream, text)),
+            on_output=None if emit is None else (lambda stream, text: emit(number, stream, text)),
         )
         self.captures.append(capture)
         return capture
 
+    def subset(self, indices: Sequence[int]) -> CallOutput:
+        """This call's output for some of its commands: ``for_command(i)`` of the
+        result is command ``indices[i]`` of the call (the ones not answered from the cache)."""
+        return CallOutput(
+            self.max_output, on_output=self.on_output, indices=indices, captures=self.captures
+        )
+
     def close(self) -> None:
-        """Close every capture made (files, decoders). Idempotent."""
+        """Close every capture made (decoders). Idempotent."""
         for capture in self.captures:
             capture.close()

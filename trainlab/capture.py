@@ -81,24 +81,38 @@ class StreamCapture:
         self.dropped = 0
         self._chunks: list[bytes] = []  # everything, until the limit is crossed
         self._split = False  # True once the bytes are kept as head and tail
-        self._head = b""
+        self._head: bytes | memoryview = b""
         self._head_limit = 0 if limit is None else limit // 2
         self._tail_limit = 0 if limit is None else limit - limit // 2
-        self._tail: deque[bytes] = deque()
+        # Pieces of the tail; the first is cut with a memoryview (no copy) as it ages.
+        self._tail: deque[bytes | memoryview] = deque()
         self._tail_size = 0
 
     def write(self, data: bytes) -> None:
         """Keep ``data`` (or the part of it the bound allows)."""
         self.total += len(data)
-        if not self._split:
-            if self.limit is None or self.total <= self.limit:
-                self._chunks.append(data)
-                return
-            whole = b"".join([*self._chunks, data])  # the limit is crossed now
-            self._chunks = []
+        if self._split:
+            self._append_tail(data)
+        elif self.limit is None or self.total <= self.limit:
+            self._chunks.append(data)
+        else:  # the limit is crossed now: the first bytes become the head
             self._split = True
-            self._head = whole[: self._head_limit]
-            data = whole[self._head_limit :]
+            chunks, self._chunks = [*self._chunks, data], []
+            head: list[bytes] = []
+            room = self._head_limit
+            for chunk in chunks:
+                if room >= len(chunk):
+                    head.append(chunk)
+                    room -= len(chunk)
+                elif room:
+                    head.append(chunk[:room])
+                    self._append_tail(memoryview(chunk)[room:])
+                    room = 0
+                else:
+                    self._append_tail(chunk)
+            self._head = b"".join(head)
+
+    def _append_tail(self, data: bytes | memoryview) -> None:
         self._tail.append(data)
         self._tail_size += len(data)
         excess = self._tail_size - self._tail_limit
@@ -110,18 +124,35 @@ class StreamCapture:
                 self.dropped += len(first)
                 excess -= len(first)
             else:
-                self._tail[0] = first[excess:]
+                self._tail[0] = memoryview(first)[excess:]
                 self._tail_size -= excess
                 self.dropped += excess
                 excess = 0
 
     def value(self) -> bytes:
-        """The bytes kept: all of them, or the head followed by the tail."""
+        """The bytes kept: all of them, or the head followed by the tail.
+
+        The pieces are joined once and then kept as views of the joined bytes, so
+        asking again costs nothing and the capture holds one copy.
+        """
         if not self._split:
             if len(self._chunks) > 1:
                 self._chunks = [b"".join(self._chunks)]
             return self._chunks[0] if self._chunks else b""
-        return self._head + b"".join(self._tail)
+        head, tail = self._head, self._tail
+        if len(tail) == 1 and isinstance(head, memoryview) and isinstance(tail[0], memoryview):
+            joined = head.obj
+            if (
+                isinstance(joined, bytes)
+                and tail[0].obj is joined
+                and len(joined) == len(head) + self._tail_size
+            ):
+                return joined  # nothing arrived since the last join
+        joined = b"".join([self._head, *self._tail])
+        view = memoryview(joined)
+        self._head = view[: len(self._head)]
+        self._tail = deque([view[len(self._head) :]])
+        return joined
 
     def clipped(self, limit: int) -> bytes:
         """At most ``limit`` of the kept bytes: all of them, or their head and tail."""

@@ -33,6 +33,17 @@ def test_stream_keeps_head_and_tail_and_counts_the_middle() -> None:
     assert (stream.dropped, stream.total) == (90, 100)
 
 
+def test_stream_value_is_stable_and_writes_after_it_still_count() -> None:
+    stream = StreamCapture(6)
+    stream.write(b"abcdefgh")
+    assert stream.value() is stream.value()
+    assert stream.value() == b"abcfgh"
+    stream.write(b"XYZ")
+    assert (stream.value(), stream.dropped) == (b"abcXYZ", 5)
+    stream.write(b"123")
+    assert (stream.value(), stream.dropped) == (b"abc123", 8)
+
+
 def test_stream_first_chunk_larger_than_the_limit() -> None:
     stream = StreamCapture(7)
     stream.write(b"0123456789")

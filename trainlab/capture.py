@@ -156,10 +156,20 @@ class StreamCapture:
 
     def clipped(self, limit: int) -> bytes:
         """At most ``limit`` of the kept bytes: all of them, or their head and tail."""
-        kept = self.value()
-        if len(kept) <= limit:
-            return kept
-        return kept[: limit // 2] + kept[len(kept) - (limit - limit // 2) :]
+        if not self._split or len(self._head) + self._tail_size <= limit:
+            kept = self.value()
+            if len(kept) <= limit:
+                return kept
+            return kept[: limit // 2] + kept[len(kept) - (limit - limit // 2) :]
+        # Head and tail are larger than asked: take the ends without joining it all.
+        want = limit - limit // 2
+        pieces: list[bytes | memoryview] = []
+        for piece in reversed(self._tail):
+            pieces.append(piece[-want:] if len(piece) > want else piece)
+            want -= len(pieces[-1])
+            if want <= 0:
+                break
+        return b"".join([self._head[: limit // 2], *reversed(pieces)])
 
 
 class CommandCapture:

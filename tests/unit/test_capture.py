@@ -58,6 +58,16 @@ def test_stream_without_limit_keeps_all_and_clips_for_errors() -> None:
     assert stream.clipped(10) == b"x" * 10
 
 
+def test_clipped_takes_head_and_tail_of_what_was_kept() -> None:
+    stream = StreamCapture(20)
+    data = bytes(range(60))
+    for start in range(0, 60, 3):
+        stream.write(data[start : start + 3])
+    assert stream.value() == data[:10] + data[-10:]
+    assert stream.clipped(8) == data[:4] + data[-4:]
+    assert stream.clipped(40) == data[:10] + data[-10:]
+
+
 def test_max_output_none_and_zero_mean_no_bound() -> None:
     assert resolve_max_output(None) is None
     assert resolve_max_output(0) is None

@@ -57,6 +57,7 @@ __all__ = [
     "encode_posix",
     "host_script",
     "needs_subshell",
+    "parse_duration",
     "parse_response",
     "runs_in_host",
 ]
@@ -368,6 +369,8 @@ class FramedOutput:
     stderr: bytes
     exit_status: int
     duration: float | None  # measured by the host shell; None when it cannot say
+    stdout_dropped: int = 0  # bytes a bounded capture left out
+    stderr_dropped: int = 0
 
 
 def parse_response(
@@ -413,7 +416,7 @@ def parse_response(
         last = b"Z" in fields
         if last:
             fields = fields[: fields.index(b"Z")]
-        duration = _duration(fields[1:])
+        duration = parse_duration(fields[1:])
         if duration is None and arrivals:
             at = arrivals[min(bisect.bisect_right(ends, out_end), len(ends) - 1)][1]
             duration, previous = max(0.0, at - previous), at
@@ -449,6 +452,9 @@ def framed_results(
             duration=out.duration if out.duration is not None else fallback,
             target=target,
             started=started,
+            truncated=bool(out.stdout_dropped or out.stderr_dropped),
+            stdout_dropped=out.stdout_dropped,
+            stderr_dropped=out.stderr_dropped,
         )
         for command, out in zip(commands, outputs, strict=False)
     ]
@@ -544,7 +550,8 @@ def _find_marker(stream: bytes, mark: bytes, start: int) -> int:
         start = at + 1
 
 
-def _duration(fields: list[bytes]) -> float | None:
+def parse_duration(fields: list[bytes]) -> float | None:
+    """A marker's start and end times as seconds, or None when the host gave none."""
     # EPOCHREALTIME uses the locale's radix character; bash < 5 leaves it empty.
     if len(fields) < 2 or not fields[0] or not fields[1]:
         return None

@@ -4,6 +4,7 @@
     %train connect ssh://deploy@web1 --as web      # an alias, and the current session
     %train connect web --as web                    # or alias a Session made in Python
     %train run -s web uname -a                     # a CommandResult (assign it: x = %train run ...)
+    %train run --no-stream -s web dmesg            # output shown with the result, not live
     %%train web                                    # every line a command, one batch
     hostname
     uptime
@@ -13,7 +14,11 @@
     %train dashboard                               # live sessions, cache hit rates, operations
     %train close web
 
-Settings through ``%config TrainMagics.ttl = 60`` (``timeout``, ``ttl``). Errors of
+``%train run`` prints the command's output live as it arrives (stdout and stderr,
+as ``!cmd`` does) and still returns the result; ``--no-stream`` or
+``%config TrainMagics.stream = False`` turns that off.
+
+Settings through ``%config TrainMagics.ttl = 60`` (``timeout``, ``ttl``, ``stream``). Errors of
 trainlab show as one line (a ``UsageError``), not a traceback; the Python API
 still raises the real exceptions.
 """
@@ -26,7 +31,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Float
+from traitlets import Bool, Float
 
 import trainlab
 from trainlab.errors import TrainlabError
@@ -43,6 +48,7 @@ class TrainMagics(Magics):
 
     ttl = Float(0.0, help="Default cache lifetime, seconds, for %train run.").tag(config=True)
     timeout = Float(600.0, help="Default command deadline, seconds.").tag(config=True)
+    stream = Bool(True, help="%train run prints output live as it arrives.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -117,11 +123,12 @@ class TrainMagics(Magics):
     @argument("--ttl", type=float, default=None, help="cache the answer this long")
     @argument("--timeout", type=float, default=None, help="deadline in seconds")
     @argument("--check", action="store_true", help="raise on a non-zero exit")
+    @argument("--no-stream", action="store_true", help="do not print output live")
     @argument("command", nargs="*", help="the command line")
     def _run(self, line: str) -> Any:
         # The command is everything after the options, kept as typed.
         options, command = _split_options(
-            line, {"-s", "--session", "--ttl", "--timeout"}, {"--check"}
+            line, {"-s", "--session", "--ttl", "--timeout"}, {"--check", "--no-stream"}
         )
         args = parse_argstring(self._run, options)
         if not command.strip():
@@ -132,6 +139,7 @@ class TrainMagics(Magics):
             ttl=self.ttl if args.ttl is None else args.ttl,
             timeout=args.timeout or self.timeout,
             check=args.check,
+            stream=self.stream and not args.no_stream,
         )
 
     def _cell(self, line: str, cell: str) -> Any:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from trainlab.commands import non_negative
 from trainlab.errors import TargetError, TransportError
 from trainlab.metrics import Record
-from trainlab.session import Session, non_negative
+from trainlab.session import Session
 from trainlab.transports.rest import APIResponse, RESTTransport, copy_response, json_dumps
 
 if TYPE_CHECKING:

@@ -35,6 +35,9 @@ class CommandResult:
     ``stdout``/``stderr`` are decoded as UTF-8 with invalid bytes replaced;
     ``stdout_bytes``/``stderr_bytes`` keep the raw bytes. ``duration`` is the time
     the command took when it ran (a cached answer keeps it; ``cached`` says so).
+    ``truncated`` says output was not all kept (``max_output``: the middle of a
+    stream is dropped, head and tail kept); ``stdout_dropped``/``stderr_dropped``
+    count the bytes left out.
 
     >>> r = CommandResult("echo hi", b"hi\\n", b"", 0, duration=0.002, target="local://")
     >>> r
@@ -52,6 +55,8 @@ class CommandResult:
     cached: bool = False
     started: datetime | None = None
     truncated: bool = False
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @cached_property
@@ -127,7 +132,9 @@ class CommandResult:
         cmd = self.command if len(self.command) <= _REPR_WIDTH else self.command[:57] + "..."
         where = f" on {self.target}" if self.target else ""
         flags = " cached" if self.cached else ""
-        flags += " truncated" if self.truncated else ""
+        if self.truncated:
+            dropped = self.stdout_dropped + self.stderr_dropped
+            flags += f" truncated ({dropped:,} bytes dropped)" if dropped else " truncated"
         return (
             f"<CommandResult cmd={cmd!r} exited={self.exit_status}{where} "
             f"{self.duration * 1e3:.1f} ms{flags}>"
@@ -135,13 +142,17 @@ class CommandResult:
 
     def _repr_html_(self) -> str:
         status = "ok" if self.ok else f"exit {self.exit_status}"
+        dropped = self.stdout_dropped + self.stderr_dropped
+        cut = f" · truncated, {dropped:,} bytes dropped" if self.truncated else ""
         color = "#1a7f37" if self.ok else "#cf222e"
         parts = [
             "<div class='trainlab-result'>",
             f"<code>{html.escape(self.command)}</code> "
             f"<span style='color:{color}'>{status}</span> "
             f"<small>{html.escape(self.target)} · {self.duration * 1e3:.1f} ms"
-            f"{' · cached' if self.cached else ''}</small>",
+            f"{' · cached' if self.cached else ''}"
+            f"{cut}"
+            "</small>",
         ]
         for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
             if text:

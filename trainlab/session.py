@@ -16,7 +16,6 @@ import heapq
 import html
 import importlib
 import os
-import shlex
 import threading
 import time
 import weakref
@@ -28,6 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainlab import registry
 from trainlab.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, ResultCache
+from trainlab.capture import DEFAULT_MAX_OUTPUT, CallOutput, OnOutput, resolve_max_output
+from trainlab.commands import command_text, non_negative, path_text
 from trainlab.errors import (
     InvalidCommand,
     SessionClosed,
@@ -37,6 +38,13 @@ from trainlab.errors import (
 )
 from trainlab.metrics import Metrics, Record
 from trainlab.options import Option, frozen_items, resolve_options
+from trainlab.output import (
+    SESSION_SETTING,
+    UseSession,
+    call_output,
+    command_capture,
+    fallback_detail,
+)
 from trainlab.progress import progress_bar
 from trainlab.result import BatchResult, CommandResult, FileStat
 from trainlab.transports.base import Transport
@@ -60,6 +68,12 @@ SESSION_OPTIONS: dict[str, Option] = {
     "cache_entries": Option(int, DEFAULT_MAX_ENTRIES, "most cached answers kept", minimum=1),
     "cache_bytes": Option(int, DEFAULT_MAX_BYTES, "most bytes of cached answers kept", minimum=1),
     "cache_failures": Option(bool, False, "also cache answers with a non-zero exit"),
+    "max_output": Option(
+        int,
+        DEFAULT_MAX_OUTPUT,
+        "most bytes kept of a command's stdout, and of its stderr (head and tail); 0: all",
+        minimum=0,
+    ),
 }
 
 
@@ -92,6 +106,7 @@ class Session:
         self._ttl: float = settings["ttl"]
         self._timeout: float | None = settings["command_timeout"]
         self._cache_failures: bool = settings["cache_failures"]
+        self.max_output: int | None = resolve_max_output(settings["max_output"])
         self.cache = ResultCache(
             max_entries=settings["cache_entries"],
             max_bytes=settings["cache_bytes"],
@@ -209,6 +224,10 @@ class Session:
         ttl: float | None = None,
         refresh: bool = False,
         check: bool = False,
+        max_output: int | UseSession | None = SESSION_SETTING,
+        output_file: str | os.PathLike[str] | None = None,
+        on_output: OnOutput | None = None,
+        stream: bool = False,
     ) -> CommandResult:
         """Run one command and return its ``CommandResult``.
 
@@ -226,22 +245,46 @@ class Session:
             Run even if a cached answer exists, and cache the new one.
         check
             Raise ``CommandFailed`` on a non-zero exit.
+        max_output
+            Most bytes kept of stdout, and of stderr: the first half and the last half,
+            the middle dropped (``truncated``, ``stdout_dropped``). Default: the
+            session's ``max_output`` (64 MiB); ``None`` or 0 keeps everything.
+        output_file
+            A path that receives all of stdout, byte for byte; stderr goes to
+            ``<path>.stderr``. The result stays bounded.
+        on_output
+            ``on_output(stream, text)`` with each chunk as it arrives (``stream`` is
+            ``"stdout"`` or ``"stderr"``; text decoded as UTF-8, invalid bytes replaced).
+        stream
+            Print output live (stdout to ``sys.stdout``, stderr to ``sys.stderr``, as
+            ``!cmd`` does in IPython); the result is the same either way.
+
+        A transport that cannot stream (``supports_output`` False) hands its output
+        over when the command ends. A cached answer's output is handed over at once;
+        a truncated result is never cached.
         """
         text = command_text(command)
         deadline = self._deadline(timeout)
         lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         key = self._key("run", text) if lifetime > 0 else None
-        if key is not None and not refresh:
-            hit: CommandResult | None = self.cache.get(key)
+        capture = command_capture(
+            self.max_output, max_output, output_file=output_file, on_output=on_output, stream=stream
+        )
+        with contextlib.closing(capture):
+            hit: CommandResult | None = None if key is None or refresh else self.cache.get(key)
             if hit is not None:
-                answer = replace(hit, cached=True)
+                answer = capture.take(replace(hit, cached=True))
                 self._record_hit("run", text, answer.nbytes)
                 return answer.check() if check else answer
-        result: CommandResult = self._call(
-            "run", text, lambda: self.transport.run(text, deadline), _nbytes
-        )
+            result: CommandResult = self._call(
+                "run",
+                text,
+                lambda: self.transport.run_captured(text, deadline, capture),
+                _nbytes,
+                detail=fallback_detail(self.transport, capture.streams),
+            )
         self.commands += 1
-        if key is not None and (result.ok or self._cache_failures):
+        if key is not None and not result.truncated and (result.ok or self._cache_failures):
             self.cache.put(key, result, ttl=lifetime, cost=result.duration)
         return result.check() if check else result
 
@@ -255,6 +298,9 @@ class Session:
         refresh: bool = False,
         check: bool = False,
         progress: bool = False,
+        max_output: int | UseSession | None = SESSION_SETTING,
+        on_output: Callable[[int, str, str], None] | None = None,
+        stream: bool = False,
     ) -> BatchResult:
         """Run ``commands`` in one round trip; each keeps its own stdout, stderr and exit status.
 
@@ -264,7 +310,9 @@ class Session:
         and only the rest are sent. A transport that cannot batch runs the
         commands one at a time; ``round_trips`` and the metrics say so.
         ``progress=True`` shows a bar (tqdm.auto) that moves per command when the
-        commands go one at a time, and per batch otherwise.
+        commands go one at a time, and per batch otherwise. ``max_output`` and
+        ``stream`` are ``run``'s, per command; ``on_output(index, stream, text)`` gets
+        the command's index in ``commands`` first.
         """
         if isinstance(commands, str):
             raise InvalidCommand("run_many takes a list of commands; use run() for one command")
@@ -273,12 +321,15 @@ class Session:
         lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         keys = [self._key("run", t) if lifetime > 0 else None for t in texts]
         found: dict[int, CommandResult] = {}
+        output = call_output(self.max_output, max_output, on_output=on_output, stream=stream)
         if not refresh:
             for index, key in enumerate(keys):
                 if key is not None:
                     hit = self.cache.get(key)
                     if hit is not None:
-                        found[index] = replace(hit, cached=True)
+                        found[index] = (
+                            output.subset([index]).for_command(0).take(replace(hit, cached=True))
+                        )
                         self._record_hit("run", texts[index], hit.nbytes)
         limit = len(texts)
         if stop_on_error:
@@ -294,25 +345,31 @@ class Session:
         try:
             if pending:
                 batch = [texts[i] for i in pending]
+                sink = output.subset(pending)
                 if self.transport.supports_batch:
                     round_trips = 1
                     fresh = self._call(
                         "batch",
                         f"{len(batch)} commands",
-                        lambda: self.transport.run_many(batch, deadline, stop_on_error),
+                        lambda: self.transport.run_many_captured(
+                            batch, deadline, stop_on_error, sink
+                        ),
                         lambda rs: sum(r.nbytes for r in rs),
                         detail=f"{len(batch)} commands, 1 round trip",
                     )
                     bar.update(len(fresh))
                 else:
-                    fresh, round_trips = self._run_one_by_one(batch, deadline, stop_on_error, bar)
+                    fresh, round_trips = self._run_one_by_one(
+                        batch, deadline, stop_on_error, bar, sink
+                    )
         finally:
+            output.close()
             bar.close()
         self.commands += len(fresh)
         for index, result in zip(pending, fresh, strict=False):
             found[index] = result
             key = keys[index]
-            if key is not None and (result.ok or self._cache_failures):
+            if key is not None and not result.truncated and (result.ok or self._cache_failures):
                 self.cache.put(key, result, ttl=lifetime, cost=result.duration)
         ordered: list[CommandResult] = []
         skipped: list[str] = []
@@ -335,7 +392,12 @@ class Session:
         return batch_result.check() if check else batch_result
 
     def _run_one_by_one(
-        self, batch: list[str], deadline: float | None, stop_on_error: bool, bar: Any
+        self,
+        batch: list[str],
+        deadline: float | None,
+        stop_on_error: bool,
+        bar: Any,
+        output: CallOutput,
     ) -> tuple[list[CommandResult], int]:
         results: list[CommandResult] = []
         end = None if deadline is None else time.monotonic() + deadline
@@ -345,12 +407,14 @@ class Session:
             transport=self.transport_name,
             command=f"{len(batch)} commands",
         ) as record:
-            for text in batch:
+            for position, text in enumerate(batch):
                 remaining = None if end is None else max(0.001, end - time.monotonic())
                 result = self._call(
                     "run",
                     text,
-                    partial(self.transport.run, text, remaining),
+                    partial(
+                        self.transport.run_captured, text, remaining, output.for_command(position)
+                    ),
                     lambda r: r.nbytes,
                 )
                 results.append(result)
@@ -364,7 +428,7 @@ class Session:
     # ----------------------------------------------------------------- files
     def read_bytes(self, path: str, *, ttl: float | None = None, refresh: bool = False) -> bytes:
         """The bytes of a file on the target (cached when ``ttl`` > 0)."""
-        path = _path_text(path)
+        path = path_text(path)
         lifetime = self._ttl if ttl is None else non_negative(ttl, "ttl")
         key = self._key("read", path) if lifetime > 0 else None
         if key is not None and not refresh:
@@ -391,12 +455,12 @@ class Session:
 
     def stat(self, path: str) -> FileStat:
         """Type, size, mode, owner and mtime of a path on the target."""
-        path = _path_text(path)
+        path = path_text(path)
         return self._call("stat", path, lambda: self.transport.stat(path), lambda _s: 0)
 
     def upload(self, local: str | os.PathLike[str], remote: str) -> int:
         """Copy a local file to the target; cached reads of ``remote`` are dropped."""
-        source, destination = os.fspath(local), _path_text(remote)
+        source, destination = os.fspath(local), path_text(remote)
         try:
             written: int = self._call(
                 "upload",
@@ -413,7 +477,7 @@ class Session:
 
     def download(self, remote: str, local: str | os.PathLike[str]) -> int:
         """Copy a file from the target to ``local``; returns the bytes written."""
-        source, destination = _path_text(remote), os.fspath(local)
+        source, destination = path_text(remote), os.fspath(local)
         try:
             written: int = self._call(
                 "download",
@@ -533,50 +597,6 @@ class Session:
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def command_text(command: str | Sequence[Any]) -> str:
-    """A command as one shell line; a list is quoted argument by argument."""
-    if isinstance(command, str):
-        text = command
-    elif isinstance(command, list | tuple):
-        if not command:
-            raise InvalidCommand("an empty argument list is not a command")
-        parts = []
-        for part in command:
-            if isinstance(part, str | os.PathLike | int | float) and not isinstance(part, bool):
-                parts.append(os.fspath(part) if isinstance(part, os.PathLike) else str(part))
-            else:
-                raise InvalidCommand(
-                    f"command arguments are strings or paths, got {type(part).__name__}"
-                )
-        text = shlex.join(str(p) for p in parts)
-    else:
-        raise InvalidCommand(
-            f"a command is a string or a list of arguments, got {type(command).__name__}"
-        )
-    if "\0" in text:
-        raise InvalidCommand("a command cannot contain NUL bytes; remove them or pass data by file")
-    if not text.strip():
-        raise InvalidCommand("an empty string is not a command")
-    return text
-
-
-def _path_text(path: Any) -> str:
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        raise InvalidCommand(f"a path is a non-empty string, got {path!r}")
-    if "\0" in path:
-        raise InvalidCommand("a path cannot contain NUL bytes")
-    return path
-
-
-def non_negative(value: float, name: str) -> float:
-    """``value`` as seconds, or ``InvalidCommand`` naming ``name`` when it is not >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InvalidCommand(f"{name} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
 
 
 def _nbytes(result: CommandResult) -> int:

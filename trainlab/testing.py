@@ -116,6 +116,20 @@ class TransportContract:
         assert len(r.stdout_bytes) == BIG
         assert r.stdout_bytes.count(b"x") == BIG
 
+    def test_large_output_under_a_small_max_output(self, session: trainlab.Session) -> None:
+        # Bounded to head and tail whether the transport streams into the capture or
+        # hands over a finished result (``Transport.supports_output``).
+        chunks: list[str] = []
+        r = session.run(
+            f"head -c {BIG} /dev/zero | tr '\\0' x",
+            max_output=1000,
+            on_output=lambda _stream, text: chunks.append(text),
+        )
+        assert (r.stdout, r.truncated) == ("x" * 1000, True)
+        assert (r.stdout_dropped, r.stderr_dropped) == (BIG - 1000, 0)
+        assert sum(len(text) for text in chunks) == BIG
+        assert session.run("echo after").stdout == "after\n"
+
     def test_output_imitating_markers_is_just_output(self, session: trainlab.Session) -> None:
         r = session.run(f"printf '{FORGED}'")
         assert r.stdout == FORGED

@@ -36,6 +36,36 @@ def test_connect_run_and_assign(ip: InteractiveShell) -> None:
     assert ip.run_line_magic("train", "run uname -s").stdout.strip() == "Linux"  # current session
 
 
+def test_run_streams_output_live_and_returns_the_result(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("train", "connect local://?mode=shell --as box")
+    cell(ip, "out = %train run -s box echo live; echo oops >&2")
+    printed = capsys.readouterr()
+    assert "live\n" in printed.out
+    assert "oops\n" in printed.err
+    out = ip.user_ns["out"]
+    assert (out.stdout, out.stderr) == ("live\n", "oops\n")
+
+
+def test_no_stream_flag_and_config_keep_output_in_the_result(
+    ip: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ip.run_line_magic("train", "connect local:// --as box")
+    capsys.readouterr()
+    quiet = ip.run_line_magic("train", "run --no-stream echo quiet-flag")
+    assert quiet.stdout == "quiet-flag\n"
+    ip.run_line_magic("config", "TrainMagics.stream = False")
+    try:
+        configured = ip.run_line_magic("train", "run echo quiet-config")
+    finally:
+        ip.run_line_magic("config", "TrainMagics.stream = True")
+    assert configured.stdout == "quiet-config\n"
+    printed = capsys.readouterr().out
+    assert "quiet-flag" not in printed
+    assert "quiet-config" not in printed
+
+
 def test_variables_expand(ip: InteractiveShell) -> None:
     ip.run_line_magic("train", "connect local:// --as box")
     ip.user_ns["word"] = "expanded"

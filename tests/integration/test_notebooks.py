@@ -92,7 +92,11 @@ def test_quickstart(tmp_path: Path) -> None:
     assert re.search(r"exit 3\s+3\s", posix)
     assert re.search(r"echo after\s+0\s+after", posix)
     assert "'/bin/bash',\n 'os-release')" in posix  # the sandbox's login shell, the probe
-    assert text(out["magic-run"]).strip() == "True"
+    # %train run printed the file live (one line, the hostname), then the cell's value
+    streamed = "".join(o["text"] for o in out["magic-run"] if o["output_type"] == "stream")
+    assert streamed.strip()
+    assert streamed.count("\n") == 1
+    assert text(out["magic-run"]).strip().endswith("True")
     assert "test -d /nonexistent" in text(out["magic-cell"])
     assert text(out["magic-error"]).startswith("UsageError no session named 'nosuch'")
     bench = text(out["bench"])

@@ -221,9 +221,9 @@ def test_incomplete_answer_is_an_error_unless_partial_is_asked() -> None:
 
 
 def test_duration_tolerates_comma_radix_and_old_bash() -> None:
-    assert framing._duration([b"1,5", b"2,0"]) == pytest.approx(0.5)
-    assert framing._duration([b"", b""]) is None
-    assert framing._duration([]) is None
+    assert framing.parse_duration([b"1,5", b"2,0"]) == pytest.approx(0.5)
+    assert framing.parse_duration([b"", b""]) is None
+    assert framing.parse_duration([]) is None
 
 
 def test_done_detection_needs_the_whole_last_line() -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from trainlab.commands import command_text
 from trainlab.errors import TargetError
 from trainlab.fleet.engine import Executor, Plan
 from trainlab.fleet.results import FleetResult
@@ -23,7 +24,7 @@ from trainlab.fleet.targets import (
 )
 from trainlab.fleet.threads import ThreadExecutor
 from trainlab.progress import progress_bar
-from trainlab.session import Session, close_quietly, command_text
+from trainlab.session import Session, close_quietly
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from trainlab.capture import CallOutput, CommandCapture
 from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat
 from trainlab.uri import Target
@@ -31,6 +32,16 @@ class Transport(abc.ABC):
 
     ``concurrent`` says whether several threads may call ``run`` at once; when it
     is False the session serializes calls.
+
+    Output sinks: the session runs commands through ``run_captured`` and
+    ``run_many_captured``, handing each command a ``trainlab.capture.CommandCapture``
+    (bounded to ``max_output``, maybe spooled to a file and streamed to a callback).
+    A transport that sets ``supports_output`` True overrides both and writes every
+    chunk into the capture as it arrives, so memory stays flat under a flood and
+    output shows live. The defaults here call ``run``/``run_many`` and feed the
+    finished result through the capture: a transport written before sinks existed
+    keeps working, with the cap applied (and the output streamed) when the command
+    ends; the session's metrics say so.
     """
 
     scheme: ClassVar[str] = ""
@@ -44,6 +55,9 @@ class Transport(abc.ABC):
     #: transport, open: ``(uri, options) -> Transport``. ``trainlab.connect`` sets it,
     #: so that target is a live session of its own, shared by everyone going through it.
     peer_opener: Callable[[str, Mapping[str, Any]], Transport] | None = None
+    #: True when ``run_captured``/``run_many_captured`` write output into the capture
+    #: as it arrives; False: the capture gets the finished result.
+    supports_output: ClassVar[bool] = False
 
     def __init__(self, target: Target, options: Mapping[str, Any]) -> None:
         self.target = target
@@ -88,6 +102,27 @@ class Transport(abc.ABC):
     ) -> list[CommandResult]:
         """Run ``commands`` in one round trip; the results of those that ran, in order."""
         raise NotImplementedError(f"{type(self).__name__} has no native batching")
+
+    def run_captured(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> CommandResult:
+        """``run`` with its output going into ``output`` (bounded, spooled, streamed).
+
+        The result holds what the capture kept (``output.apply``). This default runs
+        ``run`` and feeds the finished result through the capture.
+        """
+        return output.take(self.run(command, timeout))
+
+    def run_many_captured(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        output: CallOutput,
+    ) -> list[CommandResult]:
+        """``run_many`` with command ``i``'s output going into ``output.for_command(i)``."""
+        results = self.run_many(commands, timeout, stop_on_error)
+        return [output.for_command(i).take(r) for i, r in enumerate(results)]
 
     @abc.abstractmethod
     def read_file(self, path: str) -> bytes:

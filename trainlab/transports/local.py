@@ -20,11 +20,12 @@ import stat as stat_module
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, ClassVar
 
 from trainlab import framing
+from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import (
     CommandTimeout,
     FileError,
@@ -32,6 +33,7 @@ from trainlab.errors import (
     TargetError,
     TransportError,
 )
+from trainlab.framed_reader import FrameReader
 from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat, file_type
 from trainlab.transports._deadline import DeadlinePassed
@@ -43,8 +45,6 @@ _READ_SIZE = 256 * 1024
 # Longest command passed as an argument; longer ones travel on stdin (Linux caps one
 # argument at 128 KiB).
 _MAX_ARGUMENT = 100_000
-# Bytes of a stream kept across reads to find a marker line split between two.
-_KEEP = 256
 # What a CommandTimeout of the kept-alive shell says happened next.
 _AFTER_SHELL_TIMEOUT = (
     "the shell and what it started were killed and the next call starts a new shell"
@@ -62,6 +62,7 @@ class LocalTransport(Transport):
     """
 
     scheme: ClassVar[str] = "local"
+    supports_output: ClassVar[bool] = True
     options: ClassVar[Mapping[str, Option]] = {
         "mode": Option(
             str,
@@ -135,47 +136,66 @@ class LocalTransport(Transport):
 
     # -- commands -------------------------------------------------------------
     def run(self, command: str, timeout: float | None) -> CommandResult:
+        return self.run_captured(command, timeout, CommandCapture())
+
+    def run_captured(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> CommandResult:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         if self.mode == "shell" or (
             len(command) > _MAX_ARGUMENT // 4 and len(command.encode()) > _MAX_ARGUMENT
         ):  # the kept shell, or a one-off bash reading a command too long for argv
             exchange = self._shell_exchange if self.mode == "shell" else self._exec_batch
-            out = exchange([command], timeout, False)[0]
-            stdout, stderr, status = out.stdout, out.stderr, out.exit_status
+            status = exchange([command], timeout, False, lambda _index: output)[0].exit_status
         else:
             argv = [*self._shell, "-c", "--", command]
-            stdout, stderr, status = self._exec(argv, None, timeout, command)
-        return self.result(command, stdout, stderr, status, started=started, since=t0)
+            status = self._exec(argv, timeout, command, output)
+        return output.apply(self.result(command, b"", b"", status, started=started, since=t0))
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
+        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
+
+    def run_many_captured(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        output: CallOutput,
+    ) -> list[CommandResult]:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        if self.mode == "shell":
-            outputs = self._shell_exchange(commands, timeout, stop_on_error)
-        else:
-            outputs = self._exec_batch(commands, timeout, stop_on_error)
+        exchange = self._shell_exchange if self.mode == "shell" else self._exec_batch
+        outputs = exchange(commands, timeout, stop_on_error, output.for_command)
         wall = time.perf_counter() - t0
         return framing.framed_results(commands, outputs, self.target.address, started, wall)
 
     def _shell_exchange(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        capture_for: Callable[[int], CommandCapture],
     ) -> list[framing.FramedOutput]:
         request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
         host = self._host
         if host is None or host.broken:
             raise TransportError("the local shell is not running; the session reopens it")
-        return host.exchange(request, timeout, target=self.target.address)
+        return host.exchange(request, timeout, capture_for, target=self.target.address)
 
     def _exec_batch(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        capture_for: Callable[[int], CommandCapture],
     ) -> list[framing.FramedOutput]:
         request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
         host = self._start_host()
         try:
-            return host.exchange(request, timeout, target=self.target.address)
+            return host.exchange(request, timeout, capture_for, target=self.target.address)
         finally:
             host.close()
 
@@ -188,8 +208,9 @@ class LocalTransport(Transport):
         )
 
     def _exec(
-        self, argv: list[str], stdin: bytes | None, timeout: float | None, command: str
-    ) -> tuple[bytes, bytes, int]:
+        self, argv: list[str], timeout: float | None, command: str, output: CommandCapture
+    ) -> int:
+        """Run ``argv`` with its output going into ``output``; its exit status."""
         try:
             proc = subprocess.Popen(
                 argv,
@@ -206,17 +227,19 @@ class LocalTransport(Transport):
         out_fd, err_fd = stdout.fileno(), stderr.fileno()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            chunks = _collect_until_exit(proc, out_fd, err_fd, deadline)
-        except DeadlinePassed as exc:
+            _collect_until_exit(proc, out_fd, err_fd, deadline, output)
+        except DeadlinePassed:
             _kill_group(proc.pid)
             proc.wait()
+            output.close()
+            stdout_kept, stderr_kept = output.partial(framing.PARTIAL_LIMIT)
             raise CommandTimeout(
                 f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
                 f"{self.target.address}; it and what it started were killed",
                 command=command,
                 timeout=timeout,
-                stdout=framing.last_bytes(exc.stdout),
-                stderr=framing.last_bytes(exc.stderr),
+                stdout=stdout_kept,
+                stderr=stderr_kept,
             ) from None
         except BaseException:
             _kill_group(proc.pid)
@@ -225,7 +248,7 @@ class LocalTransport(Transport):
         finally:
             stdout.close()
             stderr.close()
-        return b"".join(chunks[0]), b"".join(chunks[1]), proc.wait()
+        return proc.wait()
 
     # -- files ----------------------------------------------------------------
     def read_file(self, path: str) -> bytes:
@@ -341,33 +364,36 @@ class _KeptShell:
         return self.proc.poll() is None
 
     def exchange(
-        self, request: framing.Request, timeout: float | None, *, target: str
+        self,
+        request: framing.Request,
+        timeout: float | None,
+        capture_for: Callable[[int], CommandCapture],
+        *,
+        target: str,
     ) -> list[framing.FramedOutput]:
+        """Send ``request`` and read its answer, each command's output into its capture."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out: list[bytes] = []
-        err: list[bytes] = []
         since = _Mark()
         # A host without a clock: the client times each command of a batch.
-        timed = request.dialect == "bash" or len(request.commands) == 1
-        arrivals: list[tuple[int, float]] | None = None if timed else []
+        clock = request.dialect != "bash" and len(request.commands) > 1
+        reader = FrameReader(request, capture_for, clock=clock)
         try:
             self._discard_pending()
-            state = self._pump(request, out, err, deadline, arrivals)
+            state = self._pump(request, reader, deadline)
         except DeadlinePassed:
             self.broken = True
             self.kill(since)
-            stdout, stderr = b"".join(out), b"".join(err)
-            del out[:], err[:]
-            raise framing.timeout_error(
-                request, stdout, stderr, target, timeout, aftermath=_AFTER_SHELL_TIMEOUT
-            ) from None
+            raise reader.timeout_error(target, timeout, aftermath=_AFTER_SHELL_TIMEOUT) from None
         except BaseException:
-            # Interrupted mid-exchange (KeyboardInterrupt): the stream is out of step.
+            # Interrupted mid-exchange (KeyboardInterrupt, a failing on_output): the
+            # stream is out of step.
             self.broken = True
             self.kill(since)
+            reader.close()
             raise
         if state != "done":
             self.broken = True
+            reader.close()
             code = self.proc.poll()
             self.kill(since)
             if code is None:
@@ -381,9 +407,8 @@ class _KeptShell:
                 f"the shell on {target} ended during the command ({how}); the command is not "
                 "re-run, and the next call starts a new shell"
             )
-        return framing.parse_response(
-            b"".join(out), b"".join(err), request, arrivals=arrivals or ()
-        )
+        reader.close()
+        return reader.outputs()
 
     def _discard_pending(self) -> None:
         """Drop bytes a background job wrote since the last answer."""
@@ -392,15 +417,8 @@ class _KeptShell:
                 while os.read(fd, _READ_SIZE):
                     pass
 
-    def _pump(
-        self,
-        request: framing.Request,
-        out: list[bytes],
-        err: list[bytes],
-        deadline: float | None,
-        arrivals: list[tuple[int, float]] | None = None,
-    ) -> str:
-        """Write the request and read both streams until both carry the Z line.
+    def _pump(self, request: framing.Request, reader: FrameReader, deadline: float | None) -> str:
+        """Write the request and feed both streams to ``reader`` until both carry the Z line.
 
         Returns ``"done"``, or ``"eof"`` when a stream closed first; raises
         ``DeadlinePassed`` when the deadline passes. Writing and reading interleave, so a
@@ -409,8 +427,6 @@ class _KeptShell:
         poller = self.poller
         out_fd, err_fd, in_fd = self.out_fd, self.err_fd, self.in_fd
         view = memoryview(request.wire)
-        if arrivals is not None:
-            arrivals.append((0, time.perf_counter()))
         try:
             view = view[os.write(in_fd, view) :]
         except BlockingIOError:
@@ -419,16 +435,14 @@ class _KeptShell:
             return "eof"
         if view:
             poller.register(in_fd, select.POLLOUT | select.POLLERR)
-        nonce = request.nonce
-        out_done = err_done = False
-        out_tail = err_tail = b""
+        feed = reader.feed
         try:
-            while not (out_done and err_done):
+            while not reader.done:
                 wait_ms = -1
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise DeadlinePassed(out, err)
+                        raise DeadlinePassed()
                     wait_ms = int(remaining * 1000) + 1
                 for fd, _event in poller.poll(wait_ms):
                     if fd == in_fd:
@@ -441,7 +455,9 @@ class _KeptShell:
                         if not view:
                             poller.unregister(in_fd)
                         continue
-                    if (fd == out_fd and out_done) or (fd == err_fd and err_done):
+                    if (fd == out_fd and reader.stdout_done) or (
+                        fd == err_fd and reader.stderr_done
+                    ):
                         continue
                     try:
                         chunk = os.read(fd, _READ_SIZE)
@@ -450,27 +466,21 @@ class _KeptShell:
                     if not chunk:
                         return "eof"
                     if fd == out_fd:
-                        out.append(chunk)
-                        if arrivals is not None:
-                            arrivals.append((arrivals[-1][0] + len(chunk), time.perf_counter()))
-                        out_tail = out_tail[-_KEEP:] + chunk
-                        out_done = framing.is_done(out_tail, nonce)
+                        feed("stdout", chunk)
                         # stderr's Z line was written before stdout's: take it now
                         # rather than after another wake-up.
-                        while out_done and not err_done:
+                        while reader.stdout_done and not reader.stderr_done:
                             try:
                                 chunk = os.read(err_fd, _READ_SIZE)
                             except BlockingIOError:
                                 break
                             if not chunk:
                                 return "eof"
-                            err.append(chunk)
-                            err_tail = err_tail[-_KEEP:] + chunk
-                            err_done = framing.is_done(err_tail, nonce)
+                            feed("stderr", chunk)
                     else:
-                        err.append(chunk)
-                        err_tail = err_tail[-_KEEP:] + chunk
-                        err_done = framing.is_done(err_tail, nonce)
+                        feed("stderr", chunk)
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlinePassed()
         finally:
             if view:
                 poller.unregister(in_fd)
@@ -515,8 +525,12 @@ class _KeptShell:
 
 
 def _collect_until_exit(
-    proc: subprocess.Popen[bytes], out_fd: int, err_fd: int, deadline: float | None
-) -> tuple[list[bytes], list[bytes]]:
+    proc: subprocess.Popen[bytes],
+    out_fd: int,
+    err_fd: int,
+    deadline: float | None,
+    output: CommandCapture,
+) -> None:
     """Read both streams until they close or the process exits (then drain and stop).
 
     A command that leaves a background process holding stdout (``sleep 300 &``)
@@ -524,9 +538,7 @@ def _collect_until_exit(
     """
     os.set_blocking(out_fd, False)
     os.set_blocking(err_fd, False)
-    out: list[bytes] = []
-    err: list[bytes] = []
-    sinks = {out_fd: out, err_fd: err}
+    sinks = {out_fd: "stdout", err_fd: "stderr"}
     poller = select.poll()
     poller.register(out_fd, _IN)
     poller.register(err_fd, _IN)
@@ -543,7 +555,7 @@ def _collect_until_exit(
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise DeadlinePassed(out, err)
+                    raise DeadlinePassed()
                 wait_ms = max(
                     1, min(int(remaining * 1000) + 1, wait_ms if wait_ms > 0 else 1 << 30)
                 )
@@ -551,19 +563,21 @@ def _collect_until_exit(
             exited = pidfd >= 0 and any(fd == pidfd for fd, _ in events)
             for fd, _ in events:
                 if fd in open_fds:
-                    _read_into(fd, sinks[fd], open_fds, poller)
+                    _read_into(fd, output, sinks[fd], open_fds, poller)
             if exited or (pidfd < 0 and proc.poll() is not None):
                 for fd in list(open_fds):  # drain what is already in the pipes, then stop
-                    while fd in open_fds and _read_into(fd, sinks[fd], open_fds, poller):
-                        pass
+                    while fd in open_fds and _read_into(fd, output, sinks[fd], open_fds, poller):
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise DeadlinePassed()
                 break
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-    return out, err
 
 
-def _read_into(fd: int, sink: list[bytes], open_fds: set[int], poller: select.poll) -> bool:
+def _read_into(
+    fd: int, output: CommandCapture, stream: str, open_fds: set[int], poller: select.poll
+) -> bool:
     """Read once; False when nothing more is available now (or ever)."""
     try:
         chunk = os.read(fd, _READ_SIZE)
@@ -573,7 +587,7 @@ def _read_into(fd: int, sink: list[bytes], open_fds: set[int], poller: select.po
         open_fds.discard(fd)
         poller.unregister(fd)
         return False
-    sink.append(chunk)
+    output.write(stream, chunk)
     return True
 
 

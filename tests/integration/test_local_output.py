@@ -1,0 +1,143 @@
+"""Output at any size on local://, both modes: bounded memory, live chunks, a spool file."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import trainlab
+
+MODES = ["exec", "shell", "shell-sh"]
+MB = 1_000_000
+# A generous allowance for the interpreter's own growth during a flood: the fix keeps
+# growth near max_output; before it, a few seconds of ``yes`` grew it by gigabytes.
+RSS_BOUND = 200 * MB
+# Time allowed past a deadline for killing the command and building the error.
+GRACE = 10.0
+
+
+def vm_rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.fixture(params=MODES)
+def session(request: pytest.FixtureRequest) -> Iterator[trainlab.Session]:
+    mode, _, shell = request.param.partition("-")
+    uri = f"local://?mode={mode}" + (f"&shell={shell}" if shell else "")
+    with trainlab.connect(uri, reuse=False) as opened:
+        opened.run("true")  # the host is up before anything is measured
+        yield opened
+
+
+def test_flood_stops_at_its_deadline_with_bounded_memory(session: trainlab.Session) -> None:
+    before = vm_rss()
+    began = time.monotonic()
+    with pytest.raises(trainlab.CommandTimeout) as info:
+        session.run("yes flood-line", timeout=3)
+    took = time.monotonic() - began
+    grown = vm_rss() - before
+    assert took < 3 + GRACE
+    assert grown < RSS_BOUND, f"RSS grew {grown / MB:.0f} MB"
+    head, tail = info.value.stdout[:16], info.value.stdout[-16:]
+    assert head.startswith(b"flood-line\n")
+    assert tail.endswith(b"\n")
+    assert session.run("echo still usable").stdout == "still usable\n"
+
+
+def test_large_output_that_ends_is_truncated_head_and_tail(session: trainlab.Session) -> None:
+    before = vm_rss()
+    total = 400 * MB
+    result = session.run(
+        f"head -c {total} /dev/zero | tr '\\0' y; echo end", timeout=120, max_output=MB
+    )
+    assert vm_rss() - before < RSS_BOUND
+    assert result.truncated
+    assert len(result.stdout_bytes) == MB
+    assert result.stdout_dropped == total + 4 - MB
+    assert result.stdout_bytes == b"y" * (MB // 2) + b"y" * (MB // 2 - 4) + b"end\n"
+    assert result.stderr_dropped == 0
+
+
+def test_small_output_is_whole_and_on_output_chunks_add_up(session: trainlab.Session) -> None:
+    seen: list[tuple[str, str]] = []
+    command = "printf 'h\\303\\251llo '; printf 'w\\303\\266rld\\n'; echo warn >&2; seq 1 2000"
+    result = session.run(command, on_output=lambda stream, text: seen.append((stream, text)))
+    assert not result.truncated
+    assert (result.stdout_dropped, result.stderr_dropped) == (0, 0)
+    assert "".join(t for s, t in seen if s == "stdout") == result.stdout
+    assert "".join(t for s, t in seen if s == "stderr") == result.stderr == "warn\n"
+    assert result.stdout.startswith("héllo wörld\n1\n")
+
+
+def test_output_file_gets_fifty_megabytes_byte_exact(
+    session: trainlab.Session, tmp_path: Path
+) -> None:
+    path = tmp_path / "out.bin"
+    count = 7_000_000
+    result = session.run(
+        f"seq 1 {count}; echo done >&2", timeout=120, output_file=path, max_output=64 * 1024
+    )
+    expected = hashlib.sha256()
+    for start in range(1, count + 1, 100_000):
+        stop = min(start + 100_000, count + 1)
+        expected.update("".join(f"{n}\n" for n in range(start, stop)).encode())
+    assert path.stat().st_size > 50 * MB
+    with open(path, "rb") as spooled:
+        assert hashlib.file_digest(spooled, "sha256").hexdigest() == expected.hexdigest()
+    assert (tmp_path / "out.bin.stderr").read_bytes() == b"done\n"
+    assert result.truncated
+    assert len(result.stdout_bytes) == 64 * 1024
+    assert result.stdout.startswith("1\n2\n3\n")
+    assert result.stdout.endswith(f"{count}\n")
+
+
+def test_batch_keeps_each_commands_output_under_a_small_cap(session: trainlab.Session) -> None:
+    seen: dict[tuple[int, str], list[str]] = {}
+    batch = session.run_many(
+        ["head -c 3000000 /dev/zero | tr '\\0' a; echo", "echo two; echo e2 >&2", "exit 4"],
+        max_output=100,
+        on_output=lambda index, stream, text: seen.setdefault((index, stream), []).append(text),
+    )
+    first, second, third = batch
+    assert (first.truncated, first.stdout_dropped) == (True, 3_000_001 - 100)
+    assert first.stdout == "a" * 50 + "a" * 49 + "\n"  # head 50 bytes, tail 50 bytes
+    assert (second.stdout, second.stderr, second.truncated) == ("two\n", "e2\n", False)
+    assert (third.exit_status, third.stdout) == (4, "")
+    assert ("".join(seen[1, "stdout"]), "".join(seen[1, "stderr"])) == ("two\n", "e2\n")
+    assert "".join(seen[0, "stdout"]) == "a" * 3_000_000 + "\n"
+    assert (2, "stdout") not in seen
+
+
+def test_batch_flood_keeps_its_deadline(session: trainlab.Session) -> None:
+    before = vm_rss()
+    began = time.monotonic()
+    with pytest.raises(trainlab.CommandTimeout) as info:
+        session.run_many(["echo first", "yes", "echo never"], timeout=3)
+    assert time.monotonic() - began < 3 + GRACE
+    assert vm_rss() - before < RSS_BOUND
+    assert info.value.command == "yes"
+    assert info.value.partial is not None
+    assert [r.stdout for r in info.value.partial] == ["first\n"]
+
+
+def test_stream_prints_live_and_the_result_is_unchanged(
+    session: trainlab.Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    streamed = session.run("echo out; echo err >&2", stream=True)
+    printed = capsys.readouterr()
+    plain = session.run("echo out; echo err >&2")
+    assert (printed.out, printed.err) == ("out\n", "err\n")
+    assert (streamed.stdout, streamed.stderr) == (plain.stdout, plain.stderr)
+
+
+def test_no_bound_keeps_everything(session: trainlab.Session) -> None:
+    result = session.run("head -c 3000000 /dev/zero", max_output=None)
+    assert (len(result.stdout_bytes), result.truncated) == (3_000_000, False)

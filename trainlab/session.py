@@ -502,7 +502,8 @@ class Session:
     def _deadline(self, timeout: float | None) -> float | None:
         if timeout is None:
             return self._timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+        if not number or not 0 < timeout < float("inf"):  # NaN compares false: refused
             raise InvalidCommand(f"timeout must be a positive number of seconds, got {timeout!r}")
         return float(timeout)
 

@@ -132,6 +132,9 @@ def test_bad_arguments_are_refused() -> None:
     s = mock_session()
     with pytest.raises(trainlab.InvalidCommand, match="timeout"):
         s.run("x", timeout=0)
+    for endless in (float("nan"), float("inf")):  # no deadline at all: refused, not ignored
+        with pytest.raises(trainlab.InvalidCommand, match="timeout"):
+            s.run("x", timeout=endless)
     with pytest.raises(trainlab.InvalidCommand, match="ttl"):
         s.run("x", ttl=-1)
     with pytest.raises(trainlab.InvalidCommand, match="list of commands"):

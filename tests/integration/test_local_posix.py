@@ -310,7 +310,9 @@ def test_batch_commands_are_timed_by_the_client(posix: trainlab.Session) -> None
     wall = time.perf_counter() - t0
     durations = [r.duration for r in batch]
     assert durations[0] >= 0.3
-    assert durations[2] >= 0.2
+    # The last marker left the host after both sleeps. How the time splits between
+    # commands 1 and 2 depends on when the client read marker 1: not asserted.
+    assert sum(durations) >= 0.5
     assert all(d >= 0 for d in durations)
     assert sum(durations) <= wall
 

@@ -141,7 +141,16 @@ class Scratch:
         argv = [str(self.python), "-m", "pytest", "-p", "no:cacheprovider"]
         argv += [f"--junitxml={junit}", *args]
         output = subprocess.DEVNULL if quiet else None
-        return run(argv, cwd=ROOT, stdout=output, stderr=output).returncode
+        child = subprocess.Popen(argv, cwd=ROOT, stdout=output, stderr=output)
+        try:
+            return child.wait()
+        except BaseException:  # stopped: let the suite tear down (it removes its test users)
+            child.terminate()
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
 
 
 def compile_lock(output: Path, *options: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +11,19 @@ import pytest
 import trainlab
 
 pytest_plugins = ["tests.servers", "tests.shells"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped by SIGTERM (``timeout``, a CI limit, scripts/drift.py) still tears
+    down, as on Ctrl-C: the fixtures that create system users, a chroot and a sudoers
+    file remove them."""
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut teardown short
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 class FakeClock:

@@ -31,7 +31,7 @@ from trainlab.transports.ssh.channel import (
     wait,
 )
 from trainlab.transports.ssh.errors import map_errors
-from trainlab.transports.ssh.login import NO_BASH, login_shell_in, portable
+from trainlab.transports.ssh.login import NO_BASH, direct, login_shell_in, portable
 from trainlab.transports.ssh.sudo import Sudo
 
 __all__ = ["RemoteShell"]
@@ -130,8 +130,8 @@ class RemoteShell:
                 f"else {start}; fi"
             )
         script = f'echo "__tl_pid $$"; {start}'
-        if self.login is not None and self.login.rsplit("/", 1)[-1] == "bash":
-            return script  # the login shell is known to be bash: it runs the script itself
+        if direct(self.login, "auto"):
+            return script  # the login shell (bash, or /bin/sh) is known to run it itself
         # Any other login shell (fish and csh parse no POSIX sh) reaches the script through
         # /bin/sh; a login bash is exec'd straight back into (shell=auto's dispatch).
         return portable(script, "auto")
@@ -288,8 +288,15 @@ class RemoteShell:
         err: list[bytes] = []
         nonce = framing.new_nonce()  # one for every dialect: the answer parses alike
 
+        built: dict[str, framing.Request] = {}
+
         def build(dialect: framing.Dialect) -> framing.Request:
-            return dialect.build_request(commands, stop_on_error=stop_on_error, nonce=nonce)
+            """The request in ``dialect``, framed once however often it is asked for."""
+            if dialect.name not in built:
+                built[dialect.name] = dialect.build_request(
+                    commands, stop_on_error=stop_on_error, nonce=nonce
+                )
+            return built[dialect.name]
 
         with map_errors(f"the shell on {self.where} is gone", cleanup=self._break):
             carried = False

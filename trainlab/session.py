@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainlab import live, registry
 from trainlab.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, ResultCache
-from trainlab.capture import DEFAULT_MAX_OUTPUT, CallOutput, OnOutput, resolve_max_output
+from trainlab.capture import (
+    DEFAULT_MAX_OUTPUT,
+    CallOutput,
+    OnOutput,
+    StrayOutput,
+    resolve_max_output,
+)
 from trainlab.commands import command_text, non_negative, path_text
 from trainlab.errors import (
     InvalidCommand,
@@ -152,6 +158,13 @@ class Session:
     def transport_name(self) -> str:
         """The transport's scheme (``local``, ``ssh``, ...)."""
         return type(self.transport).scheme
+
+    @property
+    def stray_output(self) -> StrayOutput:
+        """Output that arrived between commands' answers (a background job writing after
+        its command ended): in no result, its end kept here (``.stdout``, ``.stderr``,
+        ``.total``). A ``StrayOutputWarning`` says so once."""
+        return self.transport.stray
 
     @property
     def alive(self) -> bool:

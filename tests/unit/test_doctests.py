@@ -14,6 +14,8 @@ MODULES = [
     "trainlab.capture",
     "trainlab.fleet",
     "trainlab.fleet.fleet",
+    "trainlab.fleet.inventories",
+    "trainlab.fleet.targets",
     "trainlab.framed_reader",
     "trainlab.framing",
     "trainlab.host_check",

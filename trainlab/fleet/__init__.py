@@ -6,9 +6,10 @@ live-session registry, so a second fan-out over the same fleet reuses every
 connection, here and on each Dask worker.
 
 The package: ``results`` (outcomes, ``FleetResult``), ``targets`` (URIs, labels,
-the open-file budget), ``engine`` (the ``Executor`` interface and ``Plan``),
-``threads`` and ``dask_executor`` (two executors; SSM's is
-``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
+the open-file budget), ``inventories`` (Ansible inventories and ssh_config as
+targets), ``engine`` (the ``Executor`` interface and ``Plan``), ``threads`` and
+``dask_executor`` (two executors; SSM's is ``trainlab.aws.ssm_executor``) and
+``fleet`` (the ``Fleet`` facade).
 
 >>> import trainlab
 >>> fleet = trainlab.Fleet(["mock://web1", "mock://web2"], responses={"hostname": "web\\n"})
@@ -25,7 +26,7 @@ from trainlab.fleet.fleet import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from trainlab.fleet.fleet import Fleet
 from trainlab.fleet.results import FLEET_COLUMNS, FleetResult, Outcome
 from trainlab.fleet.targets import DEFAULT_MAX_WORKERS as DEFAULT_MAX_WORKERS
-from trainlab.fleet.targets import FleetWarning, default_max_workers
+from trainlab.fleet.targets import FleetWarning, NamedTarget, default_max_workers
 from trainlab.fleet.threads import run_target as run_target
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "Fleet",
     "FleetResult",
     "FleetWarning",
+    "NamedTarget",
     "Outcome",
     "default_max_workers",
 ]

@@ -19,7 +19,7 @@ from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat
 from trainlab.uri import Target
 
-__all__ = ["Transport"]
+__all__ = ["StreamingTransport", "Transport"]
 
 
 class Transport(abc.ABC):
@@ -185,3 +185,39 @@ class Transport(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.target.address} mode={self.mode}>"
+
+
+class StreamingTransport(Transport):
+    """A transport that writes output into the capture as it arrives.
+
+    It implements ``run_captured`` and ``run_many_captured``; ``run`` and ``run_many``
+    are those with a capture that keeps everything.
+    """
+
+    supports_output: ClassVar[bool] = True
+
+    def run(self, command: str, timeout: float | None) -> CommandResult:
+        return self.run_captured(command, timeout, CommandCapture())
+
+    def run_many(
+        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
+    ) -> list[CommandResult]:
+        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
+
+    @abc.abstractmethod
+    def run_captured(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> CommandResult:
+        """Run one command, every chunk of its output written into ``output`` as it
+        arrives; the result holds what the capture kept (``output.apply``)."""
+
+    @abc.abstractmethod
+    def run_many_captured(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        output: CallOutput,
+    ) -> list[CommandResult]:
+        """Run ``commands`` in one round trip, command ``i``'s output into
+        ``output.for_command(i)`` as it arrives."""

@@ -37,7 +37,7 @@ from trainlab.framed_reader import FrameReader
 from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat, file_type
 from trainlab.transports._deadline import DeadlinePassed
-from trainlab.transports.base import Transport
+from trainlab.transports.base import StreamingTransport
 
 __all__ = ["LocalTransport"]
 
@@ -52,7 +52,7 @@ _AFTER_SHELL_TIMEOUT = (
 _IN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
-class LocalTransport(Transport):
+class LocalTransport(StreamingTransport):
     """Commands on this machine, as the current user.
 
     >>> import trainlab
@@ -62,7 +62,6 @@ class LocalTransport(Transport):
     """
 
     scheme: ClassVar[str] = "local"
-    supports_output: ClassVar[bool] = True
     options: ClassVar[Mapping[str, Option]] = {
         "mode": Option(
             str,
@@ -135,9 +134,6 @@ class LocalTransport(Transport):
                 self._host = None
 
     # -- commands -------------------------------------------------------------
-    def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_captured(command, timeout, CommandCapture())
-
     def run_captured(
         self, command: str, timeout: float | None, output: CommandCapture
     ) -> CommandResult:
@@ -152,11 +148,6 @@ class LocalTransport(Transport):
             argv = [*self._shell, "-c", "--", command]
             status = self._exec(argv, timeout, command, output)
         return output.apply(self.result(command, b"", b"", status, started=started, since=t0))
-
-    def run_many(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
-    ) -> list[CommandResult]:
-        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
 
     def run_many_captured(
         self,

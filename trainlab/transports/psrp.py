@@ -32,7 +32,7 @@ from trainlab import framing
 from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import CommandTimeout, InvalidCommand
 from trainlab.result import CommandResult
-from trainlab.transports.base import Transport
+from trainlab.transports.base import StreamingTransport
 
 __all__ = [
     "RESET",
@@ -347,7 +347,7 @@ def timeout_error(
     )
 
 
-class PowerShellTransport(Transport):
+class PowerShellTransport(StreamingTransport):
     """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API.
 
     Output streams: each message goes into its command's capture as it arrives
@@ -359,19 +359,10 @@ class PowerShellTransport(Transport):
     """
 
     session_class: ClassVar[str | None] = "trainlab.powershell:PowerShellSession"
-    supports_output: ClassVar[bool] = True
 
     @property
     def supports_batch(self) -> bool:
         return True
-
-    def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_captured(command, timeout, CommandCapture())
-
-    def run_many(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
-    ) -> list[CommandResult]:
-        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
 
     def run_captured(
         self, command: str, timeout: float | None, output: CommandCapture

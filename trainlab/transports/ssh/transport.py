@@ -34,7 +34,7 @@ from trainlab.errors import (
 from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat
 from trainlab.transports._deadline import DeadlinePassed
-from trainlab.transports.base import Transport
+from trainlab.transports.base import StreamingTransport
 from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
 from trainlab.transports.ssh.auth import authenticate, candidate_keys
 from trainlab.transports.ssh.channel import KILL_GRACE, MAX_EXEC_COMMAND, run_exec
@@ -57,7 +57,7 @@ _MAX_PAUSE = 60.0
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
-class SSHTransport(Transport):
+class SSHTransport(StreamingTransport):
     """Commands and files on a host over SSH.
 
     >>> import trainlab
@@ -67,9 +67,6 @@ class SSHTransport(Transport):
     """
 
     scheme: ClassVar[str] = "ssh"
-    #: exec and shell modes write output into the capture as it arrives; mode=cli
-    #: hands a device's answer over whole.
-    supports_output: ClassVar[bool] = True
     options: ClassVar[Mapping[str, Option]] = {
         "mode": Option(
             str,
@@ -448,9 +445,6 @@ class SSHTransport(Transport):
         return client is None or not client.is_active()
 
     # -------------------------------------------------------------- commands
-    def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_captured(command, timeout, CommandCapture())
-
     def run_captured(
         self, command: str, timeout: float | None, output: CommandCapture
     ) -> CommandResult:
@@ -475,11 +469,6 @@ class SSHTransport(Transport):
             raise TransportError(f"the CLI session on {self.where} is not running")
         stdout, stderr, status = cli.send(command, timeout)
         return self.result(command, stdout, stderr, status, started=started, since=t0)
-
-    def run_many(
-        self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
-    ) -> list[CommandResult]:
-        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
 
     def run_many_captured(
         self,

@@ -298,11 +298,13 @@ class Fleet:
 
 
 def _in_order(targets: Sequence[str], outcomes: Sequence[Outcome]) -> list[Outcome]:
-    """``outcomes`` in the fleet's order of ``targets`` (each target's rows kept in order)."""
+    """``outcomes`` in the fleet's order of ``targets`` (each target's rows kept in order;
+    a row for a target the fleet does not name comes last, never lost)."""
     by_target: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         by_target.setdefault(outcome.target, []).append(outcome)
-    return [o for target in targets for o in by_target.get(target, [])]
+    ordered = [o for target in targets for o in by_target.pop(target, [])]
+    return ordered + [o for rows in by_target.values() for o in rows]
 
 
 def _positive(value: float, name: str) -> float:

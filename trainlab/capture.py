@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import codecs
 import os
+import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,6 +30,7 @@ __all__ = [
     "CallOutput",
     "CommandCapture",
     "OnOutput",
+    "StrayOutput",
     "StreamCapture",
     "resolve_max_output",
 ]
@@ -315,3 +318,70 @@ class CallOutput:
         """Close every capture made (decoders). Idempotent."""
         for capture in self.captures:
             capture.close()
+
+
+class StrayOutput:
+    r"""Output that arrived outside every command's answer, kept for a user to see.
+
+    A kept shell (shell mode, batches) shares one stdout and stderr between the
+    commands it runs, so a background job that writes after its command ended writes
+    into the same streams. What arrives between two answers is no command's: it is
+    handed here instead of to the next command, the last ``limit`` bytes of each
+    stream are kept, ``total`` counts every byte, and the first arrival warns once
+    (``StrayOutputWarning``), naming the fix.
+
+    >>> stray = StrayOutput("demo", limit=4)
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as seen:
+    ...     warnings.simplefilter("always")
+    ...     stray.add("stdout", b"LATE")
+    ...     stray.add("stdout", b"R\n")
+    >>> stray.stdout, stray.total, len(seen)
+    (b'TER\n', 6, 1)
+    """
+
+    def __init__(self, where: str, limit: int = 64 * 1024) -> None:
+        self.where = where
+        self.limit = limit
+        self.stdout = b""
+        self.stderr = b""
+        self.total = 0
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def add(self, stream: str, data: bytes) -> None:
+        """Keep the end of ``data``, which arrived on ``stream`` outside any answer."""
+        if not data:
+            return
+        with self._lock:
+            self.total += len(data)
+            if stream == "stdout":
+                self.stdout = (self.stdout + data)[-self.limit :]
+            else:
+                self.stderr = (self.stderr + data)[-self.limit :]
+            warn, self._warned = not self._warned, True
+        if warn:
+            from trainlab.errors import StrayOutputWarning
+
+            warnings.warn(
+                StrayOutputWarning(
+                    f"output arrived on {self.where} between commands (a background job "
+                    "writing after its command ended); it is in no result, and "
+                    "session.stray_output keeps its end. Send such a job's output elsewhere "
+                    "(`job >/dev/null 2>&1 &` or to a file), or use mode=exec, where each "
+                    "command has its own channel"
+                ),
+                stacklevel=2,
+            )
+
+    def clear(self) -> None:
+        """Forget what was kept (the next arrival does not warn again)."""
+        with self._lock:
+            self.stdout = self.stderr = b""
+            self.total = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<StrayOutput {self.where} total={self.total} "
+            f"stdout={self.stdout[-60:]!r} stderr={self.stderr[-60:]!r}>"
+        )

@@ -22,7 +22,12 @@ family and still see the cause::
     │   └── FileMissing    it does not exist (also a FileNotFoundError)
     └── FleetError         some targets failed; carries every per-target result
 
-Messages name the problem and the fix, and never contain a secret.
+Messages name the problem and the fix, and never contain a secret. Warnings (not
+errors: nothing failed) are ``TrainlabWarning``s::
+
+    TrainlabWarning (UserWarning)
+    └── StrayOutputWarning  output arrived outside every command's answer (a background
+                            job's late output); kept in ``Session.stray_output``
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ __all__ = [
     "OutputError",
     "SessionClosed",
     "SkippedRecentlyFailed",
+    "StrayOutputWarning",
     "TargetError",
     "TrainlabError",
+    "TrainlabWarning",
     "TransportError",
 ]
 
@@ -171,6 +178,15 @@ class FleetError(TrainlabError):
     def __init__(self, message: str, results: Any = None) -> None:
         super().__init__(message)
         self.results = results
+
+
+class TrainlabWarning(UserWarning):
+    """Something a user should know that did not fail (``warnings`` filters apply)."""
+
+
+class StrayOutputWarning(TrainlabWarning):
+    """Output arrived between commands' answers: a background job wrote after its
+    command ended. It is in no result; ``Session.stray_output`` keeps its end."""
 
 
 def _tail(text: str, lines: int = 5, width: int = 400) -> str:

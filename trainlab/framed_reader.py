@@ -173,6 +173,14 @@ class FrameReader:
             )
         return results
 
+    def finish(self) -> None:
+        """The answer ended (or was cut off) here: bytes held back as maybe the start
+        of a marker are the running command's output after all."""
+        for state in self._streams.values():
+            if not state.done and state.pending:
+                self._route(state, state.pending)
+                state.pending = b""
+
     def close(self) -> None:
         """Close every capture (files, decoders). Idempotent."""
         for capture in self._captures:
@@ -184,10 +192,7 @@ class FrameReader:
         """The CommandTimeout of this request cut off at its deadline: the finished
         commands as ``partial`` (a batch), and the head and tail of what the running
         one wrote (at most ``PARTIAL_LIMIT`` a stream) as ``stdout``/``stderr``."""
-        for state in self._streams.values():  # a marker cut off is the command's output
-            if not state.done and state.pending:
-                self._route(state, state.pending)
-                state.pending = b""
+        self.finish()  # a marker cut off is the command's output
         outputs = self.outputs()
         running = len(outputs)
         stdout = stderr = b""

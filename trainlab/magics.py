@@ -10,6 +10,8 @@
     uptime
     %train ec2 --region eu-west-1 --filter tag:role=web
     %train bench web "uname -a" --repeat 30
+    fleet = %train fleet --ansible hosts.ini --pattern 'web:&prod'   # a Fleet (or URIs...)
+    %train fleet --ssh-config --pattern 'web*' -c uptime            # run: a FleetResult
     %train sessions
     %train dashboard                               # live sessions, cache hit rates, operations
     %train close web
@@ -39,7 +41,18 @@ from trainlab.session import Session
 
 __all__ = ["TrainMagics", "load_ipython_extension"]
 
-SUBCOMMANDS = ("connect", "run", "use", "sessions", "close", "ec2", "bench", "metrics", "dashboard")
+SUBCOMMANDS = (
+    "connect",
+    "run",
+    "use",
+    "sessions",
+    "close",
+    "fleet",
+    "ec2",
+    "bench",
+    "metrics",
+    "dashboard",
+)
 
 
 @magics_class
@@ -96,12 +109,7 @@ class TrainMagics(Magics):
     @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
     def _connect(self, line: str) -> Session:
         args = parse_argstring(self._connect, line)
-        options: dict[str, Any] = {}
-        for item in args.option:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UsageError(f"option {item!r} is not KEY=VALUE")
-            options[key] = value
+        options = _key_values(args.option)
         known = self.shell.user_ns.get(args.uri) if self.shell is not None else None
         if isinstance(known, Session):  # a session made in Python: give it an alias
             if options:
@@ -181,6 +189,55 @@ class TrainMagics(Magics):
         return self._session(line.strip() or None).metrics
 
     @magic_arguments()
+    @argument("uris", nargs="*", help="target URIs (or --ansible PATH, or --ssh-config)")
+    @argument("--ansible", metavar="PATH", help="the hosts of this Ansible inventory")
+    @argument(
+        "--ssh-config",
+        metavar="PATH",
+        nargs="?",
+        const="~/.ssh/config",
+        help="the Host entries of this OpenSSH config (default ~/.ssh/config)",
+    )
+    @argument(
+        "--pattern",
+        help="hosts to take: an Ansible pattern (default all) or an ssh_config one (default *)",
+    )
+    @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
+    @argument("--timeout", type=float, default=None, help="per-target deadline in seconds")
+    @argument(
+        "-c",
+        "--command",
+        action="append",
+        default=[],
+        help="run it and return the FleetResult (repeatable: one batch per target)",
+    )
+    def _fleet(self, line: str) -> Any:
+        try:  # as a shell reads it: quotes go (magic_arguments keeps them)
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%train fleet: {exc}") from None
+        args = self._fleet.parser.parse_args(words)
+        sources = [bool(args.uris), args.ansible is not None, args.ssh_config is not None]
+        if sum(sources) != 1:
+            raise UsageError("%train fleet takes URIs, --ansible PATH or --ssh-config [PATH]: one")
+        options = _key_values(args.option)
+        if args.timeout is not None:
+            options["timeout"] = args.timeout
+        if args.ansible is not None:
+            fleet = trainlab.Fleet.from_ansible(args.ansible, args.pattern or "all", **options)
+        elif args.ssh_config is not None:
+            fleet = trainlab.Fleet.from_ssh_config(args.pattern or "*", args.ssh_config, **options)
+        elif args.pattern is not None:
+            raise UsageError("--pattern selects hosts of --ansible or --ssh-config, not URIs")
+        else:
+            fleet = trainlab.Fleet(args.uris, **options)
+        if not args.command:
+            return fleet
+        if len(args.command) == 1:
+            return fleet.run(args.command[0])
+        return fleet.run_many(args.command)
+
+    @magic_arguments()
     @argument("--region", action="append", default=[], help="repeatable; 'all' for every region")
     @argument("--filter", action="append", default=[], help="NAME=VALUE, repeatable")
     @argument("--profile", default=None)
@@ -212,6 +269,17 @@ class TrainMagics(Magics):
         return trainlab.bench.compare(
             target, args.commands, repeat=args.repeat, warmup=args.warmup, **options
         )
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """``-o KEY=VALUE`` options as a dict (values stay strings; each transport converts them)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"option {item!r} is not KEY=VALUE")
+        options[key] = value
+    return options
 
 
 def _split_options(line: str, valued: set[str], flags: set[str]) -> tuple[str, str]:

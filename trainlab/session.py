@@ -1,4 +1,4 @@
-"""The session: policy over one transport, and the registry of live sessions.
+"""The session: policy over one transport, and ``connect``, which finds or makes one.
 
 A ``Session`` opens its transport lazily, keeps it, checks it is alive before
 each call and reopens it after a drop (marking the next record ``reconnected``);
@@ -10,9 +10,7 @@ reuses the connection.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import heapq
 import html
 import importlib
 import os
@@ -25,9 +23,15 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from trainlab import registry
+from trainlab import live, registry
 from trainlab.cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, ResultCache
-from trainlab.capture import DEFAULT_MAX_OUTPUT, CallOutput, OnOutput, resolve_max_output
+from trainlab.capture import (
+    DEFAULT_MAX_OUTPUT,
+    CallOutput,
+    OnOutput,
+    StrayOutput,
+    resolve_max_output,
+)
 from trainlab.commands import command_text, non_negative, path_text
 from trainlab.errors import (
     InvalidCommand,
@@ -35,6 +39,13 @@ from trainlab.errors import (
     TargetError,
     TrainlabError,
     TransportError,
+)
+from trainlab.live import (  # re-exported: trainlab.session is where users find them
+    close_all,
+    close_quietly,
+    live_sessions,
+    recent_operations,
+    sessions,
 )
 from trainlab.metrics import Metrics, Record
 from trainlab.options import Option, frozen_items, resolve_options
@@ -55,7 +66,16 @@ if TYPE_CHECKING:
 
     from trainlab.platform import Platform
 
-__all__ = ["SESSION_OPTIONS", "Session", "close_all", "connect", "sessions"]
+__all__ = [
+    "SESSION_OPTIONS",
+    "Session",
+    "close_all",
+    "close_quietly",
+    "connect",
+    "live_sessions",
+    "recent_operations",
+    "sessions",
+]
 
 T = TypeVar("T")
 
@@ -140,6 +160,13 @@ class Session:
         return type(self.transport).scheme
 
     @property
+    def stray_output(self) -> StrayOutput:
+        """Output that arrived between commands' answers (a background job writing after
+        its command ended): in no result, its end kept here (``.stdout``, ``.stderr``,
+        ``.total``). A ``StrayOutputWarning`` says so once."""
+        return self.transport.stray
+
+    @property
     def alive(self) -> bool:
         """True when open and the connection answers a local health check."""
         return not self.closed and self.opened is not None and self.transport.alive()
@@ -207,7 +234,7 @@ class Session:
             finally:
                 self.transport.forget_secrets()
                 self.cache.clear()
-                _forget(self)
+                live.forget(self)
 
     def __enter__(self) -> Session:
         return self
@@ -617,14 +644,6 @@ def _affects(transport: Transport, name: str) -> bool:
     return option is not None and option.affects_result
 
 
-# --------------------------------------------------------- live-session registry
-
-_live: dict[tuple[Any, ...], Session] = {}
-_every: weakref.WeakSet[Session] = weakref.WeakSet()
-_registry_lock = threading.RLock()
-_atexit_registered = False
-
-
 def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
     """Open (lazily) a session to ``uri``, or return the live one for the same target.
 
@@ -662,10 +681,9 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
     transport_options = {k: resolved[k] for k in cls.options}
     plain_target = replace(target, query={}, password=None)
     key = (cls.__module__, cls.__qualname__, plain_target.address, frozen_items(declared, resolved))
-    with _registry_lock:
-        _ensure_atexit()
+    with live.registry_lock:
         if reuse:
-            existing = _live.get(key)
+            existing = live.find(key)
             if existing is not None and not existing.closed:
                 if existing.opened is None or existing.transport.alive():
                     return existing
@@ -673,11 +691,8 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
         transport = cls(plain_target, transport_options)
         transport.peer_opener = _open_peer
         session = session_class_of(cls)(transport, options=session_options)
-        _every.add(session)
-        if reuse:
-            _live[key] = session
-            session._registry_key = key
-        else:
+        live.register(session, key if reuse else None)
+        if not reuse:
             weakref.finalize(session, close_quietly, transport)
         return session
 
@@ -703,98 +718,3 @@ def session_class_of(cls: type[Transport]) -> type[Session]:
 def _open_peer(uri: str, options: Mapping[str, Any]) -> Transport:
     """The open transport of the live session to ``uri``, shared: a host to go through."""
     return connect(uri, **options).open().transport
-
-
-def close_quietly(closable: Any) -> None:
-    """``closable.close()``, ignoring its failure: for cleanup that must go on."""
-    with contextlib.suppress(Exception):
-        closable.close()
-
-
-def _forget(session: Session) -> None:
-    key = session._registry_key
-    with _registry_lock:
-        if key is not None and _live.get(key) is session:
-            del _live[key]
-        _every.discard(session)
-
-
-def live_sessions() -> list[Session]:
-    """Every session that is not closed, oldest first."""
-    with _registry_lock:
-        return [s for s in list(_every) if not s.closed]
-
-
-def sessions() -> pd.DataFrame:
-    """The open sessions as a DataFrame.
-
-    Columns: target, transport, mode, opened, commands, cache_hits, cache_misses,
-    cache_hit_rate, cache_saved_s, alive.
-    """
-    from trainlab.result import results_frame
-
-    rows = []
-    for s in live_sessions():
-        stats = s.cache.stats
-        rows.append(
-            {
-                "target": s.uri,
-                "transport": s.transport_name,
-                "mode": s.transport.mode,
-                "opened": s.opened,
-                "commands": s.commands,
-                "cache_hits": stats.hits,
-                "cache_misses": stats.misses,
-                "cache_hit_rate": stats.hit_rate,
-                "cache_saved_s": stats.seconds_saved,
-                "alive": s.alive,
-            }
-        )
-    return results_frame(rows, SESSION_COLUMNS, _SESSION_DTYPES)
-
-
-SESSION_COLUMNS = (
-    "target",
-    "transport",
-    "mode",
-    "opened",
-    "commands",
-    "cache_hits",
-    "cache_misses",
-    "cache_hit_rate",
-    "cache_saved_s",
-    "alive",
-)
-_SESSION_DTYPES = {
-    "commands": "int64",
-    "cache_hits": "int64",
-    "cache_misses": "int64",
-    "cache_hit_rate": "float64",
-    "cache_saved_s": "float64",
-    "alive": "bool",
-}
-
-
-def recent_operations(limit: int = 20) -> pd.DataFrame:
-    """The last ``limit`` operations of every open session, newest first (metrics rows)."""
-    from trainlab.metrics import records_frame
-
-    records = (r for s in live_sessions() for r in s.recorder.records())
-    # The newest few of up to 10,000 records a session: no full sort (a dashboard
-    # refreshes this every few seconds); nlargest keeps sorted()'s order for ties.
-    return records_frame(heapq.nlargest(max(0, limit), records, key=lambda r: r.started))
-
-
-def close_all() -> int:
-    """Close every session; returns how many were open."""
-    doomed = live_sessions()
-    for session in doomed:
-        close_quietly(session)
-    return len(doomed)
-
-
-def _ensure_atexit() -> None:
-    global _atexit_registered  # noqa: PLW0603
-    if not _atexit_registered:
-        atexit.register(close_all)
-        _atexit_registered = True

@@ -331,6 +331,7 @@ def test_timeout_kills_orphaned_grandchildren(session: trainlab.Session, batch: 
         assert wait_gone(orphan)
 
 
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
 def test_background_flood_does_not_hold_the_answer(session: trainlab.Session) -> None:
     for _ in range(5):
         r = session.run(
@@ -339,6 +340,7 @@ def test_background_flood_does_not_hold_the_answer(session: trainlab.Session) ->
         assert r.stdout.endswith("fg\n") or "fg\n" in r.stdout
 
 
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
 def test_markers_survive_a_concurrent_writer(shell: trainlab.Session) -> None:
     r = shell.run("(for i in $(seq 3000); do echo noise; done) & echo $!")
     writer = int(r.stdout.strip().splitlines()[-1])

@@ -48,7 +48,7 @@ def test_flood_stops_at_its_deadline_with_bounded_memory(session: trainlab.Sessi
     assert grown < RSS_BOUND, f"RSS grew {grown / MB:.0f} MB"
     head, tail = info.value.stdout[:16], info.value.stdout[-16:]
     assert head.startswith(b"flood-line\n")
-    assert tail.endswith(b"\n")
+    assert tail in b"flood-line\n" * 3  # the flood's own bytes (cut anywhere over a network)
     assert session.run("echo still usable").stdout == "still usable\n"
 
 

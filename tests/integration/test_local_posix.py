@@ -284,6 +284,7 @@ def test_host_killed_during_a_command_fails_it_once(
     assert marker.read_text() == "x\n"
 
 
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
 def test_markers_survive_a_concurrent_writer(posix: trainlab.Session) -> None:
     r = posix.run("(i=0; while [ $i -lt 3000 ]; do echo noise; i=$((i+1)); done) & echo $! >&2")
     writer = int(r.stderr)

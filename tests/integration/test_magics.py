@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,8 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import trainlab
+from trainlab.fleet import Fleet, FleetResult
+from trainlab.sandbox.sshd import SSHServer
 
 
 @pytest.fixture
@@ -149,3 +152,65 @@ def test_connect_refuses_a_closed_session_variable(ip: InteractiveShell) -> None
         ip.run_line_magic("train", "connect gone --as old")
     with pytest.raises(UsageError, match="no session named 'old'"):
         ip.run_line_magic("train", "use old")
+
+
+# ------------------------------------------------------------------ fleets
+def test_fleet_from_an_ansible_inventory_runs_and_returns_rows(
+    ip: InteractiveShell, tmp_path: Path
+) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    boxes:\n      hosts:\n        box[1:2]:\n"
+        "          ansible_connection: local\n"
+        "    remote:\n      hosts:\n        far:\n"
+    )
+    ip.user_ns["inventory"] = str(inventory)
+    result = cell(ip, "%train fleet --ansible {inventory} --pattern 'boxes:!box2' -c 'echo hi'")
+    assert isinstance(result, FleetResult)
+    assert [(o.target, o.stdout) for o in result] == [("box1", "hi\n")]
+    fleet = cell(ip, "%train fleet --ansible {inventory} --pattern boxes -o ttl=5 --timeout 9")
+    assert isinstance(fleet, Fleet)
+    assert (fleet.uris, fleet.timeout) == (["box1", "box2"], 9.0)
+    batch = cell(ip, "%train fleet --ansible {inventory} --pattern boxes -c 'echo a' -c 'exit 3'")
+    assert batch.frame["exit_status"].tolist() == [0, 3, 0, 3]
+
+
+@pytest.mark.ssh
+def test_fleet_from_an_ssh_config(ip: InteractiveShell, sshd: SSHServer, tmp_path: Path) -> None:
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host lab1 lab2 other\n  HostName 127.0.0.1\n  Port {sshd.port}\n"
+        f"  IdentityFile {sshd.key_file}\n"
+    )
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(sshd.known_hosts).read_text())
+    ip.user_ns.update(config=str(config), known=str(known))
+    fleet = cell(
+        ip,
+        "fleet = %train fleet --ssh-config {config} --pattern 'lab*' "
+        "-o known_hosts={known} -o agent=false -o look_for_keys=false",
+    )
+    assert fleet is None  # assigned
+    fleet = ip.user_ns["fleet"]
+    assert fleet.uris == ["lab1", "lab2"]
+    result = fleet.run("echo via-config", progress=False, check=True)
+    assert [(o.target, o.stdout) for o in result] == [
+        ("lab1", "via-config\n"),
+        ("lab2", "via-config\n"),
+    ]
+    fleet.close()
+
+
+def test_fleet_from_uris_and_its_errors_are_one_line(ip: InteractiveShell, tmp_path: Path) -> None:
+    result = ip.run_line_magic("train", "fleet local:// mock://a -c hostname -o mode=exec")
+    assert result.targets == ["local://", "mock://a"]
+    with pytest.raises(UsageError, match=r"one$"):
+        ip.run_line_magic("train", "fleet")
+    with pytest.raises(UsageError, match=r"one$"):
+        ip.run_line_magic("train", f"fleet --ansible {tmp_path} --ssh-config")
+    with pytest.raises(UsageError, match="not URIs"):
+        ip.run_line_magic("train", "fleet local:// --pattern web")
+    with pytest.raises(UsageError, match=r"^TargetError: no Ansible inventory at \S+nope\.ini$"):
+        ip.run_line_magic("train", f"fleet --ansible {tmp_path}/nope.ini")
+    with pytest.raises(UsageError, match="TargetError: no OpenSSH client config at"):
+        ip.run_line_magic("train", f"fleet --ssh-config {tmp_path}/nope")

@@ -87,6 +87,12 @@ def test_quickstart(tmp_path: Path) -> None:
     assert re.search(r"exit 3\s+\S*\s*3", batch)  # its own exit status, the others still ran
     assert "(False,\n True," in text(out["cache"])
     assert "exited=0 on ssh://" in text(out["ssh-run"])
+    # Output at any size: the head and tail kept, the middle counted; steps printed live
+    output = text(out["output"])
+    assert "True 22824896 ['1', '2', '3', '4'] ['2999999', '3000000']" in output
+    live = "".join(o["text"] for o in out["output"] if o["output_type"] == "stream")
+    assert "step 1\nstep 2\nstep 3\n" in live
+    assert output.rstrip().endswith("0")
     posix = text(out["posix-host"])
     assert re.search(r"echo bash \|\| echo sh\s+0\s+sh\\n", posix)  # the POSIX host is sh
     assert re.search(r"exit 3\s+3\s", posix)

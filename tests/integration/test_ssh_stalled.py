@@ -176,3 +176,20 @@ def test_a_channel_open_is_bounded_by_the_connect_timeout(
         took = time.monotonic() - started
     assert 2.0 <= took < 2.0 + BOUND, took
     assert s.run("echo back", timeout=10).stdout == "back\n"
+
+
+@pytest.mark.parametrize("session_and_server", [("exec", 10.0)], indirect=True, ids=["exec"])
+def test_a_batch_whose_shell_cannot_start_keeps_its_deadline(
+    session_and_server: tuple[trainlab.Session, list[int]],
+) -> None:
+    # Exec mode starts its kept shell for the first batch: on a stalled server the
+    # start (the channel's open, a sudo handshake) counts against the batch's deadline,
+    # not the connect timeout (10 s).
+    s, pids = session_and_server
+    with stopped(pids):
+        started = time.monotonic()
+        with pytest.raises(trainlab.CommandTimeout, match="never ran") as info:
+            s.run_many(["echo one", "echo two"], timeout=TIMEOUT)
+        took = time.monotonic() - started
+    assert TIMEOUT <= took < TIMEOUT + BOUND, (took, str(info.value))
+    assert [r.stdout for r in s.run_many(["echo a", "echo b"], timeout=10)] == ["a\n", "b\n"]

@@ -209,3 +209,15 @@ def test_session_option_max_output_reaches_the_session() -> None:
         assert unbounded.max_output is None
     with trainlab.connect("mock://m?max_output=4096", reuse=False) as bounded:
         assert bounded.max_output == 4096
+
+
+def test_which_transports_stream_output() -> None:
+    # SSM hands output over once the invocation has finished and a REST command's
+    # output is a response body: neither can stream. The PowerShell transports do.
+    from trainlab.transports.pwsh import PwshTransport
+    from trainlab.transports.rest import HTTPTransport, RESTTransport
+    from trainlab.transports.ssm import SSMTransport
+    from trainlab.transports.winrm import WinRMSTransport, WinRMTransport
+
+    assert not any(t.supports_output for t in (SSMTransport, RESTTransport, HTTPTransport))
+    assert all(t.supports_output for t in (PwshTransport, WinRMTransport, WinRMSTransport))

@@ -7,9 +7,10 @@ connection, here and on each Dask worker.
 
 The package: ``results`` (outcomes, ``FleetResult``), ``report`` (a fan-out at a
 glance), ``cooldown`` (targets that failed to connect, skipped for a while),
-``targets`` (URIs, labels, the open-file budget), ``engine`` (the ``Executor``
-interface and ``Plan``), ``threads`` and ``dask_executor`` (two executors; SSM's
-is ``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
+``targets`` (URIs, labels, the open-file budget), ``inventories`` (Ansible
+inventories and ssh_config as targets), ``engine`` (the ``Executor`` interface and
+``Plan``), ``threads`` and ``dask_executor`` (two executors; SSM's is
+``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
 
 >>> import trainlab
 >>> fleet = trainlab.Fleet(["mock://web1", "mock://web2"], responses={"hostname": "web\\n"})
@@ -28,7 +29,7 @@ from trainlab.fleet.fleet import Fleet
 from trainlab.fleet.report import FleetReport
 from trainlab.fleet.results import FLEET_COLUMNS, FleetResult, Outcome
 from trainlab.fleet.targets import DEFAULT_MAX_WORKERS as DEFAULT_MAX_WORKERS
-from trainlab.fleet.targets import FleetWarning, default_max_workers
+from trainlab.fleet.targets import FleetWarning, NamedTarget, default_max_workers
 from trainlab.fleet.threads import run_target as run_target
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "FleetReport",
     "FleetResult",
     "FleetWarning",
+    "NamedTarget",
     "Outcome",
     "default_max_workers",
 ]

@@ -16,6 +16,7 @@ from trainlab.fleet.cooldown import DEFAULT_COOLDOWN, Cooldown
 from trainlab.fleet.engine import Executor, Plan
 from trainlab.fleet.results import FleetResult, Outcome
 from trainlab.fleet.targets import (
+    NamedTarget,
     Spec,
     check_file_limit,
     default_max_workers,
@@ -28,6 +29,8 @@ from trainlab.progress import progress_bar
 from trainlab.session import Session, close_quietly
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
 
 __all__ = ["DEFAULT_TIMEOUT", "Fleet"]
@@ -42,8 +45,8 @@ class Fleet:
     Parameters
     ----------
     targets
-        Target URIs, ``Session`` objects, or an inventory DataFrame (see
-        ``from_inventory``). Repeated targets are run once.
+        Target URIs, ``Session`` objects, ``NamedTarget`` objects, or an inventory
+        DataFrame (see ``from_inventory``). Repeated targets are run once.
     max_workers
         Targets worked on at once (default: up to 64, within the open-file limit).
     timeout
@@ -76,7 +79,7 @@ class Fleet:
 
     def __init__(
         self,
-        targets: Sequence[str | Session] | pd.DataFrame,
+        targets: Sequence[str | Session | NamedTarget] | pd.DataFrame,
         *,
         max_workers: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -138,6 +141,45 @@ class Fleet:
         ['ssh://ec2-user@10.0.0.5']
         """
         return cls(inventory_uris(inventory, via, user, port, columns), **kwargs)
+
+    @classmethod
+    def from_ansible(
+        cls, path: str | os.PathLike[str], pattern: str = "all", **options: Any
+    ) -> Fleet:
+        """A fleet of the hosts of an Ansible inventory that ``pattern`` selects.
+
+        Read by ansible-core (extra ``ansible``) as ``ansible -i path`` reads it:
+        INI or YAML, groups and children, ranges, group_vars and host_vars, patterns
+        such as ``web:&prod`` or ``all:!staging``. Each host's row is labelled with
+        its inventory name. ``ansible_host``, ``ansible_port`` and ``ansible_user``
+        make an ``ssh://`` URI; ``ansible_ssh_private_key_file``, ``ansible_become``
+        and ``ansible_become_user`` become ``key_file``, ``sudo`` and ``sudo_user``,
+        winning over the same keyword options; ``ansible_connection=local`` makes
+        ``local://``. Hosts of other connections (winrm, docker...) or become
+        methods are left out with a ``FleetWarning``. ``options`` are the
+        ``Fleet`` arguments and session options for every target that takes them.
+        """
+        from trainlab.fleet.inventories import ansible_targets, split_options
+
+        fleet_options, session_options = split_options(cls, options)
+        return cls(ansible_targets(path, pattern, session_options), **fleet_options)
+
+    @classmethod
+    def from_ssh_config(
+        cls, pattern: str = "*", path: str | os.PathLike[str] = "~/.ssh/config", **options: Any
+    ) -> Fleet:
+        """A fleet of the ``Host`` entries of an OpenSSH client config that ``pattern`` matches.
+
+        ``pattern`` is an OpenSSH pattern list (``web*,!web3``); wildcard entries
+        are patterns, not hosts. Each target is ``ssh://NAME`` reading ``path``
+        (``ssh_config``) as any ``ssh://`` session does, so HostName, Port, User,
+        IdentityFile and ProxyJump apply; rows are labelled ``NAME``. ``options``
+        are the ``Fleet`` arguments and session options for every target.
+        """
+        from trainlab.fleet.inventories import split_options, ssh_config_targets
+
+        fleet_options, session_options = split_options(cls, options)
+        return cls(ssh_config_targets(pattern, path, session_options), **fleet_options)
 
     # ------------------------------------------------------------ properties
     @property

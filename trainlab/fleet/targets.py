@@ -1,6 +1,7 @@
 """Fleet targets: a URI or session per target, inventory rows as URIs, the open-file budget.
 
-Owns ``Spec`` (one target, with the options a fleet connects it with), the
+Owns ``Spec`` (one target, with the options a fleet connects it with),
+``NamedTarget`` (a URI with a name and options of its own), the
 labels that hide secrets, and how many targets fit in the open-file limit;
 imports the session layer, the registry and ``trainlab.uri``, never an executor.
 """
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_WORKERS",
     "FleetWarning",
+    "NamedTarget",
     "Spec",
     "check_file_limit",
     "default_max_workers",
@@ -42,6 +44,24 @@ _FD_RESERVE = 64
 
 class FleetWarning(UserWarning):
     """A fan-out will hold more connections than the open-file limit comfortably allows."""
+
+
+@dataclass(frozen=True)
+class NamedTarget:
+    """A fleet target with a name of its own: its row label, and options only it gets.
+
+    Inventories make these (``Fleet.from_ansible``, ``Fleet.from_ssh_config``): the
+    inventory's name for a host labels its rows, whatever address it connects to.
+    ``options`` win over the fleet's keyword options.
+
+    >>> from trainlab.fleet import Fleet
+    >>> Fleet([NamedTarget("web1", "mock://10.0.0.5")]).uris
+    ['web1']
+    """
+
+    label: str
+    uri: str = field(repr=False)  # may hold a password; the label does not
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets
 
 
 @dataclass(frozen=True)
@@ -198,12 +218,21 @@ def _connect_options(uri: str, options: Mapping[str, Any], timeout: float) -> di
     return chosen
 
 
-def make_spec(item: str | Session, options: Mapping[str, Any], timeout: float) -> Spec:
+def make_spec(
+    item: str | Session | NamedTarget, options: Mapping[str, Any], timeout: float
+) -> Spec:
     """The spec of one fleet target: a session as is, or a URI with the fleet's options."""
     if isinstance(item, Session):
         return Spec(item.uri, session=item)
+    if isinstance(item, NamedTarget):
+        if not item.label or not isinstance(item.label, str):
+            raise TargetError(f"a named fleet target needs a label, got {item.label!r}")
+        chosen = _connect_options(item.uri, {**options, **item.options}, timeout)
+        return Spec(item.label, uri=item.uri, options=chosen)
     if not isinstance(item, str):
-        raise TargetError(f"fleet targets are URIs or sessions, got {type(item).__name__}")
+        raise TargetError(
+            f"fleet targets are URIs, sessions or NamedTargets, got {type(item).__name__}"
+        )
     chosen = _connect_options(item, options, timeout)
     return Spec(_label(item), uri=item, options=chosen)
 

@@ -4,7 +4,10 @@ The servers speak PSRP faithfully (psrpcore's ``ServerRunspacePool`` and
 ``ServerPipeline``) but run no PowerShell. Each statement's script runs with
 ``/bin/sh -c``; its whole stdout comes back as one string object and its stderr as
 one ErrorRecord, both decoded as UTF-8 (invalid bytes become U+FFFD, as when
-PowerShell reads a native command's output into strings). The few PowerShell
+PowerShell reads a native command's output into strings). With ``lines=True``
+each line is its own record instead (newline removed), sent as soon as the
+script writes it, as PowerShell sends a native command's lines: a pipeline that
+writes many records over time. The few PowerShell
 lines the transports wrap around a command (``trainlab.transports.psrp``)
 are recognised and answered as PowerShell
 would: the exit-status marker, ``$LASTEXITCODE`` reset, ``ConvertTo-Json``.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -39,7 +43,8 @@ class ShellPipeline:
     """One server pipeline whose scripts run with /bin/sh on a thread of their own.
 
     ``lock`` guards the runspace pool (psrpcore objects are not thread-safe);
-    ``flush`` is called, outside the lock, whenever messages are ready to send.
+    ``flush`` is called, outside the lock, whenever messages are ready to send;
+    ``lines`` sends each line of a script's output as its own record, as it comes.
     """
 
     def __init__(
@@ -47,10 +52,13 @@ class ShellPipeline:
         pipeline: psrpcore.ServerPipeline,
         lock: threading.Lock,
         flush: Callable[[], None],
+        *,
+        lines: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.lock = lock
         self.flush = flush
+        self.lines = lines
         self.stopped = False
         self.finished = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -138,6 +146,10 @@ class ShellPipeline:
             self._emit(lambda: self.pipeline.write_error(NETException(Message=reason)))
             return 1
         self._proc = proc
+        if self.lines:
+            self._send_lines(proc)
+            self._proc = None
+            return proc.wait()
         stdout, stderr = proc.communicate()
         self._proc = None
         if self.stopped:
@@ -155,6 +167,46 @@ class ShellPipeline:
                 )
             )
         return proc.returncode
+
+    def _send_lines(self, proc: subprocess.Popen[bytes]) -> None:
+        """Each complete line of the script's stdout (stderr) as an output (error) record,
+        sent as it is read; what a read brings travels in one flush."""
+        if proc.stdout is None or proc.stderr is None:  # pragma: no cover - both are PIPE
+            raise RuntimeError("the script started without its output pipes")
+        pending = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+        errors = proc.stderr.fileno()
+        with selectors.DefaultSelector() as selector:
+            for fd in pending:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                for key, _ in selector.select():
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 1 << 16)
+                    if chunk:
+                        *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                    else:  # the end: a last line without its newline is a line too
+                        selector.unregister(fd)
+                        lines, pending[fd] = ([pending[fd]] if pending[fd] else []), b""
+                    if lines and not self.stopped:
+                        self._records(fd == errors, lines)
+        proc.stdout.close()
+        proc.stderr.close()
+
+    def _records(self, errors: bool, lines: list[bytes]) -> None:
+        texts = [line.decode("utf-8", "replace") for line in lines]
+        with self.lock:
+            for text in texts:
+                if errors:
+                    self.pipeline.write_error(
+                        NETException(Message=text),
+                        ErrorCategoryInfo(
+                            Category=ErrorCategory.NotSpecified, Reason="NativeError"
+                        ),
+                        fully_qualified_error_id="NativeCommandError",
+                    )
+                else:
+                    self.pipeline.write_output(text)
+        self.flush()
 
 
 def _error_record(message: str, reason: str) -> ErrorRecord:

@@ -9,7 +9,9 @@ packets on stdout. This server does the same on psrpcore's server classes, so
                      arguments="-m trainlab.sandbox.psrp_stdio")
 
 It runs each pipeline's scripts with /bin/sh (``trainlab.sandbox._shell_pipeline``):
-it proves protocol and lifecycle handling, not PowerShell semantics.
+it proves protocol and lifecycle handling, not PowerShell semantics. With
+``--lines`` (``PSRPStdioHost(lines=True)``) each line a script writes is its own
+record, sent as it is written.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ __all__ = ["PSRPStdioHost", "main", "serve"]
 
 
 class _Server:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, lines: bool = False) -> None:
         self.out = out
+        self.lines = lines
         self.pool = psrpcore.ServerRunspacePool()
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
@@ -65,7 +68,9 @@ class _Server:
         elif tag == "Command" and pipeline_id is not None:
             with self.lock:
                 pipeline = psrpcore.ServerPipeline(self.pool, pipeline_id)
-                self.pipelines[pipeline_id] = ShellPipeline(pipeline, self.lock, self.flush)
+                self.pipelines[pipeline_id] = ShellPipeline(
+                    pipeline, self.lock, self.flush, lines=self.lines
+                )
             self.write(packet("CommandAck", pipeline_id))
         elif tag == "Signal" and pipeline_id is not None:
             runner = self.pipelines.get(pipeline_id)
@@ -101,9 +106,9 @@ class _Server:
             self.close_pipeline(pipeline_id)
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+def serve(stdin: BinaryIO, stdout: BinaryIO, *, lines: bool = False) -> int:
     """Answer packets from ``stdin`` until it closes or the pool is closed."""
-    server = _Server(stdout)
+    server = _Server(stdout, lines=lines)
     try:
         for line in stdin:
             if line.strip() and not server.handle(line):
@@ -114,14 +119,15 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
 
 
 def main() -> int:
-    return serve(sys.stdin.buffer, sys.stdout.buffer)
+    return serve(sys.stdin.buffer, sys.stdout.buffer, lines="--lines" in sys.argv[1:])
 
 
 class PSRPStdioHost(Background):
     """The options that make ``pwsh://`` start this server instead of PowerShell.
 
     There is nothing to start ahead: each ``pwsh://`` session starts (and keeps)
-    its own server process.
+    its own server process. ``lines=True`` makes it send each line a script writes
+    as its own record, as it is written.
 
     >>> from trainlab.sandbox.psrp_stdio import PSRPStdioHost
     >>> sorted(PSRPStdioHost().start().client_options)
@@ -130,8 +136,12 @@ class PSRPStdioHost(Background):
 
     module: ClassVar[str] = "trainlab.sandbox.psrp_stdio"
 
+    def __init__(self, *, lines: bool = False) -> None:
+        self.lines = lines
+
     def start(self) -> Self:
-        self.client_options = {"executable": sys.executable, "arguments": f"-m {self.module}"}
+        arguments = f"-m {self.module}" + (" --lines" if self.lines else "")
+        self.client_options = {"executable": sys.executable, "arguments": arguments}
         return self
 
     def stop(self) -> None:

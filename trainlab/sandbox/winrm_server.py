@@ -7,7 +7,8 @@ and pipelines from psrpcore's server classes. Authentication is Basic or NTLM
 HTTPS with a certificate from a throwaway CA. Credentials are generated per run.
 
 It runs each pipeline's scripts with /bin/sh (``trainlab.sandbox._shell_pipeline``):
-it proves protocol and lifecycle handling, not PowerShell semantics.
+it proves protocol and lifecycle handling, not PowerShell semantics. With
+``lines=True`` each line a script writes is its own record, sent as it is written.
 
 >>> with WinRMServer() as server:                                # doctest: +SKIP
 ...     s = trainlab.connect(server.uri, **server.client_options)
@@ -72,9 +73,10 @@ class _Fault(Exception):
 class _Shell:
     """One runspace pool and the PSRP data waiting for each Receive."""
 
-    def __init__(self, shell_id: str, owner: str) -> None:
+    def __init__(self, shell_id: str, owner: str, *, lines: bool = False) -> None:
         self.id = shell_id
         self.owner = owner
+        self.lines = lines
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)
         self.pool = psrpcore.ServerRunspacePool()
@@ -102,7 +104,9 @@ class _Shell:
     def add_command(self, command_id: uuid.UUID) -> None:
         with self.lock:
             pipeline = psrpcore.ServerPipeline(self.pool, command_id)
-            self.pipelines[command_id] = ShellPipeline(pipeline, self.lock, self.flush)
+            self.pipelines[command_id] = ShellPipeline(
+                pipeline, self.lock, self.flush, lines=self.lines
+            )
             self.queues[command_id] = collections.deque()
 
     def receive(self, command_id: uuid.UUID | None, wait: float) -> tuple[list[bytes], bool]:
@@ -322,11 +326,20 @@ class WinRMServer(Background):
         Serve TLS with a certificate from a throwaway CA (``ca_file``).
     allow_unencrypted
         Accept NTLM requests without message encryption (WinRM's AllowUnencrypted).
+    lines
+        Send each line a script writes as its own record, as it is written (by
+        default a script's whole stdout is one record, sent when it ends).
     """
 
     def __init__(
-        self, *, auth: str = "basic", https: bool = False, allow_unencrypted: bool = True
+        self,
+        *,
+        auth: str = "basic",
+        https: bool = False,
+        allow_unencrypted: bool = True,
+        lines: bool = False,
     ) -> None:
+        self.lines = lines
         self.auth = {part.strip() for part in auth.split(",")}
         self.https = https
         self.allow_unencrypted = allow_unencrypted
@@ -456,7 +469,7 @@ class WinRMServer(Background):
         if spec is None:
             raise _Fault(2150858817, "w:SchemaValidationError", "Create needs a Shell")
         shell_id = (spec.get("ShellId") or str(uuid.uuid4())).upper()
-        shell = _Shell(shell_id, user)
+        shell = _Shell(shell_id, user, lines=self.lines)
         with self.lock:
             self.shells[shell_id] = shell
             self.creates += 1

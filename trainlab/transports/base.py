@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from trainlab.capture import CallOutput, CommandCapture
+from trainlab.capture import CallOutput, CommandCapture, StrayOutput
 from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat
 from trainlab.uri import Target
@@ -62,6 +62,8 @@ class Transport(abc.ABC):
     def __init__(self, target: Target, options: Mapping[str, Any]) -> None:
         self.target = target
         self.settings = dict(options)
+        #: Output a kept shell read between answers (a background job's late bytes).
+        self.stray = StrayOutput(target.address)
 
     # -- identity -------------------------------------------------------------
     def identity(self) -> tuple[Any, ...]:

@@ -183,7 +183,9 @@ class LocalTransport(Transport):
         host = self._host
         if host is None or host.broken:
             raise TransportError("the local shell is not running; the session reopens it")
-        return host.exchange(request, timeout, capture_for, target=self.target.address)
+        return host.exchange(
+            request, timeout, capture_for, target=self.target.address, stray=self.stray.add
+        )
 
     def _exec_batch(
         self,
@@ -370,15 +372,20 @@ class _KeptShell:
         capture_for: Callable[[int], CommandCapture],
         *,
         target: str,
+        stray: Callable[[str, bytes], None] | None = None,
     ) -> list[framing.FramedOutput]:
-        """Send ``request`` and read its answer, each command's output into its capture."""
+        """Send ``request`` and read its answer, each command's output into its capture.
+
+        What arrived since the last answer (a background job's late output) goes to
+        ``stray(stream, data)``, never into this answer.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         since = _Mark()
         # A host without a clock: the client times each command of a batch.
         clock = request.dialect != "bash" and len(request.commands) > 1
         reader = FrameReader(request, capture_for, clock=clock)
         try:
-            self._discard_pending()
+            self._pass_on(stray)
             state = self._pump(request, reader, deadline)
         except DeadlinePassed:
             self.broken = True
@@ -410,12 +417,17 @@ class _KeptShell:
         reader.close()
         return reader.outputs()
 
-    def _discard_pending(self) -> None:
-        """Drop bytes a background job wrote since the last answer."""
+    def _pass_on(self, stray: Callable[[str, bytes], None] | None) -> None:
+        """Hand bytes a background job wrote since the last answer to ``stray``."""
         for fd, _event in self.poller.poll(0):
+            name = "stdout" if fd == self.out_fd else "stderr"
             with contextlib.suppress(BlockingIOError):
-                while os.read(fd, _READ_SIZE):
-                    pass
+                for _ in range(1024):  # bounded: a job that floods is read next time
+                    data = os.read(fd, _READ_SIZE)
+                    if not data:
+                        break
+                    if stray is not None:
+                        stray(name, data)
 
     def _pump(self, request: framing.Request, reader: FrameReader, deadline: float | None) -> str:
         """Write the request and feed both streams to ``reader`` until both carry the Z line.

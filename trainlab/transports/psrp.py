@@ -22,23 +22,21 @@ import base64
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from xml.etree import ElementTree
 
 from trainlab import framing
+from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import CommandTimeout, InvalidCommand
 from trainlab.result import CommandResult
 from trainlab.transports.base import Transport
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "RESET",
-    "Events",
+    "PipelineOutput",
     "PowerShellTransport",
     "Request",
     "as_json_script",
@@ -161,35 +159,41 @@ def unwrap_json_script(script: str) -> str | None:
     return None
 
 
-@dataclass
-class Events:
-    """A pipeline's messages in arrival order: ``(stream, text)`` pairs and the end state.
+class _Command:
+    """One command's share of a pipeline: its capture and the records kept beside it."""
 
-    ``stream`` is ``output``, ``error``, ``warning``, ``verbose``, ``debug`` or
-    ``information``; ``failure`` is the text of a terminating error.
-    """
+    __slots__ = ("capture", "dropped", "kept", "limit", "streams", "wrote")
 
-    items: list[tuple[str, str]] = field(default_factory=list)
-    finished: bool = False
-    failure: str | None = None
+    def __init__(self, capture: CommandCapture) -> None:
+        self.capture = capture
+        self.wrote = {"stdout": False, "stderr": False}
+        self.streams: dict[str, list[str]] = {}
+        self.dropped: dict[str, int] = {}
+        self.kept = 0
+        self.limit = capture.stdout.limit
 
-    def add(self, stream: str, text: str) -> None:
-        self.items.append((stream, text))
+    def write(self, stream: str, text: str) -> None:
+        """One message as a line of ``stream``: lines are joined with newlines, none after
+        the last, so the bytes are the same whether they are streamed or not."""
+        data = _encode(text)
+        if self.wrote[stream]:
+            data = b"\n" + data
+        self.wrote[stream] = True
+        self.capture.write(stream, data)
 
+    def note(self, stream: str, text: str) -> None:
+        """Keep a record for ``result.extra``: the first ones, up to ``max_output`` characters."""
+        if self.limit is not None and self.kept + len(text) > self.limit:
+            self.dropped[stream] = self.dropped.get(stream, 0) + 1
+            return
+        self.kept += len(text)
+        self.streams.setdefault(stream, []).append(text)
 
-@dataclass
-class _Collected:
-    output: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    streams: dict[str, list[str]] = field(default_factory=dict)
-
-    def outcome(self, status: int) -> framing.FramedOutput:
-        return framing.FramedOutput(
-            stdout=_encode("\n".join(self.output)),
-            stderr=_encode("\n".join(self.errors)),
-            exit_status=status,
-            duration=None,
-        )
+    def extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = dict(self.streams)
+        for stream, count in self.dropped.items():
+            extra[f"{stream}_dropped"] = count
+        return extra
 
 
 _PREFIX = {"warning": "WARNING: ", "verbose": "VERBOSE: ", "debug": "DEBUG: "}
@@ -200,96 +204,206 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def outcomes(
-    request: Request, events: Events
-) -> tuple[list[framing.FramedOutput], list[dict[str, list[str]]]]:
-    """Per-command outputs (and their other streams) of the commands that ran.
+class PipelineOutput:
+    """A pipeline's messages, each written into its command's capture as it arrives.
 
-    Markers carry the command's index, so a command that ended without its marker
-    (``exit`` in the script) still gets its own result: status 1 if it wrote an
-    error, else 0, since the value given to ``exit`` does not travel.
+    The transports call ``add(stream, text)`` for every message in arrival order
+    (PSRP keeps it) and set ``finished`` when the pipeline ends, with ``failure``,
+    the text of a terminating error, if one ended it. ``stream`` is ``output``,
+    ``error``, ``warning``, ``verbose``, ``debug`` or ``information``.
+
+    Output objects and ``Write-Host``/``Write-Information`` text are stdout lines;
+    error records, then warning, verbose and debug records with their console
+    prefixes, are stderr lines. A marker closes its command, so a batch's messages
+    go to ``capture_for(index)`` of the command that wrote them and nothing is held
+    here but each command's capture (bounded) and the records kept for
+    ``result.extra`` (bounded alike).
+
+    >>> request = build_request(["Get-Date"])
+    >>> seen = []
+    >>> capture = CommandCapture(on_output=lambda stream, text: seen.append((stream, text)))
+    >>> output = PipelineOutput(request, lambda index: capture)
+    >>> output.add("output", "Monday")
+    >>> output.add("warning", "late")
+    >>> seen
+    [('stdout', 'Monday'), ('stderr', 'WARNING: late')]
     """
-    done: list[framing.FramedOutput] = []
-    extras: list[dict[str, list[str]]] = []
-    current = _Collected()
 
-    def close(status: int | None) -> None:
-        nonlocal current
-        done.append(current.outcome(int(bool(current.errors)) if status is None else status))
-        extras.append(current.streams)
-        current = _Collected()
+    def __init__(self, request: Request, capture_for: Callable[[int], CommandCapture]) -> None:
+        self.request = request
+        self.finished = False
+        self.failure: str | None = None
+        self._capture_for = capture_for
+        self._commands: list[_Command] = []  # the commands that wrote or finished, in order
+        self.done: list[framing.FramedOutput] = []
+        self.extras: list[dict[str, Any]] = []
 
-    for stream, text in events.items:
+    def _current(self) -> _Command | None:
+        """The command whose messages arrive now; None after the last one finished."""
+        index = len(self.done)
+        if index >= len(self.request.commands):
+            return None
+        if index == len(self._commands):
+            self._commands.append(_Command(self._capture_for(index)))
+        return self._commands[index]
+
+    def add(self, stream: str, text: str) -> None:
+        """One message of the pipeline, in arrival order."""
         if stream == "information":
             mark = _MARK_DATA.match(text)
-            if mark is not None and mark.group(1) == request.nonce:
-                while len(done) < min(int(mark.group(2)), len(request.commands) - 1):
-                    close(None)
+            if mark is not None and mark.group(1) == self.request.nonce:
+                while len(self.done) < min(int(mark.group(2)), len(self.request.commands) - 1):
+                    self._close(None)
                 code, failed = int(mark.group(3)), mark.group(4) == "1"
-                close(code if code else int(failed))
-                continue
-            current.output.append(text)  # Write-Host and Write-Information text
-            current.streams.setdefault("information", []).append(text)
+                self._close(code if code else int(failed))
+                return
+        command = self._current()
+        if command is None:
+            return  # after the last marker: no command's output
+        if stream == "information":  # Write-Host and Write-Information text
+            command.write("stdout", text)
+            command.note("information", text)
         elif stream == "output":
-            current.output.append(text)
+            command.write("stdout", text)
         elif stream == "error":
-            current.errors.append(text)
+            command.write("stderr", text)
         else:
-            current.errors.append(_PREFIX.get(stream, "") + text)
-            current.streams.setdefault(stream, []).append(text)
-    if len(done) < len(request.commands):
-        if events.failure is not None and f"{request.nonce} stop" not in events.failure:
-            current.errors.append(events.failure)  # a terminating error ended this command
-            close(1)
-        elif events.failure is None and events.finished:
-            close(None)  # the pipeline ended early and cleanly: ``exit`` in this command
-    return done, extras
+            command.write("stderr", _PREFIX.get(stream, "") + text)
+            command.note(stream, text)
+
+    def _close(self, status: int | None) -> None:
+        """The current command finished: exit ``status``, or None to derive it (1 if it
+        wrote to stderr, else 0)."""
+        command = self._current()
+        if command is None:
+            return
+        capture = command.capture
+        capture.close()
+        self.done.append(
+            framing.FramedOutput(
+                stdout=capture.stdout.value(),
+                stderr=capture.stderr.value(),
+                exit_status=int(command.wrote["stderr"]) if status is None else status,
+                duration=None,
+                stdout_dropped=capture.stdout.dropped,
+                stderr_dropped=capture.stderr.dropped,
+            )
+        )
+        self.extras.append(command.extra())
+
+    def end(self) -> None:
+        """The pipeline ended: settle the command it ended in.
+
+        Markers carry the command's index, so a command that ended without its
+        marker (``exit`` in the script) still gets its own result: status 1 if it
+        wrote an error, else 0, since the value given to ``exit`` does not travel.
+        """
+        if len(self.done) >= len(self.request.commands):
+            return
+        if self.failure is not None and f"{self.request.nonce} stop" not in self.failure:
+            command = self._current()
+            if command is not None:  # a terminating error ended this command
+                command.write("stderr", self.failure)
+            self._close(1)
+        elif self.failure is None and self.finished:
+            self._close(None)  # the pipeline ended early and cleanly: ``exit`` in this command
+
+    def running(self) -> CommandCapture | None:
+        """The capture of the command that had started and not finished, if any."""
+        index = len(self.done)
+        return self._commands[index].capture if index < len(self._commands) else None
 
 
 def results(
-    request: Request, events: Events, target: str, started: datetime, wall: float
+    output: PipelineOutput, target: str, started: datetime, wall: float
 ) -> list[CommandResult]:
     """CommandResults of the commands that ran, each with its own streams in ``extra``."""
-    outputs, extras = outcomes(request, events)
-    found = framing.framed_results(request.commands, outputs, target, started, wall)
-    for result, extra in zip(found, extras, strict=True):
+    output.end()
+    found = framing.framed_results(output.request.commands, output.done, target, started, wall)
+    for result, extra in zip(found, output.extras, strict=False):
         result.extra.update(extra)
     return found
 
 
 def timeout_error(
-    request: Request, events: Events, target: str, timeout: float | None, aftermath: str
+    output: PipelineOutput, target: str, timeout: float | None, aftermath: str
 ) -> CommandTimeout:
-    """The CommandTimeout of a pipeline stopped at its deadline, with what had finished."""
-    finished = Events(events.items)  # a stopped pipeline's own error is not a command's result
-    outputs, _ = outcomes(request, finished)
-    return framing.cut_off(request.commands, outputs, target, timeout, aftermath)
+    """The CommandTimeout of a pipeline stopped at its deadline: the commands that had
+    finished (``partial``, for a batch) and the head and tail of what the running one
+    wrote (at most ``framing.PARTIAL_LIMIT`` a stream)."""
+    stdout = stderr = b""
+    running = output.running()
+    if running is not None:
+        running.close()
+        stdout, stderr = running.partial(framing.PARTIAL_LIMIT)
+    return framing.cut_off(
+        output.request.commands,
+        output.done,
+        target,
+        timeout,
+        aftermath,
+        stdout=stdout,
+        stderr=stderr,
+    )
 
 
 class PowerShellTransport(Transport):
-    """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API."""
+    """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API.
+
+    Output streams: each message goes into its command's capture as it arrives
+    (``PipelineOutput``), so ``on_output`` sees it while the pipeline runs and a
+    flood of records keeps at most ``max_output`` bytes a stream. One message is
+    one piece: a single output object is received whole before it is written
+    (PSRP sends an object's fragments, and the client rebuilds it, before it can
+    be read), so the bound applies between objects, not within one.
+    """
 
     session_class: ClassVar[str | None] = "trainlab.powershell:PowerShellSession"
+    supports_output: ClassVar[bool] = True
 
     @property
     def supports_batch(self) -> bool:
         return True
 
     def run(self, command: str, timeout: float | None) -> CommandResult:
-        return self.run_many([command], timeout, False)[0]
+        return self.run_captured(command, timeout, CommandCapture())
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
+        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
+
+    def run_captured(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> CommandResult:
+        return self._pipeline([command], timeout, False, lambda _index: output)[0]
+
+    def run_many_captured(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        output: CallOutput,
+    ) -> list[CommandResult]:
+        return self._pipeline(commands, timeout, stop_on_error, output.for_command)
+
+    def _pipeline(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        capture_for: Callable[[int], CommandCapture],
+    ) -> list[CommandResult]:
         request = build_request(commands, stop_on_error=stop_on_error)
+        output = PipelineOutput(request, capture_for)
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        events = self._invoke(request, timeout)
+        self._invoke(request, timeout, output)
         wall = time.perf_counter() - t0
-        return results(request, events, self.target.address, started, wall)
+        return results(output, self.target.address, started, wall)
 
-    def _invoke(self, request: Request, timeout: float | None) -> Events:
-        """Run ``request`` as one pipeline; its events, finished."""
+    def _invoke(self, request: Request, timeout: float | None, output: PipelineOutput) -> None:
+        """Run ``request`` as one pipeline, every message into ``output``, until it ends."""
         raise NotImplementedError  # pragma: no cover - every PowerShell transport defines it
 
     def read_file(self, path: str) -> bytes:

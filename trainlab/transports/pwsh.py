@@ -7,6 +7,8 @@ client-side deadline on every wait (ruby-pwsh has none): past it the pipeline is
 stopped with a ``<Signal>``, and a host that does not answer is killed and started
 again on the next call. ``connect()`` returns the live session for the same
 executable, arguments and options, so one process serves every notebook cell.
+Each record goes into its command's capture as its packet is read
+(``psrp.PipelineOutput``), so output shows live and stays bounded.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from trainlab.errors import ConnectError, TargetError, TransportError
 from trainlab.options import Option
 from trainlab.transports import psrp
 from trainlab.transports._deadline import DeadlinePassed
-from trainlab.transports.psrp import Events, PowerShellTransport
+from trainlab.transports.psrp import PipelineOutput, PowerShellTransport
 from trainlab.transports.psrp import packet as _packet
 
 __all__ = ["PwshTransport"]
@@ -144,11 +146,11 @@ class PwshTransport(PowerShellTransport):
         return facts
 
     # -- commands -------------------------------------------------------------
-    def _invoke(self, request: psrp.Request, timeout: float | None) -> Events:
+    def _invoke(self, request: psrp.Request, timeout: float | None, output: PipelineOutput) -> None:
         host = self._host
         if host is None or host.broken:
             raise TransportError("the PowerShell host is not running; the session starts it again")
-        return host.invoke(request, timeout, self.target.address)
+        host.invoke(request, timeout, self.target.address, output)
 
 
 class _Host:
@@ -324,8 +326,8 @@ class _Host:
                 )
             self._buffer += chunk
 
-    def _step(self, element: ElementTree.Element, events: Events | None) -> None:
-        """Feed one packet to the pool; PSRP events go to ``events``."""
+    def _step(self, element: ElementTree.Element, output: PipelineOutput | None) -> None:
+        """Feed one packet to the pool; a pipeline's messages go to ``output`` as they come."""
         if element.tag != "Data":
             return
         self.pool.receive_data(psrp.packet_payload(element))
@@ -343,47 +345,54 @@ class _Host:
                     f"the PowerShell host's runspace pool is {event.state.name.lower()}{reason}; "
                     "the next call starts a new host"
                 )
-            if events is not None:
-                _record(event, events)
+            if output is not None:
+                _record(event, output)
         self._send_data()  # answers the pool owes (key exchange, host calls)
 
-    def _until(self, tag: str, deadline: float | None, events: Events | None) -> None:
+    def _until(self, tag: str, deadline: float | None, output: PipelineOutput | None) -> None:
         while True:
             element = self._packet(deadline)
             if element.tag == tag:
                 return
-            self._step(element, events)
+            self._step(element, output)
 
     # -- pipelines ------------------------------------------------------------
-    def invoke(self, request: psrp.Request, timeout: float | None, target: str) -> Events:
+    def invoke(
+        self, request: psrp.Request, timeout: float | None, target: str, output: PipelineOutput
+    ) -> None:
+        """Run ``request``; each message goes into ``output`` as its packet is read."""
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = psrpcore.ClientPowerShell(self.pool)
         psrp.add_scripts(ps, request)
-        events = Events()
         try:
             ps.start()
             self._write(_packet("Command", ps.pipeline_id))
-            self._until("CommandAck", deadline, events)
+            self._until("CommandAck", deadline, output)
             self._send_data()
-            while not events.finished:
-                self._step(self._packet(deadline), events)
+            while not output.finished:
+                self._step(self._packet(deadline), output)
         except DeadlinePassed:
-            aftermath = self._stop(ps.pipeline_id, events)
-            raise psrp.timeout_error(request, events, target, timeout, aftermath) from None
+            try:
+                aftermath = self._stop(ps.pipeline_id, output)
+            except BaseException:
+                self.kill()  # an on_output that raised while the pipeline stopped
+                raise
+            raise psrp.timeout_error(output, target, timeout, aftermath) from None
         except BaseException:
-            self.kill()  # interrupted mid-exchange: the stream is out of step
+            # Interrupted mid-exchange (Ctrl-C, an on_output that raised): the stream is
+            # out of step, so the host goes and the next call starts a new one.
+            self.kill()
             raise
         self._close_pipeline(ps)
-        return events
 
-    def _stop(self, pipeline_id: uuid.UUID, events: Events) -> str:
+    def _stop(self, pipeline_id: uuid.UUID, output: PipelineOutput) -> str:
         """Stop a timed-out pipeline; returns what became of it, for the error."""
         try:
             self._write(_packet("Signal", pipeline_id))
             grace = time.monotonic() + _STOP_GRACE
-            self._until("SignalAck", grace, events)
-            while not events.finished:
-                self._step(self._packet(grace), events)
+            self._until("SignalAck", grace, output)
+            while not output.finished:
+                self._step(self._packet(grace), output)
             self._write(_packet("Close", pipeline_id))
             self._until("CloseAck", grace, None)
             self.pool.pipeline_table.pop(pipeline_id, None)
@@ -408,21 +417,21 @@ class _Host:
         ps.close()
 
 
-def _record(event: psrpcore.PSRPEvent[Any, Any], events: Events) -> None:
-    """Append one PSRP event to ``events`` as (stream, text)."""
+def _record(event: psrpcore.PSRPEvent[Any, Any], output: PipelineOutput) -> None:
+    """Hand one PSRP event to ``output`` as (stream, text), or mark the pipeline's end."""
     if isinstance(event, psrpcore.PipelineOutputEvent):
-        events.add("output", psrp.text(event.data))
+        output.add("output", psrp.text(event.data))
     elif isinstance(event, psrpcore.ErrorRecordEvent):
-        events.add("error", psrp.text(event.record))
+        output.add("error", psrp.text(event.record))
     elif isinstance(event, psrpcore.WarningRecordEvent):
-        events.add("warning", psrp.text(getattr(event.record, "Message", event.record)))
+        output.add("warning", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.VerboseRecordEvent):
-        events.add("verbose", psrp.text(getattr(event.record, "Message", event.record)))
+        output.add("verbose", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.DebugRecordEvent):
-        events.add("debug", psrp.text(getattr(event.record, "Message", event.record)))
+        output.add("debug", psrp.text(getattr(event.record, "Message", event.record)))
     elif isinstance(event, psrpcore.InformationRecordEvent):
-        events.add("information", psrp.text(getattr(event.record, "MessageData", event.record)))
+        output.add("information", psrp.text(getattr(event.record, "MessageData", event.record)))
     elif isinstance(event, psrpcore.PipelineStateEvent) and event.state in _FINAL:
-        events.finished = True
+        output.finished = True
         if event.state != PSInvocationState.Completed and event.reason is not None:
-            events.failure = psrp.text(event.reason)
+            output.failure = psrp.text(event.reason)

@@ -479,7 +479,11 @@ class RESTTransport(Transport):
 
     # ------------------------------------------------- the command seam
     def run(self, command: str, timeout: float | None) -> CommandResult:
-        """``run("GET /path")``: a request as a command, for uniformity with hosts."""
+        """``run("GET /path")``: a request as a command, for uniformity with hosts.
+
+        Its output (the response body) cannot stream (``supports_output`` stays False):
+        ``on_output`` and the ``max_output`` cap get the body once it is read.
+        """
         method, _, path = command.strip().partition(" ")
         if method.upper() not in {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}:
             raise TargetError(f"a REST command is 'METHOD /path' (GET /items), got {command!r}")

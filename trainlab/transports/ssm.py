@@ -7,6 +7,10 @@ A batch is one document: the framing's bash host reads the framed request from a
 here-document, so every command keeps its own output and exit status. SSM cuts
 output at 24,000 characters; the result says so, and with ``output_s3_bucket=``
 the whole output is read from S3.
+
+Output cannot stream here (``supports_output`` stays False): SSM hands a command's
+output over only once the invocation has finished, so ``on_output`` and the
+``max_output`` cap get it then.
 """
 
 from __future__ import annotations

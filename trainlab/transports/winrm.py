@@ -7,6 +7,8 @@ Basic/CredSSP auth, message encryption, certificate validation); one
 rather than a pool's open and close. A pool idle longer than
 ``health_check_idle`` is asked ``is_alive()`` before use and reopened when the
 server dropped it (pypsrp #21, #203). Option names follow ``WSMan``'s keywords.
+The records of each Receive go into their commands' captures as they come back
+(``psrp.PipelineOutput``), so output shows live and stays bounded.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from trainlab.errors import (
 )
 from trainlab.options import Option, to_bool
 from trainlab.transports import psrp
-from trainlab.transports.psrp import Events, PowerShellTransport
+from trainlab.transports.psrp import PipelineOutput, PowerShellTransport
 
 __all__ = ["WinRMSTransport", "WinRMTransport"]
 
@@ -222,7 +224,7 @@ class WinRMTransport(PowerShellTransport):
         return {"kernel": "Windows", "id": "windows", "pretty_name": "Windows (WinRM)"}
 
     # -- commands -------------------------------------------------------------
-    def _invoke(self, request: psrp.Request, timeout: float | None) -> Events:
+    def _invoke(self, request: psrp.Request, timeout: float | None, output: PipelineOutput) -> None:
         from pypsrp.powershell import PowerShell
 
         pool = self._pool
@@ -231,30 +233,22 @@ class WinRMTransport(PowerShellTransport):
         deadline = None if timeout is None else time.monotonic() + timeout
         ps = PowerShell(pool)
         psrp.add_scripts(ps, request)
-        events = Events()
         with self._busy, self._map_errors():
             try:
                 ps.begin_invoke()
-                self._collect(ps, request, events, deadline, timeout)
+                self._collect(ps, output, deadline, timeout)
             finally:
                 self._last_used = time.monotonic()
                 # Windows forgets a command once its Done state is read; so does pypsrp here.
                 pool.pipelines.pop(ps.id, None)
-        return events
 
     def _collect(
-        self,
-        ps: Any,
-        request: psrp.Request,
-        events: Events,
-        deadline: float | None,
-        timeout: float | None,
+        self, ps: Any, output: PipelineOutput, deadline: float | None, timeout: float | None
     ) -> None:
-        """Receive until the pipeline ends, keeping every message's order."""
+        """Receive until the pipeline ends, each message into ``output`` as it comes."""
         from pypsrp.complex_objects import PSInvocationState
         from pypsrp.exceptions import WSManFaultError
 
-        seen = dict.fromkeys(("error", "debug", "verbose", "warning", "information"), 0)
         while ps.state == PSInvocationState.RUNNING:
             wait = float(self.settings["operation_timeout"])
             if deadline is not None:
@@ -262,8 +256,7 @@ class WinRMTransport(PowerShellTransport):
                 if remaining <= 0:
                     ps.stop()
                     raise psrp.timeout_error(
-                        request,
-                        events,
+                        output,
                         self.target.address,
                         timeout,
                         "the pipeline was stopped and the runspace pool stays open",
@@ -277,24 +270,19 @@ class WinRMTransport(PowerShellTransport):
                 if exc.code == _TIMED_OUT:
                     continue
                 raise
-            for message_type, value in responses:
-                if message_type == _OUTPUT:
-                    events.add("output", psrp.text(value.data.data))
-                elif message_type == _ERROR:
-                    events.add("error", _error_text(ps.streams.error[seen["error"]]))
-                    seen["error"] += 1
-                elif message_type in _STREAMS:
-                    stream = _STREAMS[message_type]
-                    record = getattr(ps.streams, stream)[seen[stream]]
-                    seen[stream] += 1
-                    text = getattr(record, "message_data", None)
-                    events.add(stream, psrp.text(text if text is not None else record.message))
-            if ps.state != PSInvocationState.RUNNING:
-                # pypsrp has parsed the whole answer, so the state is the final one; a
-                # terminating error is the record its state message appended last.
-                events.finished = True
-                if len(ps.streams.error) > seen["error"]:
-                    events.failure = _error_text(ps.streams.error[-1])
+            try:
+                _hand_over(ps, responses, output)
+            except Exception:
+                self._abandon(ps)
+                raise
+
+    def _abandon(self, ps: Any) -> None:
+        """Stop a pipeline whose reader failed (an ``on_output`` that raised), so the
+        pool is free for the next command; a pool that cannot stop it is reopened."""
+        try:
+            ps.stop()
+        except Exception:  # the server or the connection is gone: start afresh
+            self._broken = True
 
     @contextlib.contextmanager
     def _map_errors(self, *, opening: bool = False) -> Iterator[None]:
@@ -424,3 +412,36 @@ def _error_text(record: Any) -> str:
         properties = getattr(exception, "adapted_properties", None) or {}
         message = properties.get("Message") or getattr(record, "message", None)
     return psrp.text(message if message is not None else record)
+
+
+def _hand_over(ps: Any, responses: list[tuple[int, Any]], output: PipelineOutput) -> None:
+    """One Receive's messages into ``output``, in order; then let pypsrp's copies go.
+
+    pypsrp appends every record it parses to ``ps.streams`` (and the state message's
+    terminating error last); they are read here by position and cleared, so a flood
+    of records is not kept twice.
+    """
+    from pypsrp.complex_objects import PSInvocationState
+
+    streams = ps.streams
+    seen = dict.fromkeys(("error", "debug", "verbose", "warning", "information"), 0)
+    for message_type, value in responses:
+        if message_type == _OUTPUT:
+            output.add("output", psrp.text(value.data.data))
+        elif message_type == _ERROR:
+            output.add("error", _error_text(streams.error[seen["error"]]))
+            seen["error"] += 1
+        elif message_type in _STREAMS:
+            stream = _STREAMS[message_type]
+            record = getattr(streams, stream)[seen[stream]]
+            seen[stream] += 1
+            text = getattr(record, "message_data", None)
+            output.add(stream, psrp.text(text if text is not None else record.message))
+    if ps.state != PSInvocationState.RUNNING:
+        # pypsrp has parsed the whole answer, so the state is the final one; a
+        # terminating error is the record its state message appended last.
+        output.finished = True
+        if len(streams.error) > seen["error"]:
+            output.failure = _error_text(streams.error[-1])
+    for name in (*seen, "progress"):
+        getattr(streams, name).clear()

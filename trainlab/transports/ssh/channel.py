@@ -16,7 +16,9 @@ from collections.abc import Callable
 import paramiko
 
 from trainlab import framing
+from trainlab.capture import CommandCapture
 from trainlab.errors import CommandTimeout, TargetError, TransportError
+from trainlab.framed_reader import FrameReader
 from trainlab.transports.ssh._paramiko import send_channel_request, send_pty_request
 from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.login import (
@@ -29,6 +31,7 @@ from trainlab.transports.ssh.login import (
 from trainlab.transports.ssh.sudo import SUDO_OK, Sudo
 
 __all__ = [
+    "CHUNKS_PER_CHECK",
     "KILL_GRACE",
     "MAX_EXEC_COMMAND",
     "PID_LINE",
@@ -62,6 +65,11 @@ _PREAMBLE = 'echo "__tl_pid $$" >&2; '
 # line may not pass 128 KiB on Linux (sshd hands it to `shell -c`).
 MAX_EXEC_COMMAND = 100_000
 PID_LINE = re.compile(rb"__tl_pid (\d+)\n")
+# Chunks read from a stream before the deadline is looked at again: a flood keeps
+# the channel readable, and must not keep the call past its deadline.
+CHUNKS_PER_CHECK = 16
+# The most of exec mode's stderr prelude (chatter, pid line, sudo's prompts) kept.
+_PRELUDE_LIMIT = 1024 * 1024
 # The kept shell's ready line; " posix" when the POSIX host answers (no bash there).
 READY = re.compile(rb"(?:^|\n)__tl_ready( posix)?\n")
 
@@ -74,7 +82,8 @@ def exec_wrapper(command: str, nonce: bytes, *, shell: str, sudo: Sudo | None) -
     an unterminated here-document, ``exit``, an EXIT trap, a closed stdout) it cannot
     reach the wrapper's own text, and its EXIT trap has run when the parent writes the
     end markers. A syntax error is the eval's: the shell's message on stderr and
-    status 2, as ``sh -c`` gives.
+    status 2, as ``sh -c`` gives. The end markers are the framing protocol's for a
+    one-command request, so ``FrameReader`` reads the answer as it arrives.
 
     >>> script = exec_wrapper("echo 'hi'", b"__tl_N", shell="auto", sudo=None)
     >>> print(script.replace("; ", ";\n"))
@@ -83,8 +92,8 @@ def exec_wrapper(command: str, nonce: bytes, *, shell: str, sudo: Sudo | None) -
     __tl_c='echo '"'"'hi'"'"'';
     (eval "$__tl_c");
     __tl_rc=$?;
-    printf '%s E\n' __tl_N >&2;
-    printf '%s E %d\n' __tl_N "$__tl_rc";
+    printf '%s E 0 Z 1\n' __tl_N >&2;
+    printf '%s E 0 %d Z 1\n' __tl_N "$__tl_rc";
     exit "$__tl_rc"
     """
     data = f"__tl_c={shlex.quote(command)}; "
@@ -97,15 +106,59 @@ def exec_wrapper(command: str, nonce: bytes, *, shell: str, sudo: Sudo | None) -
         body = "exec </dev/null; " + data + '(eval "$__tl_c")'
     marker = nonce.decode()
     return (
-        f"{_PREAMBLE}{body};\n__tl_rc=$?; printf '%s E\\n' {marker} >&2; "
-        f'printf \'%s E %d\\n\' {marker} "$__tl_rc"; exit "$__tl_rc"'
+        f"{_PREAMBLE}{body};\n__tl_rc=$?; printf '%s E 0 Z 1\\n' {marker} >&2; "
+        f'printf \'%s E 0 %d Z 1\\n\' {marker} "$__tl_rc"; exit "$__tl_rc"'
     )
+
+
+class _Prelude:
+    """Exec mode's stderr before the command's own: a login shell's chatter, the line
+    reporting the login shell, the wrapper's pid line and, under sudo, sudo's prompts
+    up to the wrapper's OK line. Held (at most ``_PRELUDE_LIMIT`` bytes) until it is
+    complete; then what follows is the command's."""
+
+    def __init__(self, sudo: Sudo | None, learned: Callable[[str], None] | None) -> None:
+        self.sudo = sudo
+        self.learned = learned
+        self.held = b""
+        self.pid: int | None = None
+        self.done = False
+        self.answered = 0
+
+    def take(self, chan: paramiko.Channel, data: bytes) -> bytes:
+        """Take a chunk of stderr; returns what of it (and of what was held) is the
+        command's, once the prelude is complete."""
+        if len(self.held) < _PRELUDE_LIMIT:
+            self.held += data[: _PRELUDE_LIMIT - len(self.held)]
+        sudo = self.sudo
+        if sudo is not None and self.answered < 2:
+            self.answered = sudo.answer(chan, self.held, self.answered)
+        if self.pid is None:
+            login, held = login_shell_in(self.held)
+            match = PID_LINE.search(held)
+            if match is None:
+                return b""
+            if login is not None and self.learned is not None:
+                self.learned(login)
+            self.pid = int(match.group(1))
+            self.held = held[: match.start()] + held[match.end() :]
+        if sudo is None:
+            self.done = True
+            rest, self.held = self.held, b""
+            return rest
+        before, found, after = self.held.partition(SUDO_OK)
+        if not found:
+            return b""
+        self.done = True
+        self.held = before  # sudo's own words, dropped
+        return after
 
 
 def run_exec(
     chan: paramiko.Channel,
     command: str,
     timeout: float | None,
+    output: CommandCapture,
     *,
     shell: str,
     login: str | None,
@@ -114,8 +167,9 @@ def run_exec(
     connection: Callable[[], paramiko.Transport | None],
     learned: Callable[[str], None] | None = None,
     since: float | None = None,
-) -> tuple[bytes, bytes, int]:
-    """One command on its own channel; (stdout, stderr, exit status).
+) -> int:
+    """One command on its own channel, its output into ``output`` as it arrives; its
+    exit status.
 
     ``shell`` (see ``login.SHELLS``) says who runs it. Unless the login shell (``login``,
     once known) runs the wrapper as it is, the wrapper reaches /bin/sh through a line every
@@ -123,17 +177,16 @@ def run_exec(
     ``learned``. With ``shell="login"`` the command goes to the login shell untouched: no
     wrapper, so no markers and no pid; the channel's exit status and EOF end it.
 
-    The command is wrapped: before it, the shell reports its pid (the process
-    group a timeout kills) and takes stdin from /dev/null; after it, the shell
-    writes end markers with the exit status on both streams. The markers end
-    the exchange even when a background process keeps the output open, and
-    they arrive after all of the command's output, which the exit-status
-    message need not (OpenSSH may send it first). A command that exits the
-    shell itself never reaches them; then the channel's EOF and exit status do.
+    The command is wrapped (``exec_wrapper``): before it, the shell reports its pid (the
+    process group a timeout kills) and takes stdin from /dev/null; after it, the shell
+    writes end markers with the exit status on both streams. The markers end the
+    exchange even when a background process keeps the output open (what it writes
+    later is dropped with the channel), and they arrive after all of the command's
+    output, which the exit-status message need not (OpenSSH may send it first).
     ``connection`` gives the session's connection now (``None`` once closed). The
     deadline counts from ``since`` (``time.monotonic()``; by default now), so the time
     the channel took to open is part of it; a timeout is raised within the deadline and
-    ``KILL_GRACE``.
+    ``KILL_GRACE``, however much the command writes.
     """
 
     def client_gone() -> bool:
@@ -142,19 +195,50 @@ def run_exec(
 
     start = time.monotonic() if since is None else since
     deadline = None if timeout is None else start + timeout
-    out: list[bytes] = []
-    err: list[bytes] = []
     nonce = framing.new_nonce()
-    end = nonce + b" E"
     wrapped = shell != "login"
     if not wrapped:
         line = command
     else:
         script = exec_wrapper(command, nonce, shell=shell, sudo=sudo)
         line = script if direct(login, shell) else portable(script, shell)
+    reader = FrameReader(framing.Request(nonce, b"", (command,)), lambda _index: output)
+    prelude = _Prelude(sudo, learned)
+    received = [0]
+
+    def to_stdout(data: bytes) -> None:
+        received[0] += len(data)
+        if wrapped:
+            reader.feed("stdout", data)
+        else:
+            output.write("stdout", data)
+
+    def to_stderr(data: bytes) -> None:
+        received[0] += len(data)
+        if not wrapped:
+            output.write("stderr", data)
+            return
+        if not prelude.done:
+            data = prelude.take(chan, data)
+        if data:
+            reader.feed("stderr", data)
+
+    def pump() -> bool:
+        """Read what the channel holds (a bounded number of chunks); True if any."""
+        got = False
+        for _ in range(CHUNKS_PER_CHECK):
+            if not chan.recv_ready():
+                break
+            to_stdout(chan.recv(READ))
+            got = True
+        for _ in range(CHUNKS_PER_CHECK):
+            if not chan.recv_stderr_ready():
+                break
+            to_stderr(chan.recv_stderr(READ))
+            got = True
+        return got
+
     broke = f"the connection to {where} broke during {command[:80]!r}; the command is not re-run"
-    answered = 0
-    out_tail = err_tail = b""
     try:
         with map_errors(f"cannot start a command on {where}"):
             # Not waiting for the reply: a server that stops answering must not hold
@@ -162,15 +246,26 @@ def run_exec(
             send_exec(chan, line)
         quiet_since: float | None = None
         while True:
-            got_out, got_err = drain(chan, out, err)
-            if got_out:
-                out_tail = (out_tail + b"".join(out[-got_out:]))[-READ:]
-            if got_err:
-                err_tail = (err_tail + b"".join(err[-got_err:]))[-READ:]
-                if sudo is not None and answered < 2:
-                    answered = sudo.answer(chan, b"".join(err), answered)
-            if _marked(out_tail, end, status=True) and _marked(err_tail, end, status=False):
+            got = pump()
+            if reader.done:
                 break  # the command's own output is complete
+            if deadline is not None and time.monotonic() >= deadline:
+                reader.finish()
+                raise _timeout_error(
+                    chan,
+                    command,
+                    timeout,
+                    output=output,
+                    prelude=prelude,
+                    pump=pump,
+                    where=where,
+                    sudo=sudo,
+                    connection=connection,
+                    reports_pid=wrapped,
+                )
+            if got:
+                quiet_since = None
+                continue
             if client_gone() and not chan.status_event.is_set():
                 raise TransportError(broke)
             if chan.exit_status_ready():
@@ -180,62 +275,39 @@ def run_exec(
                     chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready()
                 ):
                     break
-                # The shell exited without its markers (the command ran `exit`)
-                # and something still holds the output open: wait while data
-                # flows, then stop.
-                if got_out or got_err or quiet_since is None:
+                # The shell exited without its markers and something still holds the
+                # output open: wait while data flows, then stop.
+                if quiet_since is None:
                     quiet_since = time.monotonic()
                 elif time.monotonic() - quiet_since > _DRAIN_GRACE:
                     break
             pause = 1.0 if quiet_since is None else _DRAIN_GRACE / 2
             if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _timeout_error(
-                        chan,
-                        command,
-                        timeout,
-                        out,
-                        err,
-                        where=where,
-                        sudo=sudo,
-                        connection=connection,
-                        reports_pid=wrapped,
-                    )
-                pause = min(pause, remaining)
+                pause = min(pause, deadline - time.monotonic())
             wait(chan, pause)
-        drain(chan, out, err)
-        stdout, stderr = b"".join(out), b"".join(err)
-        login_said, stderr = login_shell_in(stderr)
-        if login_said is not None and learned is not None:
-            learned(login_said)
-        pid, stderr = _split_pid(stderr)
+        if not reader.done:
+            while pump():
+                pass
+        reader.finish()
         status = chan.exit_status
-        if wrapped and pid is None and status == -1 and not stdout and not stderr:
-            raise TransportError(
-                f"{where} closed the channel without running {command[:80]!r} (it refused "
-                "the exec request); the command is not re-run"
-            )
-        if wrapped and pid is None:  # the wrapper never ran: no POSIX sh answered
-            if stderr.startswith(NO_BASH):
+        if not wrapped:
+            return status
+        if prelude.pid is None:  # the wrapper never ran: no POSIX sh answered
+            stdout = output.stdout.value()
+            if status == -1 and not received[0]:
+                raise TransportError(
+                    f"{where} closed the channel without running {command[:80]!r} (it refused "
+                    "the exec request); the command is not re-run"
+                )
+            if prelude.held.startswith(NO_BASH):
                 raise TargetError(f"shell=bash, but {where} has no bash; shell=sh runs /bin/sh")
-            raise not_posix(where, stdout, stderr, status)
-        cut = stdout.rfind(end + b" ")
-        if cut >= 0:
-            line_end = stdout.find(b"\n", cut)
-            with contextlib.suppress(ValueError):
-                status = int(stdout[cut + len(end) + 1 : line_end])
-            stdout = stdout[:cut]
-            err_cut = stderr.rfind(end + b"\n")
-            if err_cut >= 0:
-                stderr = stderr[:err_cut]
-        if sudo is not None:
-            before, found, after = stderr.partition(SUDO_OK)
-            if not found:
-                raise sudo.refusal(before, where)
-            stderr = after
-        return stdout, stderr, status
+            raise not_posix(where, stdout, login_shell_in(prelude.held)[1], status)
+        if sudo is not None and not prelude.done:
+            raise sudo.refusal(prelude.held, where)
+        outputs = reader.outputs()
+        return outputs[0].exit_status if outputs else status
     finally:
+        reader.close()
         with contextlib.suppress(Exception):
             chan.close()
 
@@ -244,9 +316,10 @@ def _timeout_error(
     chan: paramiko.Channel,
     command: str,
     timeout: float | None,
-    out: list[bytes],
-    err: list[bytes],
     *,
+    output: CommandCapture,
+    prelude: _Prelude,
+    pump: Callable[[], bool],
     where: str,
     sudo: Sudo | None,
     connection: Callable[[], paramiko.Transport | None],
@@ -258,12 +331,11 @@ def _timeout_error(
     """
     signal(chan, "KILL")
     until = time.monotonic() + KILL_GRACE
-    pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
     patience = until - KILL_GRACE / 2 if reports_pid else 0.0
-    while pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
+    while prelude.pid is None and not chan.exit_status_ready() and time.monotonic() < patience:
         wait(chan, 0.1)
-        drain(chan, out, err)
-        pid, stderr = _split_pid(login_shell_in(b"".join(err))[1])
+        pump()
+    pid = prelude.pid
     client = connection()
     # Over a fresh channel: the ``signal`` request needs privilege separation.
     confirmed = False
@@ -280,12 +352,16 @@ def _timeout_error(
             f"the kill was sent but not confirmed within {KILL_GRACE:g} s (the server did "
             "not answer), so it may still be running"
         )
+    output.close()
+    stdout, stderr = output.partial(framing.PARTIAL_LIMIT)
+    if prelude.pid is None or not prelude.done:
+        stderr = login_shell_in(prelude.held)[1][-framing.PARTIAL_LIMIT :]
     return CommandTimeout(
         f"command {command[:80]!r} ran past its {timeout:g} s deadline on {where}; {aftermath}",
         command=command,
         timeout=timeout,
-        stdout=framing.last_bytes(out),
-        stderr=stderr[-framing.PARTIAL_LIMIT :],
+        stdout=stdout,
+        stderr=stderr,
     )
 
 
@@ -371,26 +447,6 @@ def kill_remote_group(
         if chan is not None:
             with contextlib.suppress(Exception):
                 chan.close()
-
-
-def _marked(tail: bytes, end: bytes, *, status: bool) -> bool:
-    """True when ``tail`` holds the whole end marker line (``<N> E <rc>`` or ``<N> E``)."""
-    at = tail.rfind(end)
-    if at < 0:
-        return False
-    line_end = tail.find(b"\n", at)
-    if line_end < 0:
-        return False
-    rest = tail[at + len(end) : line_end]
-    return rest.strip().isdigit() if status else rest == b""
-
-
-def _split_pid(stderr: bytes) -> tuple[int | None, bytes]:
-    """Take the preamble's pid line out of stderr (a login shell may write before it)."""
-    match = PID_LINE.search(stderr)
-    if match is None:
-        return None, stderr
-    return int(match.group(1)), stderr[: match.start()] + stderr[match.end() :]
 
 
 def not_posix(where: str, stdout: bytes, stderr: bytes, status: int) -> TargetError:

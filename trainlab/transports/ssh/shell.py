@@ -15,9 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 import paramiko
 
 from trainlab import framing
+from trainlab.capture import CommandCapture
 from trainlab.errors import TargetError, TransportError
+from trainlab.framed_reader import FrameReader
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.ssh.channel import (
+    CHUNKS_PER_CHECK,
     KILL_GRACE,
     MAX_EXEC_COMMAND,
     PID_LINE,
@@ -63,7 +66,11 @@ class RemoteShell:
         *,
         login: str | None = None,
         learned: Callable[[str], None] | None = None,
+        until: float | None = None,
     ) -> None:
+        """``until`` (a ``time.monotonic()`` value): the deadline of the command this
+        start serves, if any; a start that needs a handshake (under sudo) raises
+        ``DeadlinePassed`` past it, with the shell killed."""
         self.where = where
         self.login = login
         self._learned = learned
@@ -90,13 +97,18 @@ class RemoteShell:
         with map_errors(f"cannot start a shell on {where}", cleanup=self.close):
             if self.tty:
                 self.fifo = self._open_stderr_fifo()
-            self.chan = client.open_session(timeout=timeout)
+            wait = timeout if until is None else max(0.05, min(timeout, until - time.monotonic()))
+            self.chan = client.open_session(timeout=wait)
             if self.tty:
                 self.chan.get_pty(term="dumb", width=4096, height=100)
             if not self._starting:
                 self.chan.exec_command(self._start_command())
         if not self._starting:
-            self.pid, _, _ = self._handshake([], [])
+            try:
+                self.pid, _, _ = self._handshake([], [], until)
+            except DeadlinePassed:
+                self.kill()
+                raise
 
     def _start_command(self, first: Mapping[str, framing.Request] | None = None) -> str:
         """The exec line: report the login shell's pid, then become the host.
@@ -213,6 +225,8 @@ class RemoteShell:
         """
         answered = 0
         deadline = time.monotonic() + max(self.timeout, 30.0)  # a login shell may be slow
+        if until is not None:
+            deadline = min(deadline, until)
         tty = self.err_chan is not None
         while True:
             drain(self.chan, out, err)
@@ -278,16 +292,25 @@ class RemoteShell:
         return not (self.broken or chan.closed or chan.eof_received or chan.exit_status_ready())
 
     def exchange(
-        self, commands: Sequence[str], timeout: float | None, *, stop_on_error: bool = False
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        *,
+        stop_on_error: bool = False,
+        capture_for: Callable[[int], CommandCapture] | None = None,
+        stray: Callable[[str, bytes], None] | None = None,
     ) -> list[framing.FramedOutput]:
-        """Run ``commands`` as one framed request and read the answer; on timeout the
-        shell is killed."""
-        chan = self.chan
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out: list[bytes] = []
-        err: list[bytes] = []
-        nonce = framing.new_nonce()  # one for every dialect: the answer parses alike
+        """Run ``commands`` as one framed request and read the answer as it arrives.
 
+        Command ``i``'s output goes into ``capture_for(i)`` chunk by chunk (an unbounded
+        capture by default), so a bounded capture keeps memory flat however much a
+        command writes. What arrives before the request is sent (a background job's
+        late output) goes to ``stray(stream, data)``, never into an answer. On a timeout
+        the shell is killed, within the deadline and ``KILL_GRACE``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sent = time.perf_counter()
+        nonce = framing.new_nonce()  # one for every dialect: the answer parses alike
         built: dict[str, framing.Request] = {}
 
         def build(dialect: framing.Dialect) -> framing.Request:
@@ -298,70 +321,49 @@ class RemoteShell:
                 )
             return built[dialect.name]
 
-        with map_errors(f"the shell on {self.where} is gone", cleanup=self._break):
-            carried = False
-            if self._starting:
-                known = {"bash": framing.BASH, "posix": framing.POSIX}
-                carried = self._start({name: build(known[name]) for name in self._dialects})
-            if not carried:
-                assert self.dialect is not None  # the handshake named it
-                junk: list[bytes] = []
-                self._drain(junk, junk)  # late output of earlier background jobs
-                preamble = self.dialect.preamble if self._preamble_due else b""
-                chan.sendall(preamble + build(self.dialect).wire)
-                self._preamble_due = False
-        try:
-            if carried:  # the request went out in the start: read both
-                self.pid, out, err = self._handshake(out, err, deadline)
-                self._starting = False
-            assert self.dialect is not None
-            request = build(self.dialect)
-            # A POSIX host times no command: the client times each from the arrivals.
-            arrivals: list[tuple[int, float]] | None = (
-                None if self.dialect.timed or len(commands) == 1 else [(0, time.perf_counter())]
+        reader: FrameReader | None = None
+
+        def answer(dialect: framing.Dialect) -> FrameReader:
+            timed = dialect.timed or len(commands) == 1
+            return FrameReader(
+                build(dialect),
+                capture_for or (lambda _index: CommandCapture()),
+                clock=not timed,
+                sent=sent,
             )
-            if self._preamble_due:  # its functions, for the requests after this one
-                chan.sendall(self.dialect.preamble)
-                self._preamble_due = False
-            out_tail = b"".join(out)[-READ:]
-            err_tail = b"".join(err)[-READ:]
-            out_done = framing.is_done(out_tail, nonce)
-            err_done = framing.is_done(err_tail, nonce)
-            while not (out_done and err_done):
-                got_out, got_err = self._drain(out, err)
-                if got_out:
-                    fresh = b"".join(out[-got_out:])
-                    if arrivals is not None:
-                        arrivals.append((arrivals[-1][0] + len(fresh), time.perf_counter()))
-                    out_tail = (out_tail + fresh)[-READ:]
-                    out_done = framing.is_done(out_tail, nonce)
-                if got_err:
-                    err_tail = (err_tail + b"".join(err[-got_err:]))[-READ:]
-                    err_done = framing.is_done(err_tail, nonce)
-                if out_done and err_done:
-                    break
-                if chan.closed or chan.eof_received or chan.exit_status_ready():
-                    self._drain(out, err)
-                    out_done = framing.is_done(b"".join(out)[-READ:], nonce)
-                    err_done = framing.is_done(b"".join(err)[-READ:], nonce)
-                    if out_done and err_done:
-                        break
-                    self.broken = True
-                    raise TransportError(
-                        f"the shell on {self.where} ended during the command; it is not "
-                        "re-run, and the next call starts a new shell"
-                    )
-                pause = 1.0
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise DeadlinePassed
-                    pause = min(pause, remaining)
-                self._wait(pause)
+
+        try:
+            with map_errors(f"the shell on {self.where} is gone", cleanup=self._break):
+                carried = False
+                if self._starting:
+                    known = {"bash": framing.BASH, "posix": framing.POSIX}
+                    carried = self._start({name: build(known[name]) for name in self._dialects})
+                sent = time.perf_counter()
+                if carried:  # the request went out in the start: its answer follows the pids
+                    out: list[bytes] = []
+                    err: list[bytes] = []
+                    self.pid, out, err = self._handshake(out, err, deadline)
+                    self._starting = False
+                    assert self.dialect is not None
+                    reader = answer(self.dialect)
+                    for chunk in out:
+                        reader.feed("stdout", chunk)
+                    for chunk in err:
+                        reader.feed("stderr", chunk)
+                    if self._preamble_due:  # its functions, for the requests after this one
+                        self._send(self.dialect.preamble, deadline)
+                        self._preamble_due = False
+                else:
+                    assert self.dialect is not None  # the handshake named it
+                    self._pass_on(stray)  # late output of earlier background jobs
+                    preamble = self.dialect.preamble if self._preamble_due else b""
+                    reader = answer(self.dialect)
+                    self._send(preamble + build(self.dialect).wire, deadline)
+                    self._preamble_due = False
+                self._read(reader, deadline)
         except DeadlinePassed:
             self.broken = True
             killed = self.kill()
-            stdout, stderr = b"".join(out), b"".join(err)
             aftermath = (
                 "the shell and what it started were killed"
                 if killed
@@ -369,28 +371,86 @@ class RemoteShell:
                 "did not answer), so the command may still be running; the next call starts "
                 "a new shell"
             )
-            raise framing.timeout_error(
-                build(self.dialect or framing.BASH),
-                stdout,
-                stderr,
-                self.where,
-                timeout,
-                aftermath=aftermath,
-            ) from None
+            if reader is None:
+                reader = answer(self.dialect or framing.BASH)
+            raise reader.timeout_error(self.where, timeout, aftermath=aftermath) from None
         except BaseException:
             self.broken = True
             self.kill()
+            if reader is not None:
+                reader.close()
             raise
-        return framing.parse_response(
-            b"".join(out), b"".join(err), request, arrivals=arrivals or ()
-        )
+        reader.close()
+        return reader.outputs()
 
-    def _drain(self, out: list[bytes], err: list[bytes]) -> tuple[int, int]:
-        if self.err_chan is None:
-            return drain(self.chan, out, err)
-        got_out, _ = drain(self.chan, out, err)
-        got_err, _ = drain(self.err_chan, err, err)
-        return got_out, got_err
+    def _read(self, reader: FrameReader, deadline: float | None) -> None:
+        """Feed the answer to ``reader`` until both streams carried the request's last
+        marker; ``DeadlinePassed`` past ``deadline``, flood or not."""
+        chan, err_chan = self.chan, self.err_chan
+        if err_chan is None:
+            err_ready, err_read = chan.recv_stderr_ready, chan.recv_stderr
+        else:  # sudo on a pty: stderr comes through the FIFO's channel
+            err_ready, err_read = err_chan.recv_ready, err_chan.recv
+        feed = reader.feed
+        while True:
+            got = False
+            for _ in range(CHUNKS_PER_CHECK):
+                if not chan.recv_ready():
+                    break
+                feed("stdout", chan.recv(READ))
+                got = True
+            for _ in range(CHUNKS_PER_CHECK):
+                if not err_ready():
+                    break
+                feed("stderr", err_read(READ))
+                got = True
+            if reader.done:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlinePassed
+            if got:
+                continue
+            if chan.closed or chan.eof_received or chan.exit_status_ready():
+                if chan.recv_ready() or err_ready():
+                    continue  # the end of the answer is still buffered
+                self.broken = True
+                raise TransportError(
+                    f"the shell on {self.where} ended during the command; it is not "
+                    "re-run, and the next call starts a new shell"
+                )
+            pause = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            self._wait(pause)
+
+    def _send(self, data: bytes, deadline: float | None) -> None:
+        """Send ``data``, waiting for the server's window no longer than ``deadline``
+        (a stalled server stops opening it)."""
+        if not data:
+            return
+        chan = self.chan
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise DeadlinePassed
+        chan.settimeout(remaining)
+        try:
+            chan.sendall(data)
+        except TimeoutError:
+            raise DeadlinePassed from None
+        finally:
+            chan.settimeout(None)
+
+    def _pass_on(self, stray: Callable[[str, bytes], None] | None) -> None:
+        """Hand what arrived since the last answer (a background job's output) to ``stray``."""
+        chan, err_chan = self.chan, self.err_chan
+        while chan.recv_ready():
+            data = chan.recv(READ)
+            if stray is not None and data:
+                stray("stdout", data)
+        source = chan.recv_stderr if err_chan is None else err_chan.recv
+        ready = chan.recv_stderr_ready if err_chan is None else err_chan.recv_ready
+        while ready():
+            data = source(READ)
+            if stray is not None and data:
+                stray("stderr", data)
 
     def _wait(self, seconds: float) -> None:
         if self.err_chan is None:

@@ -23,15 +23,18 @@ from typing import Any, ClassVar
 import paramiko
 
 from trainlab import framing
+from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import (
     CommandTimeout,
     ConnectError,
     ConnectTimeout,
     TargetError,
+    TrainlabError,
     TransportError,
 )
 from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat
+from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import Transport
 from trainlab.transports.retry import ConnectRetry, connect_failure
 from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
@@ -66,6 +69,9 @@ class SSHTransport(Transport):
     """
 
     scheme: ClassVar[str] = "ssh"
+    #: exec and shell modes write output into the capture as it arrives; mode=cli
+    #: hands a device's answer over whole.
+    supports_output: ClassVar[bool] = True
     options: ClassVar[Mapping[str, Option]] = {
         "mode": Option(
             str,
@@ -472,33 +478,65 @@ class SSHTransport(Transport):
 
     # -------------------------------------------------------------- commands
     def run(self, command: str, timeout: float | None) -> CommandResult:
+        return self.run_captured(command, timeout, CommandCapture())
+
+    def run_captured(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> CommandResult:
+        if self.mode == "cli":  # a device's CLI answers whole: captured when it ends
+            return output.take(self._cli_run(command, timeout))
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         if self.mode == "shell":
-            [out] = self._running_shell().exchange([command], timeout)
-            stdout, stderr, status = out.stdout, out.stderr, out.exit_status
-        elif self.mode == "cli":
-            cli = self._cli
-            if cli is None or not cli.alive():
-                raise TransportError(f"the CLI session on {self.where} is not running")
-            stdout, stderr, status = cli.send(command, timeout)
+            [out] = self._running_shell().exchange(
+                [command], timeout, capture_for=lambda _index: output, stray=self.stray.add
+            )
+            status = out.exit_status
         else:
-            stdout, stderr, status = self._exec_mode(command, timeout)
+            status = self._exec_mode(command, timeout, output)
+        return output.apply(self.result(command, b"", b"", status, started=started, since=t0))
+
+    def _cli_run(self, command: str, timeout: float | None) -> CommandResult:
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        cli = self._cli
+        if cli is None or not cli.alive():
+            raise TransportError(f"the CLI session on {self.where} is not running")
+        stdout, stderr, status = cli.send(command, timeout)
         return self.result(command, stdout, stderr, status, started=started, since=t0)
 
     def run_many(
         self, commands: Sequence[str], timeout: float | None, stop_on_error: bool
     ) -> list[CommandResult]:
+        return self.run_many_captured(commands, timeout, stop_on_error, CallOutput(None))
+
+    def run_many_captured(
+        self,
+        commands: Sequence[str],
+        timeout: float | None,
+        stop_on_error: bool,
+        output: CallOutput,
+    ) -> list[CommandResult]:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         if self.mode == "shell":
-            outputs = self._running_shell().exchange(commands, timeout, stop_on_error=stop_on_error)
+            outputs = self._running_shell().exchange(
+                commands,
+                timeout,
+                stop_on_error=stop_on_error,
+                capture_for=output.for_command,
+                stray=self.stray.add,
+            )
         else:
             # Exec mode keeps one shell channel for batches, opened on the first
             # batch, so every batch after it is one round trip too.
             with self._batch_lock:  # one request at a time on the kept channel
-                outputs = self._kept_shell().exchange(
-                    commands, timeout, stop_on_error=stop_on_error
+                outputs = self._kept_shell(timeout, commands[0]).exchange(
+                    commands,
+                    timeout,
+                    stop_on_error=stop_on_error,
+                    capture_for=output.for_command,
+                    stray=self.stray.add,
                 )
         wall = time.perf_counter() - t0
         return framing.framed_results(commands, outputs, self.target.address, started, wall)
@@ -510,21 +548,23 @@ class SSHTransport(Transport):
             raise TransportError(f"the shell on {self.where} is not running")
         return shell
 
-    def _exec_mode(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+    def _exec_mode(self, command: str, timeout: float | None, output: CommandCapture) -> int:
+        """Exec mode's way to run one command, its output into ``output``; its exit status."""
         if self._sudo is not None and self._sudo.tty:
-            return self._through_kept_shell(command, timeout)
+            return self._through_kept_shell(command, timeout, output)
         try:
-            return self._exec(command, timeout)
+            return self._exec(command, timeout, output)
         except NeedsTTY:  # sudo refused before the command started: nothing ran
             if self._sudo is None:
                 raise
             self._sudo.tty = True
-            return self._through_kept_shell(command, timeout)
+            return self._through_kept_shell(command, timeout, output)
 
-    def _exec(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+    def _exec(self, command: str, timeout: float | None, output: CommandCapture) -> int:
         """One command on its own channel (see ``channel.run_exec``)."""
         if len(command.encode("utf-8", "surrogateescape")) > MAX_EXEC_COMMAND:
-            return self._through_kept_shell(command, timeout)  # past ARG_MAX: the shell reads it
+            # past ARG_MAX: the shell reads it
+            return self._through_kept_shell(command, timeout, output)
         client = self._require_client()
         started = time.monotonic()
         wait = self.settings["timeout"]
@@ -547,6 +587,7 @@ class SSHTransport(Transport):
             chan,
             command,
             timeout,
+            output,
             shell=self.settings["shell"],
             login=self.login_shell,
             sudo=self._sudo,
@@ -559,17 +600,17 @@ class SSHTransport(Transport):
     def _learn_login_shell(self, login: str) -> None:
         self.login_shell = login
 
-    def _new_shell(self) -> RemoteShell:
+    def _new_shell(self, until: float | None = None) -> RemoteShell:
         client = self._require_client()
         try:
-            return self._remote_shell(client)
+            return self._remote_shell(client, until)
         except NeedsTTY:
             if self._sudo is None:
                 raise
             self._sudo.tty = True  # requiretty: sudo on a pty, stderr through a FIFO
-            return self._remote_shell(client)
+            return self._remote_shell(client, until)
 
-    def _remote_shell(self, client: PipelinedTransport) -> RemoteShell:
+    def _remote_shell(self, client: PipelinedTransport, until: float | None) -> RemoteShell:
         return RemoteShell(
             client,
             self.settings["shell"],
@@ -578,28 +619,53 @@ class SSHTransport(Transport):
             self.settings["timeout"],
             login=self.login_shell,
             learned=self._learn_login_shell,
+            until=until,
         )
 
-    def _kept_shell(self) -> RemoteShell:
-        """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts)."""
+    def _kept_shell(self, timeout: float | None, command: str) -> RemoteShell:
+        """Exec mode's kept shell channel, for batches (and sudo on requiretty hosts);
+        started within ``timeout``, the deadline of ``command``, which it serves first."""
         with self._batch_lock:
             if self._batch_shell is None or not self._batch_shell.alive():
                 if self._batch_shell is not None:
                     self._batch_shell.close()
-                self._batch_shell = self._new_shell()
+                self._batch_shell = None
+                until = None if timeout is None else time.monotonic() + timeout
+                try:
+                    self._batch_shell = self._new_shell(until)
+                except (DeadlinePassed, TrainlabError) as exc:
+                    if until is None or time.monotonic() < until or timeout is None:
+                        raise
+                    raise CommandTimeout(
+                        f"command {command[:80]!r} ran past its {timeout:g} s deadline on "
+                        f"{self.where}: the shell that runs it had not started, so it never "
+                        f"ran ({exc or 'no answer'})",
+                        command=command,
+                        timeout=timeout,
+                    ) from exc
             return self._batch_shell
 
-    def _through_kept_shell(self, command: str, timeout: float | None) -> tuple[bytes, bytes, int]:
+    def _through_kept_shell(
+        self, command: str, timeout: float | None, output: CommandCapture
+    ) -> int:
         # With requiretty every sudo needs a pty; one kept sudo shell (stderr kept
         # apart through a FIFO) serves exec mode's commands instead of a pty each.
         with self._batch_lock:
-            [out] = self._kept_shell().exchange([command], timeout)
-        return out.stdout, out.stderr, out.exit_status
+            [out] = self._kept_shell(timeout, command).exchange(
+                [command], timeout, capture_for=lambda _index: output, stray=self.stray.add
+            )
+        return out.exit_status
+
+    def _as_sudo_user(self, command: str) -> tuple[bytes, bytes, int]:
+        """A file command run as ``sudo_user``: its whole stdout and stderr, and status."""
+        output = CommandCapture()
+        status = self._exec_mode(command, None, output)
+        return output.stdout.value(), output.stderr.value(), status
 
     # ------------------------------------------------------------------ files
     def read_file(self, path: str) -> bytes:
         if self._sudo is not None:  # as sudo_user, which SFTP (the login user) is not
-            out, err, status = self._exec_mode(f"cat -- {shlex.quote(path)}", None)
+            out, err, status = self._as_sudo_user(f"cat -- {shlex.quote(path)}")
             if status != 0:
                 raise command_file_error(err, path, self.where)
             return out
@@ -607,8 +673,8 @@ class SSHTransport(Transport):
 
     def stat(self, path: str) -> FileStat:
         if self._sudo is not None:
-            out, err, status = self._exec_mode(
-                f"stat -L -c '{STAT_FORMAT}' -- {shlex.quote(path)}", None
+            out, err, status = self._as_sudo_user(
+                f"stat -L -c '{STAT_FORMAT}' -- {shlex.quote(path)}"
             )
             if status != 0:
                 raise command_file_error(err, path, self.where)

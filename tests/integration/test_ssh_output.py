@@ -1,0 +1,143 @@
+"""Output at any size over SSH, exec and shell modes: bounded memory, live chunks, a
+spool file, deadlines under floods, and late background output kept out of answers.
+
+The flood and size cases are the local transport's (tests/integration/test_local_output.py),
+run here against the suite's OpenSSH server through the ``session`` fixture below.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trainlab
+from tests.integration.test_local_output import (  # the same cases, over SSH
+    test_batch_flood_keeps_its_deadline,
+    test_batch_keeps_each_commands_output_under_a_small_cap,
+    test_flood_stops_at_its_deadline_with_bounded_memory,
+    test_large_output_that_ends_is_truncated_head_and_tail,
+    test_no_bound_keeps_everything,
+    test_output_file_gets_fifty_megabytes_byte_exact,
+    test_small_output_is_whole_and_on_output_chunks_add_up,
+    test_stream_prints_live_and_the_result_is_unchanged,
+)
+from trainlab.errors import StrayOutputWarning
+from trainlab.sandbox.sshd import SSHServer
+
+pytestmark = pytest.mark.ssh
+
+__all__ = [
+    "test_batch_flood_keeps_its_deadline",
+    "test_batch_keeps_each_commands_output_under_a_small_cap",
+    "test_flood_stops_at_its_deadline_with_bounded_memory",
+    "test_large_output_that_ends_is_truncated_head_and_tail",
+    "test_no_bound_keeps_everything",
+    "test_output_file_gets_fifty_megabytes_byte_exact",
+    "test_small_output_is_whole_and_on_output_chunks_add_up",
+    "test_stream_prints_live_and_the_result_is_unchanged",
+]
+
+MODES = ["exec", "shell", "shell-sh"]
+
+
+def wait_for(path: Path) -> str:
+    """Shell code that waits (at most 20 s) for ``path`` to exist."""
+    return f"i=0; while [ ! -e {path} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
+
+
+@pytest.fixture(params=MODES)
+def session(
+    request: pytest.FixtureRequest, sshd: SSHServer, ssh_options: dict[str, Any]
+) -> Iterator[trainlab.Session]:
+    mode, _, shell = request.param.partition("-")
+    options = {**ssh_options, "mode": mode, "shell": shell or "auto"}
+    with trainlab.connect(sshd.uri, reuse=False, **options) as opened:
+        opened.run("true")  # connected (and the kept shell up) before anything is measured
+        yield opened
+
+
+def test_on_output_is_live_the_command_waits_for_its_first_chunk(
+    session: trainlab.Session, tmp_path: Path
+) -> None:
+    """The command goes on only once the callback has seen its first line: without
+    live chunks it would wait until its deadline."""
+    go = tmp_path / "go"
+    seen: list[str] = []
+
+    def on_output(stream: str, text: str) -> None:
+        seen.append(text)
+        if "first" in "".join(seen):
+            go.touch()
+
+    command = f"echo first; {wait_for(go)}; [ -e {go} ] && echo second"
+    result = session.run(command, on_output=on_output, timeout=60)
+    assert result.stdout == "first\nsecond\n"
+    assert "".join(seen) == result.stdout
+
+
+def test_batch_on_output_is_live_per_command(session: trainlab.Session, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    seen: list[tuple[int, str]] = []
+
+    def on_output(index: int, stream: str, text: str) -> None:
+        seen.append((index, text))
+        if index == 0:
+            go.touch()
+
+    batch = session.run_many(
+        ["echo zero", f"{wait_for(go)}; [ -e {go} ] && echo one"], on_output=on_output, timeout=60
+    )
+    assert [r.stdout for r in batch] == ["zero\n", "one\n"]
+    assert seen == [(0, "zero\n"), (1, "one\n")]
+
+
+@pytest.mark.parametrize("mode", ["shell", "shell-sh"])
+def test_late_background_output_is_stray_not_the_next_answer(
+    sshd: SSHServer, ssh_options: dict[str, Any], mode: str
+) -> None:
+    name, _, shell = mode.partition("-")
+    with trainlab.connect(
+        sshd.uri, reuse=False, **{**ssh_options, "mode": name, "shell": shell or "auto"}
+    ) as s:
+        first = s.run("(sleep 0.3; echo LATE; echo LATE-ERR >&2) &")
+        assert (first.stdout, first.stderr) == ("", "")
+        time.sleep(1.5)  # the job has written; nothing has read it yet
+        with pytest.warns(StrayOutputWarning, match="session.stray_output"):
+            second = s.run("echo SECOND")
+        assert (second.stdout, second.stderr) == ("SECOND\n", "")
+        assert (s.stray_output.stdout, s.stray_output.stderr) == (b"LATE\n", b"LATE-ERR\n")
+        s.run("(sleep 0.3; echo AGAIN) &")
+        time.sleep(1.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the warning comes once a session
+            assert s.run("echo third").stdout == "third\n"
+        assert s.stray_output.stdout == b"LATE\nAGAIN\n"
+
+
+def test_exec_mode_drops_what_a_background_job_writes_after_its_command(
+    sshd: SSHServer, ssh_options: dict[str, Any]
+) -> None:
+    """Each command has its own channel: a job's late output goes with the closed one."""
+    with trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, "mode": "exec"}) as s:
+        first = s.run("(sleep 0.3; echo LATE) &")
+        second = s.run("sleep 0.8; echo SECOND")
+        assert (first.stdout, second.stdout) == ("", "SECOND\n")
+        assert s.stray_output.total == 0
+
+
+def test_exec_mode_batches_keep_late_output_out_of_the_next_batch(
+    sshd: SSHServer, ssh_options: dict[str, Any]
+) -> None:
+    with trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, "mode": "exec"}) as s:
+        first = s.run_many(["(sleep 0.3; echo LATE) &", "echo B"])
+        assert [r.stdout for r in first] == ["", "B\n"]
+        time.sleep(1.5)
+        with pytest.warns(StrayOutputWarning):
+            later = s.run_many(["echo C", "echo D"])
+        assert [r.stdout for r in later] == ["C\n", "D\n"]
+        assert s.stray_output.stdout == b"LATE\n"

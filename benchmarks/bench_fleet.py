@@ -32,12 +32,20 @@ sshd into a network namespace behind a delay line that holds every packet, ACKs
 included (trainlab.sandbox.netns; root): only there do Nagle's algorithm in sshd
 and delayed ACKs in the clients cost what they cost on a real link.
 
+A second table times every pattern again with dead targets added (--dead, 5% of
+the fan-out by default; 0 skips it): loopback ports that refuse connections, as a
+host that is down answers. Each pattern keeps its live connections and, on the
+warm call, runs the same fan-out again: the peers try the dead hosts again (fabric
+and parallel-ssh on their own, the hand-written ones as their loop would); the kit
+skips them within its cool-down (``cooldown``, 30 s) and reports them as rows.
+"kit shell (cooldown=0)" is the kit trying them every time.
+
 --growth also times the kit at 10, 50, 100 and 200 targets; --dask also times
 the kit's fleet on a LocalCluster of two worker processes (executor=Client),
 which keep their sessions between calls.
 
 Run: python benchmarks/bench_fleet.py [--targets 50] [--rounds 5] [--round-trips]
-     [--rtt 0.02 | --far 0.02] [--growth] [--dask] [--json out.json]
+     [--rtt 0.02 | --far 0.02] [--dead 0.05] [--growth] [--dask] [--json out.json]
 """
 
 from __future__ import annotations
@@ -46,7 +54,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
+import socket
 import statistics
 import sys
 import time
@@ -70,6 +80,25 @@ PER_SERVER = 64  # 16 ports x 2 names x with/without user
 CURVE25519 = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 NISTP256 = "ecdh-sha2-nistp256"
 COMMAND = "hostname"
+#: Ports of the dead targets of a run: they refuse connections.
+DEAD_PORTS: set[int] = set()
+
+
+def live(hosts: list[tuple[str, str, int]]) -> int:
+    """How many of ``hosts`` should answer (the dead ones refuse)."""
+    return sum(1 for _, _, port in hosts if port not in DEAD_PORTS)
+
+
+def dead_targets(server: SSHServer, count: int) -> list[tuple[str, str, int]]:
+    """``count`` targets on loopback ports that nothing listens on: connections are refused."""
+    found = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        DEAD_PORTS.add(port)
+        found.append((f"ssh://{server.user}@127.0.0.1:{port}", "127.0.0.1", port))
+    return found
 
 
 def targets(servers: list[SSHServer], count: int) -> list[tuple[str, str, int]]:
@@ -100,7 +129,7 @@ def kit(
 
     def run() -> None:
         result = fleets[0].run(COMMAND)
-        if len(result.ok) != len(hosts):
+        if len(result.ok) != live(hosts):
             raise SystemExit(f"kit {mode}: {result.failed[0]!r}")
 
     def cold() -> None:  # the fleet is made in the timed part, as the peers' clients are
@@ -142,15 +171,26 @@ def asyncssh_gather(hosts: list[tuple[str, str, int]], server: SSHServer) -> Ite
         await conn.run(COMMAND, check=True)
         return conn
 
-    async def connect_all() -> list[Any]:
-        return list(await asyncio.gather(*(one(host, port) for _, host, port in hosts)))
+    down: list[tuple[str, str, int]] = []
+
+    async def connect_all(targets: list[tuple[str, str, int]]) -> None:
+        answers = await asyncio.gather(
+            *(one(host, port) for _, host, port in targets), return_exceptions=True
+        )
+        conns.extend(a for a in answers if not isinstance(a, BaseException))
+        down[:] = [t for t, a in zip(targets, answers, strict=True) if isinstance(a, BaseException)]
+        if len(down) != len(targets) - live(targets):
+            raise SystemExit(f"asyncssh: {next(a for a in answers if isinstance(a, Exception))!r}")
 
     def cold() -> None:
-        conns[:] = loop.run_until_complete(connect_all())
+        conns.clear()
+        loop.run_until_complete(connect_all(hosts))
 
     def warm() -> None:
-        async def all_of() -> None:
-            await asyncio.gather(*(c.run(COMMAND, check=True) for c in conns))
+        async def all_of() -> None:  # the open connections, and the dead hosts again
+            await asyncio.gather(
+                *(c.run(COMMAND, check=True) for c in conns), connect_all(list(down))
+            )
 
         loop.run_until_complete(all_of())
 
@@ -196,11 +236,29 @@ def paramiko_threads(
         exec_one(client)
         return client
 
-    def cold() -> None:
-        clients[:] = list(pool.map(lambda h: one(h[1], h[2]), hosts))
+    down: list[tuple[str, str, int]] = []
 
-    def warm() -> None:
+    def try_one(host: tuple[str, str, int]) -> paramiko.SSHClient | None:
+        try:
+            return one(host[1], host[2])
+        except OSError:  # refused (paramiko raises NoValidConnectionsError, an OSError)
+            if host[2] not in DEAD_PORTS:
+                raise
+            return None
+
+    def connect_all(targets: list[tuple[str, str, int]]) -> list[paramiko.SSHClient]:
+        answers = list(pool.map(try_one, targets))
+        down[:] = [t for t, a in zip(targets, answers, strict=True) if a is None]
+        return [a for a in answers if a is not None]
+
+    def cold() -> None:
+        clients[:] = connect_all(hosts)
+
+    def warm() -> None:  # the open clients, and the dead hosts again
+        retried = pool.submit(connect_all, list(down)) if down else None
         list(pool.map(exec_one, clients))
+        if retried is not None:
+            clients.extend(retried.result())
 
     try:
         yield cold, warm
@@ -216,6 +274,16 @@ def fabric_group(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterat
 
     groups: list[Any] = []
 
+    def run(group: Any) -> None:
+        from fabric.exceptions import GroupException
+
+        try:
+            group.run(COMMAND, hide=True)
+        except GroupException as exc:  # the dead hosts; fabric tries them again next run
+            failed = [c for c, r in exc.result.items() if isinstance(r, BaseException)]
+            if len(failed) != len(hosts) - live(hosts):
+                raise
+
     def cold() -> None:
         group = ThreadingGroup(
             *(f"{host}:{port}" for _, host, port in hosts),
@@ -227,10 +295,10 @@ def fabric_group(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterat
             },
         )
         groups[:] = [group]
-        group.run(COMMAND, hide=True)
+        run(group)
 
     def warm() -> None:
-        groups[0].run(COMMAND, hide=True)
+        run(groups[0])
 
     try:
         yield cold, warm
@@ -247,14 +315,20 @@ def parallel_ssh(hosts: list[tuple[str, str, int]], server: SSHServer) -> Iterat
     clients: list[Any] = []
 
     def run(client: Any) -> None:
-        output = client.run_command(COMMAND)
+        output = client.run_command(COMMAND, stop_on_errors=False)
         client.join(output)
+        failed = 0
         for host_output in output:
+            if host_output.exception is not None:  # the dead hosts, tried again next run
+                failed += 1
+                continue
             list(host_output.stdout)
             # exit_code can still be None here under load (libssh2 has not read
             # the exit-status message yet); only an exception is a failure.
-            if host_output.exception is not None or host_output.exit_code not in (0, None):
-                raise SystemExit(f"parallel-ssh: {host_output.exception!r}")
+            if host_output.exit_code not in (0, None):
+                raise SystemExit(f"parallel-ssh: exit {host_output.exit_code}")
+        if failed != len(hosts) - live(hosts):
+            raise SystemExit(f"parallel-ssh: {failed} hosts failed")
 
     def cold() -> None:
         client = ParallelSSHClient(
@@ -313,6 +387,10 @@ PATTERNS: dict[str, Callable[..., Any]] = {
     "kit shell (default)": lambda hosts, server: kit(hosts, server, "shell"),
     "paramiko threads (nistp256)": partial(paramiko_threads, nistp256=True),
     "kit shell (kex=nistp256)": lambda hosts, server: kit(hosts, server, "shell", kex=NISTP256),
+}
+#: Patterns timed only with dead targets.
+DEAD_ONLY: dict[str, Callable[..., Any]] = {
+    "kit shell (cooldown=0)": lambda hosts, server: kit(hosts, server, "shell", cooldown=0),
 }
 
 
@@ -409,6 +487,9 @@ def main() -> int:
     parser.add_argument(
         "--far", type=float, default=0.0, help="sshd in a namespace behind a delay line: its RTT"
     )
+    parser.add_argument(
+        "--dead", type=float, default=0.05, help="dead targets added, a fraction (0: none)"
+    )
     parser.add_argument("--growth", action="store_true", help="the kit at 10 to 200 targets")
     parser.add_argument("--dask", action="store_true", help="the kit on a 2-worker LocalCluster")
     parser.add_argument("--json", default="", help="write the numbers here")
@@ -480,6 +561,33 @@ def main() -> int:
                 f"| {name:<{width}} | {cell(results[name]['cold'])} "
                 f"| {cell(results[name]['warm'])} | {cell(results[name]['cpu'])} |"
             )
+        dead_results: dict[str, dict[str, list[float]]] = {}
+        if args.dead > 0:
+            dead = dead_targets(server, math.ceil(len(hosts) * args.dead))
+            mixed = hosts + dead
+            names = [*chosen, *DEAD_ONLY]
+            print(
+                f"\nwith {args.dead:.0%} dead targets: the same {len(hosts)} and {len(dead)} "
+                f"ports that refuse connections ({len(mixed)} targets), ms\n"
+            )
+            dead_results = {name: {"cold": [], "warm": []} for name in names}
+            for _ in range(args.rounds):
+                for name in sorted(names, key=lambda n: n == "parallel-ssh"):
+                    factory = PATTERNS.get(name) or DEAD_ONLY[name]
+                    cold, warm, _ = measure(factory, mixed, server, args.warm)
+                    dead_results[name]["cold"].append(cold)
+                    dead_results[name]["warm"].append(warm)
+                    trainlab.close_all()
+            wide = max(len(n) for n in names)
+            print(f"| {'pattern':<{wide}} | cold ms | warm ms | warm ms, no dead targets |")
+            print(f"|{'-' * (wide + 2)}|---:|---:|---:|")
+            for name in names:
+                healthy = results.get(name) or results.get("kit shell (default)")
+                print(
+                    f"| {name:<{wide}} | {cell(dead_results[name]['cold'])} "
+                    f"| {cell(dead_results[name]['warm'])} "
+                    f"| {cell(healthy['warm']) if healthy and healthy['warm'] else '-'} |"
+                )
         growth: dict[str, dict[str, list[float]]] = {}
         if args.growth:
             print("\nkit, growth with the number of targets (median of rounds, ms)\n")
@@ -529,6 +637,7 @@ def main() -> int:
                         "far": args.far,
                         "round_trips": trips,
                         "patterns": results,
+                        "dead": {"fraction": args.dead, "patterns": dead_results},
                         "growth": growth,
                         "dask": dask_cells,
                     },

@@ -8,7 +8,9 @@ family and still see the cause::
     ├── TargetError        bad URI, unknown scheme, bad option, missing extra (ValueError)
     ├── InvalidCommand     a command that cannot be sent: NUL bytes, empty (ValueError)
     ├── ConnectError       could not connect or authenticate (after bounded retries)
-    │   └── HostKeyError   unknown or changed host key under the chosen policy
+    │   ├── HostKeyError   unknown or changed host key under the chosen policy
+    │   ├── ConnectTimeout no answer while connecting, within the timeout (TimeoutError)
+    │   └── SkippedRecentlyFailed  not tried: it failed to connect within a fleet's cool-down
     ├── TransportError     the connection broke during an operation
     │   └── SessionClosed  the session was closed; connect() opens a new one
     ├── CommandTimeout     a command exceeded its deadline (TimeoutError); session usable
@@ -40,6 +42,7 @@ __all__ = [
     "CommandFailed",
     "CommandTimeout",
     "ConnectError",
+    "ConnectTimeout",
     "FileError",
     "FileMissing",
     "FleetError",
@@ -48,6 +51,7 @@ __all__ = [
     "InvalidCommand",
     "OutputError",
     "SessionClosed",
+    "SkippedRecentlyFailed",
     "StrayOutputWarning",
     "TargetError",
     "TrainlabError",
@@ -74,6 +78,18 @@ class ConnectError(TrainlabError):
 
 class HostKeyError(ConnectError):
     """The host key is unknown or has changed, under the chosen host key policy."""
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """No answer while connecting (TCP, or the protocol's greeting) within the timeout."""
+
+
+class SkippedRecentlyFailed(ConnectError):
+    """A fleet did not try the target: it failed to connect within the fleet's cool-down.
+
+    The message says when, and the error it failed with; ``retry_failed=True``
+    (or ``cooldown=0``) tries it again.
+    """
 
 
 class TransportError(TrainlabError):

@@ -65,7 +65,7 @@ def test_fifty_targets_a_closed_port_and_a_hanging_host(
     assert "refused" in by_target[closed].error.lower()
     # The hanging host is bounded by the per-target timeout, given to the
     # transport as its connect timeout.
-    assert by_target[hanging].error_type == "ConnectError"
+    assert by_target[hanging].error_type == "ConnectTimeout"
     assert "within 4 s" in by_target[hanging].error
     assert not [o for o in result if o.error_type == "Deadline"]
     frame = result.frame

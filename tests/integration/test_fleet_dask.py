@@ -53,18 +53,22 @@ def test_targets_split_across_workers_and_sessions_kept_on_each(
     assert [o.target for o in first.ok] == good
     assert not any(o.reused for o in first)
     assert first.failed[0].error_type == "ConnectError"
+    assert first.failed[0].connect_failure == "refused"
 
     second = fleet.run_many(["hostname", "id -u"], executor=client, progress=False)
     assert len(second) == 2 * 21
     assert all(o.reused for o in second.ok)
     assert len(second.ok) == 40
+    # As with threads: the target that failed to connect is skipped, not sent to a worker.
+    assert [o.error_type for o in second.failed] == ["SkippedRecentlyFailed"] * 2
+    assert "Connection refused" in second.failed[0].error
 
     stats = worker_stats(client)
     assert len(stats) == 2
     assert all(s["fanouts"] == 2 for s in stats.values())  # every worker got targets
     assert sum(s["sessions"] for s in stats.values()) == 20
     assert sum(s["connects"] for s in stats.values()) == 20  # none reopened
-    assert sum(s["targets"] for s in stats.values()) == 2 * 21
+    assert sum(s["targets"] for s in stats.values()) == 21 + 20
 
 
 def test_assignment_is_stable_when_a_worker_joins() -> None:

@@ -164,7 +164,15 @@ def test_fleet(tmp_path: Path) -> None:
     assert "ConnectError" in text(out["failed"])
     assert "24 answered, 1 failed" in text(out["failed"])
     assert text(out["fleet-error"]).startswith("FleetError 1 of 25 targets failed")
+    report = text(out["report"])
+    assert "25 targets: 24 ok, 1 ConnectError (refused); slowest ssh://" in report
+    assert "cannot connect to 127.0.0.1" in report  # the group's example message
+    assert "total_s" in text(out["slowest"])
     assert "reused: 24 of 24" in text(out["warm"])
+    cooldown = text(out["cooldown"])
+    assert "SkippedRecentlyFailed | skipped: failed to connect" in cooldown
+    assert "25 targets: 24 ok, 1 skipped as recently failed (refused)" in cooldown
+    assert "ConnectError when tried again" in cooldown
     assert "a cold command waits 4 round trips, a warm one 1" in text(out["round-trips"])
     assert "id -un" in text(out["run-many"])
     assert "image/png" in mimes(out["plot"])

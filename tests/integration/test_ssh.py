@@ -92,7 +92,7 @@ def test_missing_key_file(sshd: SSHServer, ssh_options: dict[str, Any]) -> None:
         trainlab.connect(sshd.uri, reuse=False, **options).open()
 
 
-def test_refused_connection_is_retried_then_named(ssh_options: dict[str, Any]) -> None:
+def test_refused_connection_is_retried_when_asked_then_named(ssh_options: dict[str, Any]) -> None:
     import socket
 
     with socket.socket() as probe:
@@ -103,6 +103,7 @@ def test_refused_connection_is_retried_then_named(ssh_options: dict[str, Any]) -
         reuse=False,
         connect_retries=1,
         retry_backoff=0.01,
+        retry_refused=True,  # by default a refusal fails at once
         **ssh_options,
     )
     with pytest.raises(trainlab.ConnectError, match=r"refused \(after 2 attempts\)"):

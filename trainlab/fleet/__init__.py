@@ -5,11 +5,12 @@ cluster (``executor=Client(...)``) to reach beyond it. Sessions come from the
 live-session registry, so a second fan-out over the same fleet reuses every
 connection, here and on each Dask worker.
 
-The package: ``results`` (outcomes, ``FleetResult``), ``targets`` (URIs, labels,
-the open-file budget), ``inventories`` (Ansible inventories and ssh_config as
-targets), ``engine`` (the ``Executor`` interface and ``Plan``), ``threads`` and
-``dask_executor`` (two executors; SSM's is ``trainlab.aws.ssm_executor``) and
-``fleet`` (the ``Fleet`` facade).
+The package: ``results`` (outcomes, ``FleetResult``), ``report`` (a fan-out at a
+glance), ``cooldown`` (targets that failed to connect, skipped for a while),
+``targets`` (URIs, labels, the open-file budget), ``inventories`` (Ansible
+inventories and ssh_config as targets), ``engine`` (the ``Executor`` interface and
+``Plan``), ``threads`` and ``dask_executor`` (two executors; SSM's is
+``trainlab.aws.ssm_executor``) and ``fleet`` (the ``Fleet`` facade).
 
 >>> import trainlab
 >>> fleet = trainlab.Fleet(["mock://web1", "mock://web2"], responses={"hostname": "web\\n"})
@@ -22,8 +23,10 @@ targets), ``engine`` (the ``Executor`` interface and ``Plan``), ``threads`` and
 
 from __future__ import annotations
 
+from trainlab.fleet.cooldown import Cooldown
 from trainlab.fleet.fleet import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from trainlab.fleet.fleet import Fleet
+from trainlab.fleet.report import FleetReport
 from trainlab.fleet.results import FLEET_COLUMNS, FleetResult, Outcome
 from trainlab.fleet.targets import DEFAULT_MAX_WORKERS as DEFAULT_MAX_WORKERS
 from trainlab.fleet.targets import FleetWarning, NamedTarget, default_max_workers
@@ -31,7 +34,9 @@ from trainlab.fleet.threads import run_target as run_target
 
 __all__ = [
     "FLEET_COLUMNS",
+    "Cooldown",
     "Fleet",
+    "FleetReport",
     "FleetResult",
     "FleetWarning",
     "NamedTarget",

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.commands import command_text
 from trainlab.errors import TargetError
+from trainlab.fleet.cooldown import DEFAULT_COOLDOWN, Cooldown
 from trainlab.fleet.engine import Executor, Plan
-from trainlab.fleet.results import FleetResult
+from trainlab.fleet.results import FleetResult, Outcome
 from trainlab.fleet.targets import (
     NamedTarget,
     Spec,
@@ -59,6 +60,12 @@ class Fleet:
         ``True``: a tqdm bar (notebooks and terminals); ``False``: none; a
         callable gets ``(done, total)`` after each target. Default: a bar when
         tqdm is installed and more than one target runs.
+    cooldown
+        Seconds a target that failed to connect is skipped (default 30; 0: never):
+        later fan-outs report it at once as a ``SkippedRecentlyFailed`` row saying
+        when it failed and why. ``run(..., retry_failed=True)`` and ``close()`` try
+        it again; failed commands never count. A ``Cooldown`` (with its own clock)
+        is taken as is.
     **options
         Passed to ``trainlab.connect`` for every URI target. Transports with a
         shell mode (``ssh://``, ``local://``) default to ``mode="shell"`` in a
@@ -78,6 +85,7 @@ class Fleet:
         timeout: float = DEFAULT_TIMEOUT,
         deadline: float | None = None,
         progress: bool | Callable[[int, int], None] | None = None,
+        cooldown: float | Cooldown = DEFAULT_COOLDOWN,
         **options: Any,
     ) -> None:
         if hasattr(targets, "columns"):  # an inventory, as from_inventory takes it
@@ -93,6 +101,7 @@ class Fleet:
         self.timeout = _positive(timeout, "timeout")
         self.deadline = None if deadline is None else _positive(deadline, "deadline")
         self.progress = progress
+        self.cooldown = cooldown if isinstance(cooldown, Cooldown) else Cooldown(cooldown)
         self.options = dict(options)
         specs: dict[str, Spec] = {}
         for item in targets:
@@ -190,7 +199,11 @@ class Fleet:
         return [spec.connect() for spec in self._specs]
 
     def close(self) -> None:
-        """Close the fleet's sessions in this process (those it has made or was given)."""
+        """Close the fleet's sessions in this process (those it has made or was given).
+
+        Forgets the targets cooling down too: the next fan-out tries every target.
+        """
+        self.cooldown.forget()
         for spec in self._specs:
             session = spec.session or spec.kept.pop("session", None)
             if session is not None:
@@ -206,6 +219,7 @@ class Fleet:
         check: bool = False,
         executor: Any = None,
         progress: bool | Callable[[int, int], None] | None = None,
+        retry_failed: bool = False,
     ) -> FleetResult:
         """Run ``command`` on every target at once; one ``Outcome`` per target.
 
@@ -213,10 +227,11 @@ class Fleet:
         connect timeout stays the fleet's, so sessions are reused). ``check=True``
         raises ``FleetError`` when any target failed. ``executor`` may be a
         ``dask.distributed.Client``: targets are then split across its workers.
+        ``retry_failed=True`` tries the targets cooling down too (see ``cooldown``).
         """
         text = command_text(command)
         return self._fan_out(
-            [text], False, False, timeout, deadline, check, executor, progress, text
+            [text], False, False, timeout, deadline, check, executor, progress, text, retry_failed
         )
 
     def run_many(
@@ -229,6 +244,7 @@ class Fleet:
         check: bool = False,
         executor: Any = None,
         progress: bool | Callable[[int, int], None] | None = None,
+        retry_failed: bool = False,
     ) -> FleetResult:
         """Run ``commands`` as one batch per target; one ``Outcome`` per target and command."""
         if isinstance(commands, str):
@@ -238,7 +254,16 @@ class Fleet:
             raise TargetError("run_many needs at least one command")
         label = f"{len(texts)} commands"
         return self._fan_out(
-            texts, True, stop_on_error, timeout, deadline, check, executor, progress, label
+            texts,
+            True,
+            stop_on_error,
+            timeout,
+            deadline,
+            check,
+            executor,
+            progress,
+            label,
+            retry_failed,
         )
 
     def _fan_out(  # noqa: PLR0917 - private, called from run and run_many only
@@ -252,6 +277,7 @@ class Fleet:
         executor: Any,
         progress: bool | Callable[[int, int], None] | None,
         label: str,
+        retry_failed: bool = False,
     ) -> FleetResult:
         plan = Plan(
             commands=commands,
@@ -262,13 +288,20 @@ class Fleet:
         )
         chosen = self.progress if progress is None else progress
         started = time.perf_counter()
+        if retry_failed:
+            self.cooldown.forget()
+        skipped = self.cooldown.skip(self.uris, commands)
+        cooling = {o.target for o in skipped}
+        specs = [spec for spec in self._specs if spec.label not in cooling]
         with _Progress(chosen, len(self._specs), label) as bar:
-            run = self._executor(plan, executor, bar.update)
+            run = self._executor(plan, executor, bar.update, specs) if specs else None
             try:
-                outcomes = run.execute()
+                if cooling:
+                    bar.update(len(cooling))
+                outcomes = run.execute() if run is not None else []
             except KeyboardInterrupt as exc:
                 partial = FleetResult(
-                    run.partial(),
+                    _in_order(self.uris, (run.partial() if run is not None else []) + skipped),
                     duration=time.perf_counter() - started,
                     label=label,
                     interrupted=True,
@@ -281,22 +314,39 @@ class Fleet:
                     "every outcome is in fleet.last_result"
                 )
                 raise
-        result = FleetResult(outcomes, duration=time.perf_counter() - started, label=label)
+        self.cooldown.learn(outcomes)
+        result = FleetResult(
+            _in_order(self.uris, outcomes + skipped),
+            duration=time.perf_counter() - started,
+            label=label,
+        )
         self.last_result = result
         return result.raise_for_errors() if check else result
 
-    def _executor(self, plan: Plan, client: Any, update: Callable[[int], None]) -> Executor:
+    def _executor(
+        self, plan: Plan, client: Any, update: Callable[[int], None], specs: list[Spec]
+    ) -> Executor:
         """The engine of one fan-out: a Dask ``client``'s workers, SSM's own, or threads here."""
         if client is not None:
             from trainlab.fleet.dask_executor import DaskExecutor
 
-            return DaskExecutor(client, self._specs, plan, self.max_workers, update)
-        if any(spec.uri.startswith("ssm://") for spec in self._specs):
+            return DaskExecutor(client, specs, plan, self.max_workers, update)
+        if any(spec.uri.startswith("ssm://") for spec in specs):
             from trainlab.aws.ssm_executor import SSMExecutor
 
-            if SSMExecutor.takes(self._specs, plan):
-                return SSMExecutor(self._specs, plan, update)
-        return ThreadExecutor(self._specs, plan, self.max_workers, update)
+            if SSMExecutor.takes(specs, plan):
+                return SSMExecutor(specs, plan, update)
+        return ThreadExecutor(specs, plan, self.max_workers, update)
+
+
+def _in_order(targets: Sequence[str], outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """``outcomes`` in the fleet's order of ``targets`` (each target's rows kept in order;
+    a row for a target the fleet does not name comes last, never lost)."""
+    by_target: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_target.setdefault(outcome.target, []).append(outcome)
+    ordered = [o for target in targets for o in by_target.pop(target, [])]
+    return ordered + [o for rows in by_target.values() for o in rows]
 
 
 def _positive(value: float, name: str) -> float:

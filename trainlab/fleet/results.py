@@ -18,9 +18,11 @@ from trainlab.result import RESULT_COLUMNS, CommandResult, Items, clip, results_
 if TYPE_CHECKING:
     import pandas as pd
 
+    from trainlab.fleet.report import FleetReport
+
 __all__ = ["FLEET_COLUMNS", "FleetResult", "Outcome", "failure", "placeholders"]
 
-FLEET_COLUMNS = (*RESULT_COLUMNS, "reused", "error_type", "error")
+FLEET_COLUMNS = (*RESULT_COLUMNS, "reused", "connect_s", "connect_failure", "error_type", "error")
 _FLEET_DTYPES = {"exit_status": "Int64", "ok": "bool", "cached": "bool", "reused": "bool"}
 
 
@@ -29,8 +31,12 @@ class Outcome:
     """What one command did on one target: its result, or why there is none.
 
     ``error_type`` names the failure class (``ConnectError``, ``HostKeyError``,
-    ``CommandTimeout``, ``Deadline``, ``Cancelled``, ...); ``error`` says what
-    happened. ``reused`` is True when the target's session was already open.
+    ``CommandTimeout``, ``Deadline``, ``Cancelled``, ``SkippedRecentlyFailed``, ...);
+    ``error`` says what happened. ``reused`` is True when the target's session was
+    already open. ``connect_s`` is the time this fan-out spent getting the target's
+    session open (near 0 when reused); ``duration_s`` the time after that.
+    ``connect_failure`` is set when the target could not connect: ``refused``,
+    ``unresolvable``, ``unreachable``, ``timeout``, ``reset`` or ``other``.
     """
 
     target: str
@@ -40,6 +46,8 @@ class Outcome:
     error_type: str = ""
     duration: float = 0.0
     reused: bool = False
+    connect_s: float = 0.0
+    connect_failure: str = ""
 
     @property
     def ok(self) -> bool:
@@ -60,7 +68,7 @@ class Outcome:
 
     @property
     def duration_s(self) -> float:
-        """The command's own duration; for a failure, how long the target took to fail."""
+        """The command's own duration; for a failure, how long it took to fail once connected."""
         return self.duration if self.result is None else self.result.duration
 
     def to_record(self) -> dict[str, Any]:
@@ -76,6 +84,8 @@ class Outcome:
             ok=self.ok,
             duration_s=self.duration_s,
             reused=self.reused,
+            connect_s=self.connect_s,
+            connect_failure=self.connect_failure,
             error_type=self.error_type,
             error=self.error,
         )
@@ -197,6 +207,14 @@ class FleetResult(Items[Outcome]):
 
     check = raise_for_errors
 
+    def report(self, slowest: int = 5) -> FleetReport:
+        """What this fan-out did at a glance: a summary line, the outcomes grouped by
+        error type (with example targets and a message), and the ``slowest`` targets
+        with their connect and run times (see ``trainlab.fleet.report.FleetReport``)."""
+        from trainlab.fleet.report import FleetReport
+
+        return FleetReport.of(self._items, slowest)
+
     def __repr__(self) -> str:
         failed = len(self.failed.targets)
         label = f" {self.label!r}" if self.label else ""
@@ -218,10 +236,12 @@ class FleetResult(Items[Outcome]):
                 f"</td><td style='color:{color}'>{status}</td>"
                 f"<td><pre style='margin:0'>{html.escape(clip(shown, 400)[0])}</pre></td>"
                 f"<td><pre style='margin:0'>{html.escape(clip(o.stderr, 200)[0])}</pre></td>"
-                f"<td>{o.duration_s * 1e3:.1f}</td></tr>"
+                f"<td>{o.connect_s * 1e3:.1f}</td><td>{o.duration_s * 1e3:.1f}</td></tr>"
             )
+        summary = self.report(slowest=1).summary if self._items else "no targets"
         return (
-            f"<div class='trainlab-fleet'><small>{html.escape(repr(self))}</small><table>"
+            f"<div class='trainlab-fleet'><b>{html.escape(summary)}</b><br>"
+            f"<small>{html.escape(repr(self))}</small><table>"
             "<tr><th>target</th><th>command</th><th>exit</th><th>stdout / error</th>"
-            "<th>stderr</th><th>ms</th></tr>" + "".join(rows) + "</table></div>"
+            "<th>stderr</th><th>connect ms</th><th>ms</th></tr>" + "".join(rows) + "</table></div>"
         )

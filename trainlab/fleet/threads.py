@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from trainlab.errors import ConnectError
 from trainlab.fleet.engine import GRACE, Executor, Plan
 from trainlab.fleet.results import Outcome, failure, placeholders
 from trainlab.fleet.targets import Spec
 from trainlab.session import Session, close_quietly
+from trainlab.transports.retry import connect_failure
 
 __all__ = ["ThreadExecutor", "run_target"]
 
@@ -23,44 +25,76 @@ _TICK = 0.2
 
 
 def run_target(spec: Spec, plan: Plan, budget: float, hold: _Holder | None = None) -> list[Outcome]:
-    """Connect (or reuse) and run the plan on one target; never raises a TrainlabError."""
+    """Connect (or reuse) and run the plan on one target; never raises a TrainlabError.
+
+    Times the connect (``connect_s``) apart from the run, and marks a failure to
+    connect (``connect_failure``): a fleet's cool-down skips such a target for a while.
+    """
     since = time.perf_counter()
     label = spec.label
     if budget <= 0:
         return placeholders(label, plan.commands, "Deadline", "not started: past the deadline")
     end = time.monotonic() + budget
     reused = False
+    connected: float | None = None
     try:
         session = spec.connect()
         reused = session.alive
         if hold is not None:
             hold.add(label, session, opened_here=not reused)
         session.open()
+        connected = time.perf_counter()
+        if hold is not None:
+            hold.connected(label)
+        connect_s = connected - since
         remaining = max(0.001, end - time.monotonic())
         if plan.batch:
             batch = session.run_many(
                 plan.commands, timeout=remaining, stop_on_error=plan.stop_on_error
             )
-            outcomes = [Outcome(label, r.command, r, reused=reused) for r in batch]
+            outcomes = [
+                Outcome(label, r.command, r, reused=reused, connect_s=connect_s) for r in batch
+            ]
             outcomes += [
-                Outcome(label, c, error="not run after a failure", error_type="Skipped")
+                Outcome(
+                    label,
+                    c,
+                    error="not run after a failure",
+                    error_type="Skipped",
+                    reused=reused,
+                    connect_s=connect_s,
+                )
                 for c in batch.skipped
             ]
             return outcomes
         [command] = plan.commands
-        return [Outcome(label, command, session.run(command, timeout=remaining), reused=reused)]
+        return [
+            Outcome(
+                label,
+                command,
+                session.run(command, timeout=remaining),
+                reused=reused,
+                connect_s=connect_s,
+            )
+        ]
     except Exception as exc:  # every failure is a row: nothing is lost
-        failed = failure(label, "", exc, since)
+        failed = failure(label, "", exc, since if connected is None else connected)
+        how = ""
+        if connected is None and isinstance(exc, ConnectError):
+            how = connect_failure(exc) or "other"
+        connect_s = (time.perf_counter() if connected is None else connected) - since
         # A batch past its deadline keeps the commands that finished before it.
         done = list(getattr(exc, "partial", None) or []) if plan.batch else []
-        return [Outcome(label, r.command, r, reused=reused) for r in done] + [
+        return [Outcome(label, r.command, r, reused=reused, connect_s=connect_s) for r in done] + [
             Outcome(
                 label,
                 command,
                 error=failed.error,
                 error_type=failed.error_type,
-                duration=failed.duration,
+                duration=0.0 if connected is None else failed.duration,
                 reused=reused,
+                connect_s=connect_s,
+                connect_failure=how,
             )
             for command in plan.commands[len(done) :]
         ]
@@ -76,12 +110,22 @@ class _Holder:
         self._lock = threading.Lock()
         self._opened: list[Session] = []
         self._busy: dict[str, Session] = {}
+        self._connected: set[str] = set()
 
     def add(self, label: str, session: Session, *, opened_here: bool) -> None:
         with self._lock:
             if opened_here:
                 self._opened.append(session)
             self._busy[label] = session
+
+    def connected(self, label: str) -> None:
+        with self._lock:
+            self._connected.add(label)
+
+    def is_connected(self, label: str) -> bool:
+        """Whether ``label``'s session got open in this fan-out (else it is still connecting)."""
+        with self._lock:
+            return label in self._connected
 
     def done(self, label: str) -> None:
         with self._lock:
@@ -149,9 +193,7 @@ class ThreadExecutor(Executor):
                         )
                         self._give_up(index, future, "Deadline", why)
                     elif began is not None and now > began + plan.timeout + GRACE:
-                        self._give_up(
-                            index, future, "Timeout", f"no answer within {plan.timeout:g} s"
-                        )
+                        self._time_out(index, future)
                     else:
                         continue
                     pending.discard(future)
@@ -174,6 +216,29 @@ class ThreadExecutor(Executor):
             self.outcomes[index] = [
                 failure(spec.label, c, exc, time.perf_counter()) for c in self.plan.commands
             ]
+        self.update(1)
+
+    def _time_out(self, index: int, future: Future[list[Outcome]]) -> None:
+        """Give up on a target past its timeout: still connecting, it failed to connect."""
+        label, timeout = self.specs[index].label, self.plan.timeout
+        if self.holder.is_connected(label):
+            self._give_up(index, future, "Timeout", f"no answer within {timeout:g} s")
+            return
+        future.cancel()
+        with self._lock:
+            waited = time.monotonic() - self.started.get(index, time.monotonic() - timeout)
+        why = f"no answer within {timeout:g} s while connecting"
+        self.outcomes[index] = [
+            Outcome(
+                label,
+                command,
+                error=why,
+                error_type="ConnectTimeout",
+                connect_s=waited,
+                connect_failure="timeout",
+            )
+            for command in self.plan.commands
+        ]
         self.update(1)
 
     def _give_up(self, index: int, future: Future[list[Outcome]], kind: str, why: str) -> None:

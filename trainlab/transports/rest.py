@@ -2,8 +2,9 @@
 
 Paths join the base URL and can never leave it; every call has connect and read
 timeouts; idempotent methods are retried on connection errors, 429 and 5xx with
-backoff and ``Retry-After`` (urllib3's ``Retry``); auth is basic, a bearer token,
-or a token endpoint whose token is renewed once on ``401 invalid_token``.
+backoff and ``Retry-After`` (urllib3's ``Retry``), except a refused, unresolvable or
+unreachable host, which fails at once (``trainlab.transports.retry``); auth is basic,
+a bearer token, or a token endpoint whose token is renewed once on ``401 invalid_token``.
 Answers become DataFrames with ``frame()``; the session verbs (``get``, ``get_all``, ...)
 are ``trainlab.rest.RESTSession``'s.
 """
@@ -19,11 +20,13 @@ import time
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 from trainlab.errors import (
     ConnectError,
+    ConnectTimeout,
     HTTPError,
     OutputError,
     TargetError,
@@ -32,6 +35,7 @@ from trainlab.errors import (
 from trainlab.options import Option
 from trainlab.result import CommandResult
 from trainlab.transports.base import Transport
+from trainlab.transports.retry import DEFINITE, connect_failure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,11 +262,10 @@ class RESTTransport(Transport):
         try:
             import requests
             from requests.adapters import HTTPAdapter
-            from urllib3.util.retry import Retry
         except ImportError as exc:  # pragma: no cover
             raise TargetError("REST needs requests: pip install 'trainlab[rest]'") from exc
         count = 0 if policy == "none" else self.settings["retries"]
-        retry = Retry(
+        retry = _connect_aware_retry()(
             total=count,
             connect=count,
             read=0,  # a request that got no answer in time is a timeout, not retried
@@ -433,7 +436,9 @@ class RESTTransport(Transport):
                 f"(or verify=False, which warns): {_short(exc)}"
             ) from exc
         except requests.exceptions.ConnectTimeout as exc:
-            raise ConnectError(f"connecting to {self.base} timed out") from exc
+            raise ConnectTimeout(
+                f"connecting to {self.base} timed out within {self.settings['timeout']:g} s"
+            ) from exc
         except requests.exceptions.ReadTimeout as exc:
             from trainlab.errors import CommandTimeout
 
@@ -521,6 +526,29 @@ class RESTTransport(Transport):
 
             raise FileMissing(2, f"{path}: 404 at {answer.url}")
         return answer.check().content
+
+
+@cache
+def _connect_aware_retry() -> type[Any]:
+    """urllib3's ``Retry``, giving up at once on a refused, unresolvable or unreachable host."""
+    from urllib3.exceptions import MaxRetryError
+    from urllib3.util.retry import Retry
+
+    class ConnectAwareRetry(Retry):
+        def increment(  # type: ignore[override]
+            self,
+            method: Any = None,
+            url: Any = None,
+            response: Any = None,
+            error: Any = None,
+            _pool: Any = None,
+            _stacktrace: Any = None,
+        ) -> Retry:
+            if error is not None and connect_failure(error) in DEFINITE:
+                raise MaxRetryError(_pool, url, error) from error  # an answer, not a fault
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return ConnectAwareRetry
 
 
 def _short(exc: BaseException) -> str:

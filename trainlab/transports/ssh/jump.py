@@ -25,6 +25,7 @@ _JUMP_INHERITS = (
     "timeout",
     "connect_retries",
     "retry_backoff",
+    "retry_refused",
     "keepalive",
     "ciphers",
     "kex",

@@ -27,6 +27,7 @@ from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import (
     CommandTimeout,
     ConnectError,
+    ConnectTimeout,
     TargetError,
     TrainlabError,
     TransportError,
@@ -35,6 +36,7 @@ from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import StreamingTransport
+from trainlab.transports.retry import ConnectRetry, connect_failure
 from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
 from trainlab.transports.ssh.auth import authenticate, candidate_keys
 from trainlab.transports.ssh.channel import KILL_GRACE, MAX_EXEC_COMMAND, run_exec
@@ -106,7 +108,17 @@ class SSHTransport(StreamingTransport):
             maximum=_DAY,
         ),
         "connect_retries": Option(
-            int, 2, "more attempts after a refused or timed-out connect", minimum=0, maximum=20
+            int,
+            2,
+            "more attempts after a connect that timed out or was reset (a refused, "
+            "unresolvable or unreachable host fails at once unless retry_refused=true)",
+            minimum=0,
+            maximum=20,
+        ),
+        "retry_refused": Option(
+            bool,
+            False,
+            "retry a refused, unresolvable or unreachable host too (one still booting)",
         ),
         "retry_backoff": Option(
             float,
@@ -300,14 +312,19 @@ class SSHTransport(StreamingTransport):
         try:
             with map_errors(f"connecting to {self.where} failed", error=ConnectError):
                 self._configure(client)
-                with map_errors(
-                    f"SSH handshake with {self.where} failed within {timeout:g} s",
-                    error=ConnectError,
-                    hint=" (is it an SSH server?)",
-                ):
-                    client.start_client(timeout=timeout)
+                try:
+                    with map_errors(
+                        f"SSH handshake with {self.where} failed within {timeout:g} s",
+                        error=ConnectError,
+                        hint=" (is it an SSH server?)",
+                    ):
+                        client.start_client(timeout=timeout)
+                except ConnectError as exc:  # a banner that never came is a timeout too
+                    if connect_failure(exc) != "timeout":
+                        raise
+                    raise ConnectTimeout(str(exc)) from exc.__cause__
                 if getattr(client, "host_key", None) is None:  # start_client gave up quietly
-                    raise ConnectError(
+                    raise ConnectTimeout(
                         f"SSH handshake with {self.where} failed within {timeout:g} s: "
                         "no answer (is it an SSH server?)"
                     )
@@ -333,32 +350,44 @@ class SSHTransport(StreamingTransport):
     def _socket(self) -> Any:
         if self.proxy_jump:
             return self._through_jump(self.proxy_jump)
-        attempts = 1 + self.settings["connect_retries"]
-        delay = self.settings["retry_backoff"]
+        policy = self.retry_policy
         timeout = self.settings["timeout"]
-        last: OSError | None = None
-        for attempt in range(attempts):
+        attempt = 0
+        while True:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=timeout)
-            except socket.gaierror as exc:
-                raise ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}") from exc
             except OSError as exc:
-                last = exc
-                if attempt + 1 < attempts:
-                    time.sleep(min(delay * (2**attempt), _MAX_PAUSE))
-                continue
+                if policy.retries_after(exc, attempt):
+                    policy.sleep(policy.pause(attempt))
+                    attempt += 1
+                    continue
+                raise self._unreachable(exc, attempt + 1) from exc
             # paramiko leaves Nagle on; every small packet would wait.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return quick_ack(sock, timeout)
-        reason = (
-            "timed out"
-            if isinstance(last, TimeoutError)
-            else (getattr(last, "strerror", None) or str(last))
+
+    @property
+    def retry_policy(self) -> ConnectRetry:
+        """Which failed connects are tried again, how often, with what pauses."""
+        return ConnectRetry(
+            retries=self.settings["connect_retries"],
+            backoff=self.settings["retry_backoff"],
+            max_pause=_MAX_PAUSE,
+            definite=self.settings["retry_refused"],
         )
-        raise ConnectError(
-            f"cannot connect to {self.host}:{self.port}: {reason} "
-            f"(after {attempts} attempt{'s' if attempts > 1 else ''})"
-        ) from last
+
+    def _unreachable(self, exc: OSError, attempts: int) -> ConnectError:
+        """The error for a TCP connect that failed ``attempts`` times, the last with ``exc``."""
+        after = f" (after {attempts} attempts)" if attempts > 1 else ""
+        if isinstance(exc, socket.gaierror):
+            return ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}{after}")
+        if connect_failure(exc) == "timeout":
+            return ConnectTimeout(
+                f"cannot connect to {self.host}:{self.port}: timed out "
+                f"within {self.settings['timeout']:g} s{after}"
+            )
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}{after}")
 
     def _through_jump(self, spec: str) -> paramiko.Channel:
         """A ``direct-tcpip`` channel from the (shared, kept) jump host to the target.

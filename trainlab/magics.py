@@ -67,6 +67,9 @@ class TrainMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.aliases: dict[str, Session] = {}
         self.current: str | None = None
+        # One cool-down for every %train fleet of the notebook: a target that failed to
+        # connect is skipped by the next cell's fan-out too (-o cooldown=S sets a fleet's own).
+        self.cooldown: Any = None  # a trainlab.fleet.Cooldown, made by the first %train fleet
 
     # ----------------------------------------------------------- dispatch
     @line_cell_magic
@@ -223,6 +226,17 @@ class TrainMagics(Magics):
         options = _key_values(args.option)
         if args.timeout is not None:
             options["timeout"] = args.timeout
+        if "cooldown" in options:
+            try:
+                options["cooldown"] = float(options["cooldown"])
+            except ValueError:
+                raise UsageError(f"cooldown is seconds, got {options['cooldown']!r}") from None
+        else:
+            if self.cooldown is None:
+                from trainlab.fleet import Cooldown
+
+                self.cooldown = Cooldown()
+            options["cooldown"] = self.cooldown
         if args.ansible is not None:
             fleet = trainlab.Fleet.from_ansible(args.ansible, args.pattern or "all", **options)
         elif args.ssh_config is not None:

@@ -270,3 +270,32 @@ def fleet_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     server = SSHServer(tmp_path_factory.mktemp("fleet-sshd"), extra_ports=15)
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pwsh_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    """An OpenSSH server whose ``powershell`` subsystem is the PSRP test host (what
+    ``pwsh -sshs`` is on a real host), ``powershell-lines`` the same in line mode, and
+    two that are no PowerShell: ``silent`` never answers, ``chatty`` prints a line."""
+    _need_sshd()
+    from trainlab.sandbox.psrp_stdio import sshd_subsystem
+
+    config = "\n".join(
+        [
+            sshd_subsystem("powershell"),
+            sshd_subsystem("powershell-lines", lines=True),
+            "Subsystem silent /bin/sleep 30",
+            "Subsystem chatty /bin/echo Welcome to the bastion",
+        ]
+    )
+    server = SSHServer(tmp_path_factory.mktemp("pwsh-sshd"), config=config)
+    with server:
+        yield server
+
+
+@pytest.fixture
+def pwsh_ssh_options(pwsh_sshd: SSHServer, tmp_path: Path) -> dict[str, Any]:
+    """Options that reach ``pwsh_sshd`` and trust it, with a private known_hosts."""
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(pwsh_sshd.known_hosts).read_text())
+    return {**pwsh_sshd.client_options, "known_hosts": str(known)}

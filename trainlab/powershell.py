@@ -1,7 +1,7 @@
 """PowerShell sessions: ``run`` for text, ``run_ps`` for objects (JSON, or a DataFrame).
 
-The session policy for ``winrm://``, ``winrms://`` and ``pwsh://`` targets; the I/O is
-``trainlab.transports.winrm``'s and ``trainlab.transports.pwsh``'s.
+The session policy for ``winrm://``, ``winrms://``, ``pwsh://`` and ``pwsh+ssh://``
+targets; the I/O is ``trainlab.transports.winrm``'s, ``pwsh``'s and ``pwsh_ssh``'s.
 """
 
 from __future__ import annotations

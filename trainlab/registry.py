@@ -39,6 +39,9 @@ BUILTIN: dict[str, _Known] = {
     "winrm": _Known("trainlab.transports.winrm", "WinRMTransport", "winrm", "pypsrp"),
     "winrms": _Known("trainlab.transports.winrm", "WinRMSTransport", "winrm", "pypsrp"),
     "pwsh": _Known("trainlab.transports.pwsh", "PwshTransport", "winrm", "psrpcore"),
+    "pwsh+ssh": _Known(
+        "trainlab.transports.pwsh_ssh", "PwshSSHTransport", "ssh,winrm", "paramiko and psrpcore"
+    ),
 }
 
 _loaded: dict[str, type[Transport]] = {}

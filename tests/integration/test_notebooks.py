@@ -144,7 +144,7 @@ def test_benchmark_report(tmp_path: Path) -> None:
 
 def test_powershell(tmp_path: Path) -> None:
     out = execute("05_powershell.ipynb", tmp_path)
-    assert "running=['winrm', 'pwsh'] missing=[]" in text(out["sandbox"])
+    assert "running=['winrm', 'pwsh', 'ssh'] missing=[]" in text(out["sandbox"])
     assert "exited=0 on winrm://" in text(out["winrm-run"])
     batch = text(out["winrm-batch"])
     assert "two" in batch
@@ -153,6 +153,10 @@ def test_powershell(tmp_path: Path) -> None:
     assert text(out["pwsh-reuse"]).strip() == "True"
     assert "timed out: command 'sleep 30'" in text(out["pwsh-timeout"])
     assert "usable again" in text(out["pwsh-timeout"])
+    over_ssh = text(out["pwsh-ssh"])
+    assert "over ssh\\n" in over_ssh
+    assert re.search(r"exit 3\s+oops\\n\s+3", over_ssh)  # its stderr and its own exit status
+    assert "pwsh+ssh" in text(out["bench"])
     assert "winrm, +20 ms" in text(out["bench"])
     assert "image/png" in mimes(out["bench-plot"])
 

@@ -1,11 +1,13 @@
-"""Output at any size on pwsh:// and winrm://, live: records reach ``on_output`` while the
-pipeline runs, a flood keeps head and tail, a batch keeps each command's own output.
+"""Output at any size on pwsh://, pwsh+ssh:// and winrm://, live: records reach
+``on_output`` while the pipeline runs, a flood keeps head and tail, a batch keeps each
+command's own output.
 
 Both test servers run here with ``lines=True``: each line a script writes is its own
 output (or error) record, sent as it is written, as PowerShell sends a native
 command's lines. They speak PSRP (psrpcore's server classes over a real subprocess's
-stdio, and over WSMan on loopback); no PowerShell runs, so these tests prove how the
-transports read a pipeline's messages as they arrive, not PowerShell itself.
+stdio, over sshd's subsystem channel, and over WSMan on loopback); no PowerShell
+runs, so these tests prove how the transports read a pipeline's messages as they
+arrive, not PowerShell itself.
 """
 
 from __future__ import annotations
@@ -33,9 +35,17 @@ def line_winrm_server() -> Iterator[Any]:
         yield server
 
 
-@pytest.fixture(params=["pwsh", "winrm"])
+@pytest.fixture(params=["pwsh", "pwsh+ssh", "winrm"])
 def session(request: pytest.FixtureRequest) -> Iterator[trainlab.Session]:
-    if request.param == "pwsh":
+    if request.param == "pwsh+ssh":  # sshd runs the line-mode host as a subsystem
+        server = request.getfixturevalue("pwsh_sshd")
+        opened = trainlab.connect(
+            f"pwsh+ssh://{server.user}@127.0.0.1:{server.port}",
+            reuse=False,
+            subsystem="powershell-lines",
+            **request.getfixturevalue("pwsh_ssh_options"),
+        )
+    elif request.param == "pwsh":
         from trainlab.sandbox.psrp_stdio import PSRPStdioHost
 
         opened = trainlab.connect(

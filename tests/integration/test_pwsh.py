@@ -18,7 +18,7 @@ pytestmark = pytest.mark.winrm
 def host_pid(session: trainlab.Session) -> int:
     host = session.transport._host
     assert host is not None
-    return int(host.proc.pid)
+    return int(host.stream.proc.pid)  # type: ignore[attr-defined]
 
 
 def test_one_process_serves_every_command(pwsh_options: dict[str, Any]) -> None:
@@ -82,7 +82,7 @@ def test_close_ends_the_process(pwsh_options: dict[str, Any]) -> None:
     host = s.transport._host
     assert host is not None
     s.close()
-    assert host.proc.poll() is not None
+    assert host.stream.proc.poll() is not None  # type: ignore[attr-defined]
 
 
 def test_host_that_never_answers_is_killed_at_open_timeout() -> None:
@@ -141,7 +141,7 @@ def test_host_interrupted_while_opening_is_killed(
 ) -> None:
     import subprocess
 
-    from trainlab.transports import pwsh
+    from trainlab.transports import out_of_process, pwsh
 
     started: list[subprocess.Popen[bytes]] = []
 
@@ -154,7 +154,7 @@ def test_host_interrupted_while_opening_is_killed(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pwsh.subprocess, "Popen", Recorded)
-    monkeypatch.setattr(pwsh._Host, "_step", interrupted)
+    monkeypatch.setattr(out_of_process.OutOfProcessClient, "_step", interrupted)
     s = trainlab.connect("pwsh://", reuse=False, **pwsh_options)
     with pytest.raises(KeyboardInterrupt):
         s.run("true")

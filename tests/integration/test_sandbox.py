@@ -118,6 +118,22 @@ def test_powershell_parts_near_and_far() -> None:
 
 
 @pytest.mark.ssh
+@pytest.mark.winrm
+def test_pwsh_over_ssh_on_the_sandbox_sshd_near_and_far() -> None:
+    _need_sshd()
+    with Sandbox(["ssh"], ssh_server="openssh") as lab:
+        near = lab.connect("pwsh+ssh")
+        far = lab.connect("pwsh+ssh", rtt=0.02)
+        assert near.run("echo near").stdout == "near\n"
+        assert far.run("echo far").stdout == "far\n"
+        assert near.target.scheme == "pwsh+ssh"
+        assert near.target.port != far.target.port
+        assert lab.connect("ssh").run("echo plain").stdout == "plain\n"  # ssh:// as before
+    with Sandbox(["pwsh"]) as lab, pytest.raises(TrainlabError, match="not started with 'ssh'"):
+        lab.target("pwsh+ssh")
+
+
+@pytest.mark.ssh
 def test_an_sshd_that_exits_at_start_leaves_no_keys_or_open_log(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -128,7 +144,7 @@ def test_an_sshd_that_exits_at_start_leaves_no_keys_or_open_log(
 
     class Failing(sshd.SSHServer):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(config="NoSuchKeyword yes", **kwargs)
+            super().__init__(**{**kwargs, "config": "NoSuchKeyword yes"})
             made.append(self)
 
     monkeypatch.setattr(sshd, "SSHServer", Failing)

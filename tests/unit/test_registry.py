@@ -131,3 +131,16 @@ def test_missing_extra_names_the_pip_command(
     message = str(info.value)
     assert "the fake:// transport needs not_a_real_package_xyz" in message
     assert "pip install 'trainlab[fake]'" in message
+
+
+def test_pwsh_over_ssh_without_psrpcore_names_both_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pwsh+ssh:// needs paramiko (the [ssh] extra) and psrpcore (the [winrm] extra).
+    monkeypatch.setitem(sys.modules, "psrpcore", None)  # import psrpcore -> ImportError
+    for name in ("trainlab.transports.pwsh_ssh", "trainlab.transports.out_of_process"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delitem(registry._loaded, "pwsh+ssh", raising=False)
+    with pytest.raises(trainlab.TargetError) as info:
+        trainlab.connect("pwsh+ssh://admin@win1", reuse=False)
+    message = str(info.value)
+    assert "the pwsh+ssh:// transport needs psrpcore" in message
+    assert "pip install 'trainlab[ssh,winrm]'" in message

@@ -45,7 +45,10 @@ class Sandbox(Background):
         API with a throwaway CA), ``winrm`` (a WSMan endpoint serving PowerShell
         remoting, NTLM with message encryption) and ``pwsh`` (an out-of-process
         PowerShell host). The last two run scripts with /bin/sh: they prove the
-        protocol and the session lifecycle, not PowerShell itself.
+        protocol and the session lifecycle, not PowerShell itself. OpenSSH's
+        sshd also serves that host as its ``powershell`` subsystem, the
+        ``pwsh+ssh`` target (PowerShell remoting over SSH), when psrpcore is
+        installed.
     instances
         EC2 instances seeded per region (three regions).
     strict
@@ -88,6 +91,7 @@ class Sandbox(Background):
         self.fleet: dict[str, list[str]] = {}
         self.instance: str | None = None
         self._proxies: dict[tuple[str, float], LatencyProxy] = {}
+        self._pwsh_over_ssh = False
         self._sessions: list[Session] = []
         self._stack = contextlib.ExitStack()
 
@@ -113,8 +117,19 @@ class Sandbox(Background):
         use_openssh = self.ssh_server == "openssh" or (
             self.ssh_server == "auto" and (sshd_path() is not None or not asyncssh_available())
         )
-        server = SSHServer(extra_ports=self.ssh_ports - 1) if use_openssh else AsyncSSHServer()
+        config = ""
+        if use_openssh:
+            with contextlib.suppress(ImportError):  # no psrpcore: no pwsh+ssh target
+                from trainlab.sandbox.psrp_stdio import sshd_subsystem
+
+                config = sshd_subsystem()
+        server = (
+            SSHServer(extra_ports=self.ssh_ports - 1, config=config)
+            if use_openssh
+            else AsyncSSHServer()
+        )
         self.ssh = self._stack.enter_context(server)
+        self._pwsh_over_ssh = bool(config)
 
     def _start_aws(self) -> None:
         try:
@@ -185,7 +200,21 @@ class Sandbox(Background):
         return next(iter(self.fleet))
 
     def target(self, part: str, *, rtt: float = 0.0) -> tuple[str, dict[str, Any]]:
-        """``(uri, options)`` for ``trainlab.connect``; ``rtt`` seconds of added round trip."""
+        """``(uri, options)`` for ``trainlab.connect``; ``rtt`` seconds of added round trip.
+
+        ``part`` is one of ``PARTS``, or ``pwsh+ssh``: the ssh part's sshd serving
+        the PowerShell test host as its ``powershell`` subsystem.
+        """
+        if part == "pwsh+ssh":
+            server = self._part("ssh")
+            if not self._pwsh_over_ssh:
+                raise TrainlabError(
+                    "the sandbox's SSH server has no powershell subsystem: pwsh+ssh needs "
+                    "OpenSSH's sshd (ssh_server='openssh') and psrpcore "
+                    "(pip install 'trainlab[winrm]')"
+                )
+            uri = self._near(f"pwsh+ssh://{server.user}@127.0.0.1:{server.port}", rtt)
+            return uri, dict(server.client_options)
         server = self._part(part)
         if part == "ssh":
             uri = self._near(f"ssh://{server.user}@127.0.0.1:{server.port}", rtt)

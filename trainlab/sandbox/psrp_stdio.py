@@ -12,6 +12,11 @@ It runs each pipeline's scripts with /bin/sh (``trainlab.sandbox._shell_pipeline
 it proves protocol and lifecycle handling, not PowerShell semantics. With
 ``--lines`` (``PSRPStdioHost(lines=True)``) each line a script writes is its own
 record, sent as it is written.
+
+sshd serves it as its ``powershell`` subsystem for ``pwsh+ssh://``, in place of
+``pwsh -sshs``, with the line ``sshd_subsystem()`` writes::
+
+    SSHServer(config=sshd_subsystem())   # then pwsh+ssh://user@127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
+from pathlib import Path
 from typing import BinaryIO, ClassVar, Self
 from xml.etree import ElementTree
 
 import psrpcore
 
+from trainlab.errors import TrainlabError
 from trainlab.sandbox._base import Background
 from trainlab.sandbox._shell_pipeline import ShellPipeline, handle_pool_events
 from trainlab.transports import psrp
 from trainlab.transports.psrp import packet
 
-__all__ = ["PSRPStdioHost", "main", "serve"]
+__all__ = ["PSRPStdioHost", "main", "serve", "sshd_subsystem"]
 
 
 class _Server:
@@ -120,6 +127,28 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, *, lines: bool = False) -> int:
 
 def main() -> int:
     return serve(sys.stdin.buffer, sys.stdout.buffer, lines="--lines" in sys.argv[1:])
+
+
+def sshd_subsystem(name: str = "powershell", *, lines: bool = False) -> str:
+    """The ``sshd_config`` line that serves this host as sshd's subsystem ``name``.
+
+    sshd runs a subsystem through the user's shell with a minimal environment, so
+    the line names this interpreter and sets ``PYTHONPATH`` to this copy of trainlab.
+
+    >>> sshd_subsystem().split()[:3]
+    ['Subsystem', 'powershell', '/usr/bin/env']
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    argv = ["/usr/bin/env", f"PYTHONPATH={root}", sys.executable, "-m", PSRPStdioHost.module]
+    if lines:
+        argv.append("--lines")
+    if any(not part or part.split() != [part] for part in (name, *argv)):
+        # sshd_config splits the line at spaces and drops quotes: no quoting survives.
+        raise TrainlabError(
+            f"sshd cannot run the PowerShell test host from a path with spaces ({argv}); "
+            "install trainlab and Python under paths without spaces"
+        )
+    return f"Subsystem {name} {' '.join(argv)}"
 
 
 class PSRPStdioHost(Background):

@@ -1,5 +1,5 @@
-"""What ``winrm://`` and ``pwsh://`` share: how a command travels in a PowerShell
-pipeline, and how its streams come back as a result (PSRP packets and requests).
+"""What ``winrm://``, ``pwsh://`` and ``pwsh+ssh://`` share: how a command travels in a
+PowerShell pipeline, and how its streams come back as a result (PSRP packets and requests).
 ``run_ps`` for objects is ``trainlab.powershell.PowerShellSession``'s.
 
 Each command is one statement of one pipeline, a script of three parts::
@@ -348,7 +348,7 @@ def timeout_error(
 
 
 class PowerShellTransport(StreamingTransport):
-    """What ``winrm://`` and ``pwsh://`` share: batches, ``run_ps`` sessions, no file API.
+    """What the PowerShell transports share: batches, ``run_ps`` sessions, no file API.
 
     Output streams: each message goes into its command's capture as it arrives
     (``PipelineOutput``), so ``on_output`` sees it while the pipeline runs and a

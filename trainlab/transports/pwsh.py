@@ -1,14 +1,13 @@
 """``pwsh://``: one local PowerShell host process, kept and reused (ruby-pwsh's Manager).
 
 The process is ``pwsh -NoProfile -NoLogo -s``: PowerShell's out-of-process remoting
-server, which speaks PSRP as one XML packet a line on stdin and stdout. psrpcore's
-client classes build and read the messages; this module moves the packets, with a
-client-side deadline on every wait (ruby-pwsh has none): past it the pipeline is
-stopped with a ``<Signal>``, and a host that does not answer is killed and started
-again on the next call. ``connect()`` returns the live session for the same
-executable, arguments and options, so one process serves every notebook cell.
-Each record goes into its command's capture as its packet is read
-(``psrp.PipelineOutput``), so output shows live and stays bounded.
+server, which speaks PSRP as one XML packet a line on stdin and stdout. The client
+(``trainlab.transports.out_of_process``, shared with ``pwsh+ssh://``) keeps one
+runspace pool on psrpcore's client classes with a client-side deadline on every wait
+(ruby-pwsh has none): past it the pipeline is stopped with a ``<Signal>``, and a host
+that does not answer is killed and started again on the next call. This module
+starts the process and moves its bytes. ``connect()`` returns the live session for
+the same executable, arguments and options, so one process serves every notebook cell.
 """
 
 from __future__ import annotations
@@ -21,34 +20,22 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar
-from xml.etree import ElementTree
 
-import psrpcore
-from psrpcore.types import PSInvocationState, RunspacePoolState
-
-from trainlab.errors import ConnectError, TargetError, TransportError
+from trainlab.errors import ConnectError, TargetError
 from trainlab.options import Option
-from trainlab.transports import psrp
-from trainlab.transports._deadline import DeadlinePassed
-from trainlab.transports.psrp import PipelineOutput, PowerShellTransport
-from trainlab.transports.psrp import packet as _packet
+from trainlab.transports.out_of_process import OutOfProcessClient, OutOfProcessTransport
 
 __all__ = ["PwshTransport"]
 
 _READ_SIZE = 256 * 1024
-# How long a stopped pipeline may take to say so before the host is killed.
-_STOP_GRACE = 5.0
 # How long the host may leave its input full before it counts as hung.
 _WRITE_LIMIT = 30.0
-_FINAL = (PSInvocationState.Completed, PSInvocationState.Failed, PSInvocationState.Stopped)
 
 
-class PwshTransport(PowerShellTransport):
+class PwshTransport(OutOfProcessTransport):
     """PowerShell on this machine, in one kept host process.
 
     Options: ``executable`` (default: ``pwsh`` on PATH, else ``powershell``),
@@ -83,12 +70,6 @@ class PwshTransport(PowerShellTransport):
                 f"pwsh:// runs PowerShell on this machine and takes no host (got {target.host!r}); "
                 f"use winrm://{target.host} for a remote Windows host"
             )
-        self._host: _Host | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def mode(self) -> str:
-        return "host"
 
     def identity(self) -> tuple[Any, ...]:
         return ("pwsh", getpass.getuser(), os.uname().nodename)
@@ -105,28 +86,15 @@ class PwshTransport(PowerShellTransport):
         return [executable, *shlex.split(self.settings["arguments"])]
 
     # -- lifecycle ------------------------------------------------------------
-    def open(self) -> None:
-        with self._lock:
-            if self._host is not None and self._host.alive():
-                return
-            if self._host is not None:
-                self._host.kill()
-                self._host = None
-            self._host = _Host(
-                self._argv(),
-                cwd=self.settings.get("cwd"),
-                timeout=self.settings["open_timeout"],
-            )
-
-    def alive(self) -> bool:
-        host = self._host
-        return host is not None and host.alive()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._host is not None:
-                self._host.close()
-                self._host = None
+    def _start_host(self) -> OutOfProcessClient:
+        argv = self._argv()
+        stream = _ProcessStream(argv, cwd=self.settings.get("cwd"))
+        return OutOfProcessClient(
+            stream,
+            name=f"the PowerShell host {argv[0]!r}",
+            check=f"check that {shlex.join(argv)!r} starts PowerShell's server mode (-s)",
+            timeout=self.settings["open_timeout"],
+        )
 
     def platform_facts(self) -> dict[str, str] | None:
         """This machine's platform, where the host runs: no command needed."""
@@ -145,20 +113,12 @@ class PwshTransport(PowerShellTransport):
             facts["pretty_name"] = release.get("PRETTY_NAME", "")
         return facts
 
-    # -- commands -------------------------------------------------------------
-    def _invoke(self, request: psrp.Request, timeout: float | None, output: PipelineOutput) -> None:
-        host = self._host
-        if host is None or host.broken:
-            raise TransportError("the PowerShell host is not running; the session starts it again")
-        host.invoke(request, timeout, self.target.address, output)
 
+class _ProcessStream:
+    """A PowerShell process in server mode: its stdin and stdout, stderr kept in a file."""
 
-class _Host:
-    """A PowerShell process in server mode, and the client runspace pool it serves."""
-
-    def __init__(self, argv: list[str], *, cwd: str | None, timeout: float) -> None:
+    def __init__(self, argv: list[str], *, cwd: str | None) -> None:
         self.argv = argv
-        self.broken = False
         self._errors: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - lives with the process
         try:
             self.proc = subprocess.Popen(
@@ -190,48 +150,40 @@ class _Host:
         self._readable.register(self.out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self._writable = select.poll()
         self._writable.register(self.in_fd, select.POLLOUT | select.POLLERR)
-        self._buffer = b""
-        self.pool = psrpcore.ClientRunspacePool()
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``; a host that stops reading for _WRITE_LIMIT is hung."""
+        view = memoryview(data)
+        limit = time.monotonic() + _WRITE_LIMIT
+        while view:
+            try:
+                view = view[os.write(self.in_fd, view) :]
+            except BlockingIOError:
+                remaining = limit - time.monotonic()
+                if remaining <= 0 or not self._writable.poll(int(remaining * 1000) + 1):
+                    raise TimeoutError(f"no room in its input for {_WRITE_LIMIT:g} s") from None
+
+    def read(self, wait: float | None) -> bytes | None:
+        if not self._readable.poll(-1 if wait is None else int(wait * 1000) + 1):
+            return None
         try:
-            self.pool.open()
-            self._send_data()
-            deadline = time.monotonic() + timeout
-            while self.pool.state != RunspacePoolState.Opened:
-                self._step(self._packet(deadline), None)
-        except DeadlinePassed:
-            tail = self._stderr_tail()  # before kill(), which closes the file it reads
-            self.kill()
-            raise ConnectError(
-                f"the PowerShell host {argv[0]!r} did not open a runspace within {timeout:g} s; "
-                f"check that {shlex.join(argv)!r} starts PowerShell's server mode (-s)" + tail
-            ) from None
-        except TransportError as exc:
-            tail = self._stderr_tail()
-            self.kill()
-            if tail in str(exc):
-                tail = ""
-            raise ConnectError(
-                f"the PowerShell host {argv[0]!r} did not open a runspace ({exc}); check that "
-                f"{shlex.join(argv)!r} starts PowerShell's server mode (-s)" + tail
-            ) from exc
-        except BaseException:
-            self.kill()  # interrupted or refused mid-open: no process is left behind untracked
-            raise
+            return os.read(self.out_fd, _READ_SIZE)
+        except BlockingIOError:
+            return None
 
-    # -- process --------------------------------------------------------------
     def alive(self) -> bool:
-        return not self.broken and self.proc.poll() is None
+        return self.proc.poll() is None
 
-    def _stderr_tail(self) -> str:
+    def ended(self) -> str:
+        return f"exited (status {self.proc.poll()})"
+
+    def errors(self) -> str:
         with contextlib.suppress(OSError, ValueError):
             self._errors.seek(0)
-            text = self._errors.read()[-500:].decode("utf-8", "replace").strip()
-            if text:
-                return f"; it wrote: {text}"
+            return self._errors.read()[-500:].decode("utf-8", "replace").strip()
         return ""
 
     def kill(self) -> None:
-        self.broken = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, 9)
         self._reap()
@@ -245,16 +197,7 @@ class _Host:
                     stream.close()
         self._errors.close()
 
-    def close(self) -> None:
-        if self.proc.poll() is None and not self.broken:
-            with contextlib.suppress(
-                OSError, TransportError, DeadlinePassed, psrpcore.PSRPCoreError
-            ):
-                self._write(_packet("Close", None))
-                deadline = time.monotonic() + 2.0
-                while True:
-                    if self._packet(deadline).tag == "CloseAck":
-                        break
+    def end(self) -> None:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()  # EOF ends the server loop
@@ -264,174 +207,3 @@ class _Host:
             self.kill()
             return
         self._reap()
-
-    # -- packets --------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        """Write all of ``data``; a host that stops reading for _WRITE_LIMIT is broken."""
-        view = memoryview(data)
-        limit = time.monotonic() + _WRITE_LIMIT
-        try:
-            while view:
-                try:
-                    view = view[os.write(self.in_fd, view) :]
-                except BlockingIOError:
-                    remaining = limit - time.monotonic()
-                    if remaining <= 0 or not self._writable.poll(int(remaining * 1000) + 1):
-                        raise TimeoutError(f"no room in its input for {_WRITE_LIMIT:g} s") from None
-        except (OSError, TimeoutError) as exc:
-            self.broken = True
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise TransportError(
-                f"the PowerShell host stopped reading ({reason}); the command is not "
-                "re-run, and the next call starts a new host"
-            ) from exc
-
-    def _send_data(self) -> None:
-        for data in psrp.data_packets(self.pool):
-            self._write(data)
-
-    def _packet(self, deadline: float | None) -> ElementTree.Element:
-        """The next packet from the host; ``DeadlinePassed`` past ``deadline``."""
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
-                if line.strip():
-                    try:
-                        return ElementTree.fromstring(line)  # noqa: S314 - our own child
-                    except ElementTree.ParseError as exc:
-                        self.broken = True
-                        raise TransportError(
-                            f"the PowerShell host wrote something that is not a PSRP packet "
-                            f"({line[:80]!r}); is {self.argv[0]!r} running in server mode (-s)?"
-                        ) from exc
-                continue
-            wait = None
-            if deadline is not None:
-                wait = deadline - time.monotonic()
-                if wait <= 0:
-                    raise DeadlinePassed
-            if not self._readable.poll(-1 if wait is None else int(wait * 1000) + 1):
-                continue
-            try:
-                chunk = os.read(self.out_fd, _READ_SIZE)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                self.broken = True
-                code = self.proc.poll()
-                raise TransportError(
-                    f"the PowerShell host exited (status {code}); the command is not re-run, "
-                    "and the next call starts a new host" + self._stderr_tail()
-                )
-            self._buffer += chunk
-
-    def _step(self, element: ElementTree.Element, output: PipelineOutput | None) -> None:
-        """Feed one packet to the pool; a pipeline's messages go to ``output`` as they come."""
-        if element.tag != "Data":
-            return
-        self.pool.receive_data(psrp.packet_payload(element))
-        while True:
-            event = self.pool.next_event()
-            if event is None:
-                break
-            if isinstance(event, psrpcore.RunspacePoolStateEvent) and event.state in (
-                RunspacePoolState.Broken,
-                RunspacePoolState.Closed,
-            ):
-                self.broken = True
-                reason = f": {event.reason}" if event.reason else ""
-                raise TransportError(
-                    f"the PowerShell host's runspace pool is {event.state.name.lower()}{reason}; "
-                    "the next call starts a new host"
-                )
-            if output is not None:
-                _record(event, output)
-        self._send_data()  # answers the pool owes (key exchange, host calls)
-
-    def _until(self, tag: str, deadline: float | None, output: PipelineOutput | None) -> None:
-        while True:
-            element = self._packet(deadline)
-            if element.tag == tag:
-                return
-            self._step(element, output)
-
-    # -- pipelines ------------------------------------------------------------
-    def invoke(
-        self, request: psrp.Request, timeout: float | None, target: str, output: PipelineOutput
-    ) -> None:
-        """Run ``request``; each message goes into ``output`` as its packet is read."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ps = psrpcore.ClientPowerShell(self.pool)
-        psrp.add_scripts(ps, request)
-        try:
-            ps.start()
-            self._write(_packet("Command", ps.pipeline_id))
-            self._until("CommandAck", deadline, output)
-            self._send_data()
-            while not output.finished:
-                self._step(self._packet(deadline), output)
-        except DeadlinePassed:
-            try:
-                aftermath = self._stop(ps.pipeline_id, output)
-            except BaseException:
-                self.kill()  # an on_output that raised while the pipeline stopped
-                raise
-            raise psrp.timeout_error(output, target, timeout, aftermath) from None
-        except BaseException:
-            # Interrupted mid-exchange (Ctrl-C, an on_output that raised): the stream is
-            # out of step, so the host goes and the next call starts a new one.
-            self.kill()
-            raise
-        self._close_pipeline(ps)
-
-    def _stop(self, pipeline_id: uuid.UUID, output: PipelineOutput) -> str:
-        """Stop a timed-out pipeline; returns what became of it, for the error."""
-        try:
-            self._write(_packet("Signal", pipeline_id))
-            grace = time.monotonic() + _STOP_GRACE
-            self._until("SignalAck", grace, output)
-            while not output.finished:
-                self._step(self._packet(grace), output)
-            self._write(_packet("Close", pipeline_id))
-            self._until("CloseAck", grace, None)
-            self.pool.pipeline_table.pop(pipeline_id, None)
-        except (DeadlinePassed, TransportError):
-            self.kill()
-            return (
-                "the host did not stop the pipeline, so it was killed and the next call "
-                "starts a new one"
-            )
-        return "the pipeline was stopped and the PowerShell host stays in use"
-
-    def _close_pipeline(self, ps: psrpcore.ClientPowerShell) -> None:
-        self._write(_packet("Close", ps.pipeline_id))
-        try:
-            self._until("CloseAck", time.monotonic() + _STOP_GRACE, None)
-        except DeadlinePassed:
-            self.kill()
-            raise TransportError(
-                "the PowerShell host did not acknowledge closing a finished pipeline; "
-                "the next call starts a new host"
-            ) from None
-        ps.close()
-
-
-def _record(event: psrpcore.PSRPEvent[Any, Any], output: PipelineOutput) -> None:
-    """Hand one PSRP event to ``output`` as (stream, text), or mark the pipeline's end."""
-    if isinstance(event, psrpcore.PipelineOutputEvent):
-        output.add("output", psrp.text(event.data))
-    elif isinstance(event, psrpcore.ErrorRecordEvent):
-        output.add("error", psrp.text(event.record))
-    elif isinstance(event, psrpcore.WarningRecordEvent):
-        output.add("warning", psrp.text(getattr(event.record, "Message", event.record)))
-    elif isinstance(event, psrpcore.VerboseRecordEvent):
-        output.add("verbose", psrp.text(getattr(event.record, "Message", event.record)))
-    elif isinstance(event, psrpcore.DebugRecordEvent):
-        output.add("debug", psrp.text(getattr(event.record, "Message", event.record)))
-    elif isinstance(event, psrpcore.InformationRecordEvent):
-        output.add("information", psrp.text(getattr(event.record, "MessageData", event.record)))
-    elif isinstance(event, psrpcore.PipelineStateEvent) and event.state in _FINAL:
-        output.finished = True
-        if event.state != PSInvocationState.Completed and event.reason is not None:
-            output.failure = psrp.text(event.reason)

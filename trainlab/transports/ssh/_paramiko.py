@@ -28,6 +28,7 @@ __all__ = [
     "PRIVATE_API",
     "SUPPORTED",
     "PipelinedTransport",
+    "invoke_subsystem",
     "quick_ack",
     "send_channel_request",
     "send_pty_request",
@@ -69,7 +70,7 @@ PRIVATE_API: dict[str, tuple[str, ...]] = {
         "auth_publickey",
         "wait_for_response",
     ),
-    "paramiko.Channel": ("_set_transport", "_set_window"),
+    "paramiko.Channel": ("_set_transport", "_set_window", "_event_pending"),
 }
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
@@ -308,3 +309,17 @@ def send_pty_request(chan: paramiko.Channel, term: str, width: int = 80, height:
     message.add_string(b"")
     transport: Any = chan.transport
     transport._send_user_message(message)
+
+
+def invoke_subsystem(chan: paramiko.Channel, name: str, timeout: float) -> bool:
+    """``Channel.invoke_subsystem`` with a bound on the wait (paramiko's waits forever).
+
+    True when the server started the subsystem, False when it refused it (or the
+    channel closed); ``TimeoutError`` when it did not answer within ``timeout``.
+    The reply sets the channel's ``event``, with ``event_ready`` for a success.
+    """
+    chan._event_pending()  # type: ignore[attr-defined]
+    send_channel_request(chan, "subsystem", name, want_reply=True)
+    if not chan.event.wait(timeout):
+        raise TimeoutError(f"no answer to the subsystem request within {timeout:g} s")
+    return bool(chan.event_ready)

@@ -10,14 +10,11 @@ them, paramiko, and the layers below transports (never the session layer).
 from __future__ import annotations
 
 import contextlib
-import getpass
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 import paramiko
@@ -27,7 +24,6 @@ from trainlab.capture import CallOutput, CommandCapture
 from trainlab.errors import (
     CommandTimeout,
     ConnectError,
-    ConnectTimeout,
     TargetError,
     TrainlabError,
     TransportError,
@@ -36,27 +32,17 @@ from trainlab.options import Option
 from trainlab.result import STAT_FORMAT, CommandResult, FileStat
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import StreamingTransport
-from trainlab.transports.retry import ConnectRetry, connect_failure
-from trainlab.transports.ssh._paramiko import PipelinedTransport, quick_ack
-from trainlab.transports.ssh.auth import authenticate, candidate_keys
+from trainlab.transports.ssh._paramiko import PipelinedTransport
 from trainlab.transports.ssh.channel import KILL_GRACE, MAX_EXEC_COMMAND, run_exec
+from trainlab.transports.ssh.connection import LOGIN_OPTIONS, SSHLogin
 from trainlab.transports.ssh.device import DEVICES, DeviceCLI, cli_settings
 from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.files import SFTPFiles, command_file_error
-from trainlab.transports.ssh.hostkeys import KnownHosts
-from trainlab.transports.ssh.jump import jump_login
 from trainlab.transports.ssh.login import SHELLS
 from trainlab.transports.ssh.shell import RemoteShell
 from trainlab.transports.ssh.sudo import NeedsTTY, Sudo
 
 __all__ = ["SSHTransport"]
-
-# The largest timeout or keepalive interval an option takes (sockets and timers take no
-# infinity), and the longest pause between connect attempts.
-_DAY = 86_400.0
-_MAX_PAUSE = 60.0
-# AEAD first: one pass per packet instead of a cipher and a MAC.
-_FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
 class SSHTransport(StreamingTransport):
@@ -86,62 +72,7 @@ class SSHTransport(StreamingTransport):
         "cli_prompt": Option(str, None, "regex for the CLI prompt (the last line)"),
         "cli_error": Option(str, None, "regex for lines that mean the command failed"),
         "cli_paging": Option(str, None, "commands that turn paging off, ';'-separated"),
-        "key_file": Option(str, None, "private key file (ed25519, ecdsa or rsa)"),
-        "passphrase": Option(str, None, "passphrase of key_file", secret=True),
-        "password": Option(str, None, "password for password authentication", secret=True),
-        "agent": Option(bool, True, "try the keys of the running ssh-agent"),
-        "look_for_keys": Option(bool, True, "try ~/.ssh/id_ed25519, id_ecdsa and id_rsa"),
-        "host_key_policy": Option(
-            str,
-            "accept-new",
-            "strict: known hosts only; accept-new: learn new hosts, refuse changed keys; "
-            "off: no check (warns)",
-            choices=("strict", "accept-new", "off"),
-        ),
-        "known_hosts": Option(str, "~/.ssh/known_hosts", "the known_hosts file"),
-        "ssh_config": Option(str, "~/.ssh/config", "OpenSSH client config to read ('' skips)"),
-        "timeout": Option(
-            float,
-            10.0,
-            "connect and login timeout, and the longest wait for an SFTP answer, seconds",
-            minimum=0.001,
-            maximum=_DAY,
-        ),
-        "connect_retries": Option(
-            int,
-            2,
-            "more attempts after a connect that timed out or was reset (a refused, "
-            "unresolvable or unreachable host fails at once unless retry_refused=true)",
-            minimum=0,
-            maximum=20,
-        ),
-        "retry_refused": Option(
-            bool,
-            False,
-            "retry a refused, unresolvable or unreachable host too (one still booting)",
-        ),
-        "retry_backoff": Option(
-            float,
-            0.5,
-            f"seconds before the first retry, doubling (each pause at most {_MAX_PAUSE:g} s)",
-            minimum=0,
-            maximum=_MAX_PAUSE,
-        ),
-        "keepalive": Option(
-            float, 30.0, "seconds between keepalives (0: none)", minimum=0, maximum=_DAY
-        ),
-        "compression": Option(bool, False, "compress the stream (slow links only)"),
-        "ciphers": Option(str, None, "comma-separated cipher preference"),
-        "kex": Option(
-            str,
-            None,
-            "key exchange algorithms to offer first, comma-separated (the rest stay "
-            "as fallbacks); ecdh-sha2-nistp256 costs OpenSSH less CPU than curve25519",
-        ),
-        "rekey_bytes": Option(int, None, "rekey after this many bytes", minimum=1, maximum=2**62),
-        "rekey_packets": Option(
-            int, None, "rekey after this many packets", minimum=1, maximum=2**62
-        ),
+        **LOGIN_OPTIONS,
         "shell": Option(
             str,
             "auto",
@@ -155,34 +86,23 @@ class SSHTransport(StreamingTransport):
         "sudo_password": Option(
             str, None, "sudo's password, sent over the channel when sudo asks", secret=True
         ),
-        "proxy_jump": Option(
-            str,
-            None,
-            "jump host(s), user@host[:port] or ssh:// URIs, comma-separated "
-            "('none' ignores ssh_config's ProxyJump)",
-        ),
     }
 
     def __init__(self, target: Any, options: Mapping[str, Any]) -> None:
         super().__init__(target, options)
-        if not target.host:
-            raise TargetError("ssh:// needs a host: ssh://user@host[:port]")
+        self._login = SSHLogin("ssh", target, self.settings)
         self._lock = threading.RLock()
         self._client: PipelinedTransport | None = None
         self._shell: RemoteShell | None = None
         self._batch_shell: RemoteShell | None = None
         self._cli: DeviceCLI | None = None
         self._batch_lock = threading.RLock()
-        self.host, self.port, self.user, self._config_keys, jump = self._resolve()
-        given = self.settings.get("proxy_jump")
-        self.proxy_jump: str | None = None if given == "none" else (given or jump)
+        self.host, self.port, self.user = self._login.host, self._login.port, self._login.user
+        self.proxy_jump = self._login.proxy_jump
         self._sudo: Sudo | None = (
             Sudo(self.settings["sudo_user"], self.settings.get("sudo_password"))
             if self.settings.get("sudo")
             else None
-        )
-        self._known_hosts = KnownHosts(
-            self.settings["known_hosts"], self.settings["host_key_policy"], self.host, self.port
         )
         self._files = SFTPFiles(
             self.where, self._require_client, self._client_gone, self.settings["timeout"]
@@ -198,37 +118,6 @@ class SSHTransport(StreamingTransport):
             )
 
     # ------------------------------------------------------------ identity
-    def _resolve(self) -> tuple[str, int, str, list[str], str | None]:
-        host = self.target.host
-        config: dict[str, Any] = {}
-        path = self.settings.get("ssh_config")
-        if path:
-            full = Path(path).expanduser()
-            if full.is_file():
-                try:
-                    config = dict(paramiko.SSHConfig.from_path(str(full)).lookup(host))
-                except (OSError, paramiko.SSHException, UnicodeDecodeError, ValueError) as exc:
-                    raise TargetError(f"cannot read ssh config {full}: {exc}") from exc
-                if "proxycommand" in config:
-                    raise TargetError(
-                        f"{full} gives {host} a ProxyCommand, which trainlab does not run; "
-                        "use ProxyJump (or proxy_jump=), or ssh_config='' to ignore the file"
-                    )
-        hostname = str(config.get("hostname", host))
-        try:
-            port = self.target.port or int(config.get("port", 22))
-        except ValueError as exc:
-            raise TargetError(f"ssh config gives {host} a port that is not a number") from exc
-        user = self.target.user or str(config.get("user") or getpass.getuser())
-        # As OpenSSH, an IdentityFile that does not exist is skipped.
-        keys = [
-            str(Path(k).expanduser())
-            for k in config.get("identityfile", [])
-            if Path(k).expanduser().is_file()
-        ]
-        jump = config.get("proxyjump")
-        return hostname, port, user, keys, (str(jump) if jump and jump != "none" else None)
-
     def identity(self) -> tuple[Any, ...]:
         # Behind different jump hosts, one address can name different machines.
         return ("ssh", self.user, self.host, self.port, self.proxy_jump)
@@ -300,113 +189,8 @@ class SSHTransport(StreamingTransport):
 
     # ------------------------------------------------------------ connecting
     def _connect(self) -> PipelinedTransport:
-        sock = self._socket()
-        timeout = self.settings["timeout"]
-        try:
-            client = PipelinedTransport(sock)
-        except BaseException:
-            sock.close()
-            raise
-        client.banner_timeout = timeout
-        client.auth_timeout = timeout
-        try:
-            with map_errors(f"connecting to {self.where} failed", error=ConnectError):
-                self._configure(client)
-                try:
-                    with map_errors(
-                        f"SSH handshake with {self.where} failed within {timeout:g} s",
-                        error=ConnectError,
-                        hint=" (is it an SSH server?)",
-                    ):
-                        client.start_client(timeout=timeout)
-                except ConnectError as exc:  # a banner that never came is a timeout too
-                    if connect_failure(exc) != "timeout":
-                        raise
-                    raise ConnectTimeout(str(exc)) from exc.__cause__
-                if getattr(client, "host_key", None) is None:  # start_client gave up quietly
-                    raise ConnectTimeout(
-                        f"SSH handshake with {self.where} failed within {timeout:g} s: "
-                        "no answer (is it an SSH server?)"
-                    )
-                self._known_hosts.check(client.get_remote_server_key())
-                # The first command's channel, sent behind an early login.
-                client.early_channel = self.mode in ("exec", "shell")
-                authenticate(
-                    client,
-                    self.user,
-                    self.where,
-                    candidate_keys(self.settings, self._config_keys),
-                    self.settings.get("password"),
-                )
-                if self.settings["keepalive"]:
-                    client.set_keepalive(int(max(1, self.settings["keepalive"])))
-        except BaseException:
-            client.close()
-            with contextlib.suppress(Exception):
-                sock.close()  # paramiko's close() skips a transport that never started
-            raise
-        return client
-
-    def _socket(self) -> Any:
-        if self.proxy_jump:
-            return self._through_jump(self.proxy_jump)
-        policy = self.retry_policy
-        timeout = self.settings["timeout"]
-        attempt = 0
-        while True:
-            try:
-                sock = socket.create_connection((self.host, self.port), timeout=timeout)
-            except OSError as exc:
-                if policy.retries_after(exc, attempt):
-                    policy.sleep(policy.pause(attempt))
-                    attempt += 1
-                    continue
-                raise self._unreachable(exc, attempt + 1) from exc
-            # paramiko leaves Nagle on; every small packet would wait.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return quick_ack(sock, timeout)
-
-    @property
-    def retry_policy(self) -> ConnectRetry:
-        """Which failed connects are tried again, how often, with what pauses."""
-        return ConnectRetry(
-            retries=self.settings["connect_retries"],
-            backoff=self.settings["retry_backoff"],
-            max_pause=_MAX_PAUSE,
-            definite=self.settings["retry_refused"],
-        )
-
-    def _unreachable(self, exc: OSError, attempts: int) -> ConnectError:
-        """The error for a TCP connect that failed ``attempts`` times, the last with ``exc``."""
-        after = f" (after {attempts} attempts)" if attempts > 1 else ""
-        if isinstance(exc, socket.gaierror):
-            return ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}{after}")
-        if connect_failure(exc) == "timeout":
-            return ConnectTimeout(
-                f"cannot connect to {self.host}:{self.port}: timed out "
-                f"within {self.settings['timeout']:g} s{after}"
-            )
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        return ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}{after}")
-
-    def _through_jump(self, spec: str) -> paramiko.Channel:
-        """A ``direct-tcpip`` channel from the (shared, kept) jump host to the target.
-
-        The layer above opens the jump host (``peer_opener``): through
-        ``trainlab.connect`` it is an ordinary live session from the registry, so
-        every session through the same jump host shares its one connection. The
-        jump takes this session's login options unless its URI gives its own.
-        """
-        uri, options = jump_login(spec, self.settings)
-        if self.peer_opener is None:
-            raise TargetError(
-                f"proxy_jump needs a way to open the jump host {uri}: "
-                "connect with trainlab.connect(), which shares one jump session"
-            )
-        jump = self.peer_opener(uri, options)
-        if not isinstance(jump, SSHTransport):
-            raise TargetError(f"the jump host {uri} is not an ssh:// target")
-        return jump.open_tunnel(self.host, self.port, self.settings["timeout"])
+        # The first command's channel, sent behind an early login.
+        return self._login.connect(self.peer_opener, early_channel=self.mode in ("exec", "shell"))
 
     def open_tunnel(self, host: str, port: int, timeout: float) -> paramiko.Channel:
         """A ``direct-tcpip`` channel from this host to ``host:port``.
@@ -427,42 +211,6 @@ class SSHTransport(StreamingTransport):
                     "from there?)"
                 ) from exc
         return channel
-
-    def _configure(self, client: PipelinedTransport) -> None:
-        security = client.get_security_options()
-        ciphers = self.settings.get("ciphers")
-        if ciphers:
-            wanted = tuple(c.strip() for c in ciphers.split(",") if c.strip())
-            unknown = [c for c in wanted if c not in security.ciphers]
-            if unknown or not wanted:
-                raise TargetError(
-                    f"unsupported cipher {', '.join(unknown) or repr(ciphers)}; "
-                    f"choose from {', '.join(security.ciphers)}"
-                )
-            security.ciphers = wanted
-        else:
-            fast = tuple(c for c in _FAST_CIPHERS if c in security.ciphers)
-            security.ciphers = fast + tuple(c for c in security.ciphers if c not in fast)
-        kex = self.settings.get("kex")
-        if kex:
-            first = tuple(k.strip() for k in kex.split(",") if k.strip())
-            unknown = [k for k in first if k not in security.kex]
-            if unknown:
-                raise TargetError(
-                    f"unsupported kex {', '.join(unknown)}; choose from {', '.join(security.kex)}"
-                )
-            security.kex = first + tuple(k for k in security.kex if k not in first)
-        client.use_compression(bool(self.settings["compression"]))
-        known = [name for name in self._known_hosts.key_types() if name in security.key_types]
-        if known:  # prefer the key types we can verify, as OpenSSH does
-            security.key_types = tuple(known) + tuple(
-                k for k in security.key_types if k not in known
-            )
-        packetizer = client.packetizer
-        if self.settings.get("rekey_bytes"):
-            packetizer.REKEY_BYTES = self.settings["rekey_bytes"]
-        if self.settings.get("rekey_packets"):
-            packetizer.REKEY_PACKETS = self.settings["rekey_packets"]
 
     def _require_client(self) -> PipelinedTransport:
         if self._client is None or not self._client.is_active():

@@ -24,7 +24,7 @@ from trainlab.fleet.targets import (
     make_spec,
 )
 from trainlab.fleet.threads import ThreadExecutor
-from trainlab.progress import progress_bar
+from trainlab.progress import failures, progress_bar
 from trainlab.session import Session, close_quietly
 
 if TYPE_CHECKING:
@@ -266,6 +266,7 @@ class Fleet:
             run = self._executor(plan, executor, bar.update)
             try:
                 outcomes = run.execute()
+                bar.outcome = failures(o.ok for o in outcomes)
             except KeyboardInterrupt as exc:
                 partial = FleetResult(
                     run.partial(),
@@ -320,6 +321,7 @@ class _Progress:
         elif choice is None:
             enabled = None if total > 1 else False  # a bar when tqdm is there
         self.bar = progress_bar(enabled, total=total, desc=f"fleet {label[:40]}", unit="target")
+        self.outcome = ""  # "N failed", for the line the bar leaves
 
     def update(self, count: int) -> None:
         self.done += count
@@ -331,4 +333,4 @@ class _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+        self.bar.close(self.outcome)

@@ -119,7 +119,10 @@ class _NotebookBar(_TextBar):
             self.handle.update(self.trace)
         self.bar.close()
         container = self.bar.container
-        for widget in (*container.children, container):  # no model left behind
+        for widget in (*container.children, container):  # no model left in the kernel
+            for part in (getattr(widget, "style", None), getattr(widget, "layout", None)):
+                if part is not None:
+                    part.close()
             widget.close()
 
 

@@ -34,6 +34,7 @@ ABOVE_TRANSPORTS = (
     "trainlab.report",
     "trainlab.plots",
     "trainlab.magics",
+    "trainlab.completion",
     "trainlab.widgets",
     "trainlab.cli",
     "trainlab.sandbox",

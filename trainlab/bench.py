@@ -277,8 +277,10 @@ def overview(results: Sequence[BenchResult]) -> pd.DataFrame:
 
     if not results:
         return pd.DataFrame()
+    from trainlab.tables import Table
+
     frames = {result.title: result.summary for result in results}
-    return pd.concat(frames, names=["target", "strategy"])
+    return Table(pd.concat(frames, names=["target", "strategy"]))
 
 
 def _fresh(target: str, command: str, mode: dict[str, str], options: dict[str, Any]) -> None:
@@ -303,11 +305,15 @@ def summarize(
 ) -> pd.DataFrame:
     """Summary statistics per strategy, in milliseconds, with bootstrap speedup intervals.
 
+    Exact values in a ``trainlab.tables.Table``, which shows them to four digits.
+
     ``p_value`` is a Mann-Whitney U test against the baseline; ``significant``
     needs it under 0.01 and the speedup's 95% interval clear of 1, as asv judges.
     """
     import numpy as np
     import pandas as pd
+
+    from trainlab.tables import Table
 
     columns = [
         "n",
@@ -321,7 +327,7 @@ def summarize(
         "significant",
     ]
     if timings.empty:
-        return pd.DataFrame(columns=columns)
+        return Table(columns=columns)
     rng = np.random.default_rng(seed)
     order = list(dict.fromkeys(timings["strategy"]))
     groups = {
@@ -356,7 +362,7 @@ def summarize(
                 clear = row["speedup_low"] > 1 or row["speedup_high"] < 1
                 row["significant"] = float(row["p_value"] < 0.01 and clear)
         out[name] = row
-    frame = pd.DataFrame.from_dict(out, orient="index", columns=columns)
+    frame = Table(pd.DataFrame.from_dict(out, orient="index", columns=columns))
     frame["n"] = frame["n"].astype("int64")
     frame["significant"] = frame["significant"].astype("bool")
     frame.index.name = "strategy"

@@ -28,6 +28,7 @@ __all__ = [
     "recent_operations",
     "register",
     "registry_lock",
+    "session_state",
     "sessions",
 ]
 
@@ -68,6 +69,21 @@ def forget(session: Session) -> None:
         _every.discard(session)
 
 
+def session_state(closed: bool, opened: bool, alive: bool) -> str:
+    """A session's state as its reader needs it: what happens on its next use.
+
+    >>> session_state(False, False, False)
+    'not open yet: opens on first use'
+    """
+    if closed:
+        return "closed"
+    if alive:
+        return "alive"
+    if not opened:
+        return "not open yet: opens on first use"
+    return "connection lost: reopens on next use"
+
+
 def live_sessions() -> list[Session]:
     """Every session that is not closed, oldest first."""
     with registry_lock:
@@ -78,13 +94,13 @@ def sessions() -> pd.DataFrame:
     """The open sessions as a DataFrame.
 
     Columns: target, transport, mode, opened, commands, cache_hits, cache_misses,
-    cache_hit_rate, cache_saved_s, alive.
+    cache_hit_rate, cache_saved_s, alive, state (``session_state``: what the next use does).
     """
     from trainlab.result import results_frame
 
     rows = []
     for s in live_sessions():
-        stats = s.cache.stats
+        stats, alive = s.cache.stats, s.alive
         rows.append(
             {
                 "target": s.uri,
@@ -96,7 +112,8 @@ def sessions() -> pd.DataFrame:
                 "cache_misses": stats.misses,
                 "cache_hit_rate": stats.hit_rate,
                 "cache_saved_s": stats.seconds_saved,
-                "alive": s.alive,
+                "alive": alive,
+                "state": session_state(s.closed, s.opened is not None, alive),
             }
         )
     return results_frame(rows, SESSION_COLUMNS, _SESSION_DTYPES)
@@ -113,6 +130,7 @@ SESSION_COLUMNS = (
     "cache_hit_rate",
     "cache_saved_s",
     "alive",
+    "state",
 )
 _SESSION_DTYPES = {
     "commands": "int64",

@@ -20,6 +20,9 @@
 as ``!cmd`` does) and still returns the result; ``--no-stream`` or
 ``%config TrainMagics.stream = False`` turns that off.
 
+Tab completes ``%train`` lines (subcommands, options, session aliases, regions, ssh_config
+hosts: ``trainlab.completion``).
+
 Settings through ``%config TrainMagics.ttl = 60`` (``timeout``, ``ttl``, ``stream``). Errors of
 trainlab show as one line (a ``UsageError``), not a traceback; the Python API
 still raises the real exceptions.
@@ -91,6 +94,20 @@ class TrainMagics(Magics):
             raise UsageError(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
         except SystemExit:  # argparse's --help or a usage error
             raise UsageError(f"%train: bad arguments: {line!r}") from None
+
+    def subcommand_options(self) -> dict[str, list[tuple[str, bool]]]:
+        """Each subcommand's options as ``(option, takes_value)``, from its parser."""
+        options: dict[str, list[tuple[str, bool]]] = {}
+        for name in SUBCOMMANDS:
+            parser = getattr(getattr(self, f"_{name}"), "parser", None)
+            actions = [] if parser is None else parser._actions
+            options[name] = [
+                (option, action.nargs != 0)
+                for action in actions
+                for option in action.option_strings
+                if option not in ("-h", "--help")
+            ]
+        return options
 
     def _session(self, name: str | None) -> Session:
         key = name or self.current
@@ -318,5 +335,16 @@ def _split_options(line: str, valued: set[str], flags: set[str]) -> tuple[str, s
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext trainlab``."""
-    ipython.register_magics(TrainMagics)
+    """``%load_ext trainlab``: the magics, and Tab completion of ``%train`` lines."""
+    from trainlab.completion import MATCHER_ID, train_matcher
+
+    magics = TrainMagics(shell=ipython)
+    ipython.register_magics(magics)
+    completer = getattr(ipython, "Completer", None)
+    if completer is not None:  # once per shell, the latest magics' aliases
+        kept = [m for m in completer.custom_matchers if _matcher_id(m) != MATCHER_ID]
+        completer.custom_matchers = [*kept, train_matcher(magics)]
+
+
+def _matcher_id(matcher: Any) -> str:
+    return str(getattr(matcher, "matcher_identifier", ""))

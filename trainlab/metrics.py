@@ -1,8 +1,11 @@
 """Timing records: every connect, command, batch and file read, in a bounded buffer.
 
 ``Metrics.frame()`` is a DataFrame; ``summary()`` gives count, median and p95 per
-operation. Operations slower than a per-operation threshold are logged, and the
-process's resident memory growth across each operation is noted.
+operation. ``ok`` means what ``CommandResult.ok`` means: the operation did its work
+and, for a command, exited 0 (``exit_status``); ``transport_ok`` says only that the
+transport carried it out (a command that exits 1 is ``transport_ok`` and not ``ok``).
+Operations slower than a per-operation threshold are logged, and the process's
+resident memory growth across each operation is noted.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ COLUMNS = (
     "duration_s",
     "cached",
     "ok",
+    "exit_status",
+    "transport_ok",
     "bytes",
     "reconnected",
     "mem_delta",
@@ -54,7 +59,12 @@ COLUMNS = (
 
 @dataclass
 class Record:
-    """One timed operation. ``command`` is clipped to 200 characters."""
+    """One timed operation. ``command`` is clipped to 200 characters.
+
+    ``ok``: it succeeded (a command exited 0, a batch's commands all did, a REST
+    call got a 2xx); ``exit_status``: a command's, else ``None``; ``transport_ok``:
+    no error was raised, whatever the command's exit status.
+    """
 
     operation: str
     target: str
@@ -63,6 +73,8 @@ class Record:
     duration_s: float = 0.0
     cached: bool = False
     ok: bool = True
+    exit_status: int | None = None
+    transport_ok: bool = True
     bytes: int = 0
     reconnected: bool = False
     mem_delta: int | None = None
@@ -70,6 +82,24 @@ class Record:
     error: str = ""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def note(self, outcome: Any) -> Record:
+        """Take ``ok`` and ``exit_status`` from what the operation returned; returns ``self``.
+
+        A command's result (anything with an integer ``exit_status`` and ``ok``) sets
+        both; a list of them (a batch) is ok when every one is, and names its failures
+        in ``detail``; anything else leaves the record as it is.
+        """
+        if _is_result(outcome):
+            self.exit_status = int(outcome.exit_status)
+            self.ok = self.transport_ok and bool(outcome.ok)
+        elif isinstance(outcome, list | tuple) and outcome and all(map(_is_result, outcome)):
+            failed = sum(1 for result in outcome if not result.ok)
+            self.ok = self.transport_ok and not failed
+            if failed:
+                note = f"{failed} of {len(outcome)} failed"
+                self.detail = f"{self.detail}; {note}" if self.detail else note
+        return self
 
 
 class Metrics:
@@ -108,14 +138,20 @@ class Metrics:
         return record, self._clock(), self._memory()
 
     def end(
-        self, begun: tuple[Record, float, int | None], error: BaseException | None = None
+        self,
+        begun: tuple[Record, float, int | None],
+        error: BaseException | None = None,
+        outcome: Any = None,
     ) -> None:
-        """Finish timing: duration, memory growth, failure; then record it."""
+        """Finish timing: duration, memory growth, failure, the ``outcome``'s exit status
+        (see ``Record.note``); then record it."""
         record, start, rss_before = begun
         record.duration_s = self._clock() - start
         if error is not None:
-            record.ok = False
+            record.ok = record.transport_ok = False
             record.error = type(error).__name__
+        else:
+            record.note(outcome)
         rss_after = self._memory()
         if rss_before is not None and rss_after is not None:
             record.mem_delta = rss_after - rss_before
@@ -181,20 +217,22 @@ class Metrics:
 
 
 def records_frame(records: list[Record]) -> pd.DataFrame:
-    """Records to a DataFrame with stable columns and dtypes."""
-    import pandas as pd
+    """Records to a DataFrame (a ``trainlab.tables.Table``) with stable columns and dtypes."""
+    from trainlab.tables import Table
 
     rows = []
     for record in records:
         row = asdict(record)
         row.pop("extra", None)
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = Table(rows, columns=list(COLUMNS))
     return frame.astype(
         {
             "duration_s": "float64",
             "cached": "bool",
             "ok": "bool",
+            "exit_status": "Int64",
+            "transport_ok": "bool",
             "bytes": "int64",
             "reconnected": "bool",
             "mem_delta": "Int64",
@@ -203,13 +241,14 @@ def records_frame(records: list[Record]) -> pd.DataFrame:
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """count, cached, failed, median_s, p95_s and total_s per operation."""
-    import pandas as pd
+    """count, cached, failed, median_s, p95_s and total_s per operation (exact; shown
+    rounded, as a ``trainlab.tables.Table``)."""
+    from trainlab.tables import Table
 
     if frame.empty:
-        return pd.DataFrame(columns=["count", "cached", "failed", "median_s", "p95_s", "total_s"])
+        return Table(columns=["count", "cached", "failed", "median_s", "p95_s", "total_s"])
     grouped = frame.groupby("operation", sort=True)
-    return pd.DataFrame(
+    return Table(
         {
             "count": grouped.size(),
             "cached": grouped["cached"].sum(),
@@ -219,6 +258,11 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             "total_s": grouped["duration_s"].sum(),
         }
     )
+
+
+def _is_result(value: Any) -> bool:
+    status = getattr(value, "exit_status", None)
+    return isinstance(status, int) and not isinstance(status, bool) and hasattr(value, "ok")
 
 
 # -------------------------------------------------------------- memory probe

@@ -62,6 +62,7 @@ def bench_figure(
     ax = figure.add_subplot()
     colors = [_COLORS.get(n, "#57606a") for n in names]
     positions = list(range(len(names)))
+    tops: list[float] = []  # each bar's whisker top, where its label goes
     if kind == "bar":
         import numpy as np
 
@@ -75,10 +76,11 @@ def bench_figure(
             for m, v in zip(medians, values, strict=True)
         ]
         ax.bar(positions, medians, color=colors, yerr=[low, high], capsize=4)
-        for x, m in zip(positions, medians, strict=True):
-            ax.annotate(
+        tops = [m + h for m, h in zip(medians, high, strict=True)]
+        for x, m, top in zip(positions, medians, tops, strict=True):
+            ax.annotate(  # the median, above its whisker: no label crosses a whisker
                 _label(m),
-                (x, m),
+                (x, top),
                 ha="center",
                 va="bottom",
                 fontsize=8,
@@ -100,8 +102,11 @@ def bench_figure(
     ax.set_ylabel("ms per command")
     everything = [x for v in values for x in v if x > 0]
     wide = bool(everything) and max(everything) / min(everything) > 20
-    if log if log is not None else wide:
+    logarithmic = log if log is not None else wide
+    if logarithmic:
         ax.set_yscale("log")
+    if tops and max(tops) > 0:  # headroom for the labels over the whiskers
+        ax.set_ylim(top=max(tops) * (3.0 if logarithmic else 1.2))
     ax.set_title(title or "time per command by strategy", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return figure
@@ -134,7 +139,8 @@ def overview_figure(table: pd.DataFrame, *, title: str = "") -> Figure:
     ax.set_xticks(range(len(targets)), targets, rotation=20, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median ms per command (log)")
-    ax.legend(fontsize=8, ncols=min(len(strategies), 5))
+    # Outside the axes, right of them: a legend inside would sit on some target's bars.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(title or "every target, every strategy", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return figure

@@ -293,10 +293,11 @@ class BatchResult(Items[CommandResult]):
 def results_frame(
     records: Sequence[dict[str, Any]], columns: Sequence[str], dtypes: dict[str, str]
 ) -> pd.DataFrame:
-    """Rows of results (``to_record()``) as a DataFrame with these columns and types."""
-    import pandas as pd
+    """Rows of results (``to_record()``) as a DataFrame (a ``trainlab.tables.Table``: it
+    shows text with its line breaks) with these columns and types."""
+    from trainlab.tables import Table
 
-    return pd.DataFrame(list(records), columns=list(columns)).astype(dtypes)
+    return Table(list(records), columns=list(columns)).astype(dtypes)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from trainlab.live import (  # re-exported: trainlab.session is where users find
     close_quietly,
     live_sessions,
     recent_operations,
+    session_state,
     sessions,
 )
 from trainlab.metrics import Metrics, Record
@@ -56,7 +57,7 @@ from trainlab.output import (
     command_capture,
     fallback_detail,
 )
-from trainlab.progress import progress_bar
+from trainlab.progress import failures, progress_bar
 from trainlab.result import BatchResult, CommandResult, FileStat
 from trainlab.transports.base import Transport
 from trainlab.uri import Target, parse_target
@@ -301,13 +302,13 @@ class Session:
             hit: CommandResult | None = None if key is None or refresh else self.cache.get(key)
             if hit is not None:
                 answer = capture.take(replace(hit, cached=True))
-                self._record_hit("run", text, answer.nbytes)
+                self._record_hit("run", text, answer.nbytes, answer)
                 return answer.check() if check else answer
             result: CommandResult = self._call(
                 "run",
                 text,
                 lambda: self.transport.run_captured(text, deadline, capture),
-                _nbytes,
+                lambda r: r.nbytes,
                 detail=fallback_detail(self.transport, capture.streams),
             )
         self.commands += 1
@@ -357,7 +358,7 @@ class Session:
                         found[index] = (
                             output.subset([index]).for_command(0).take(replace(hit, cached=True))
                         )
-                        self._record_hit("run", texts[index], hit.nbytes)
+                        self._record_hit("run", texts[index], hit.nbytes, hit)
         limit = len(texts)
         if stop_on_error:
             failed_hit = [i for i, r in sorted(found.items()) if not r.ok]
@@ -391,7 +392,7 @@ class Session:
                     )
         finally:
             output.close()
-            bar.close()
+            bar.close(failures(r.ok for r in fresh))
         self.commands += len(fresh)
         for index, result in zip(pending, fresh, strict=False):
             found[index] = result
@@ -450,6 +451,7 @@ class Session:
                     break
             record.bytes = sum(r.nbytes for r in results)
             record.detail = f"fallback: {len(results)} commands, {len(results)} round trips"
+            record.note(results)
         return results, len(results)
 
     # ----------------------------------------------------------------- files
@@ -578,10 +580,10 @@ class Session:
             record.bytes = size(value)
             if annotate is not None:
                 annotate(value, record)
-            self.recorder.end(begun)
+            self.recorder.end(begun, outcome=value)
             return value
 
-    def _record_hit(self, operation: str, subject: str, nbytes: int) -> None:
+    def _record_hit(self, operation: str, subject: str, nbytes: int, outcome: Any = None) -> None:
         self.recorder.add(
             Record(
                 operation=operation,
@@ -593,12 +595,12 @@ class Session:
                 bytes=nbytes,
                 command=subject[:200],
                 detail="cache hit",
-            )
+            ).note(outcome)
         )
 
     # ---------------------------------------------------------------- display
     def __repr__(self) -> str:
-        state = "closed" if self.closed else ("open" if self.opened else "not yet open")
+        state = "closed" if self.closed else ("open" if self.opened else "opens on first use")
         stats = self.cache.stats
         return (
             f"<Session {self.uri} mode={self.transport.mode} {state}, {self.commands} commands, "
@@ -610,8 +612,8 @@ class Session:
         rows = {
             "target": self.uri,
             "transport": f"{self.transport_name} ({self.transport.mode})",
-            "state": "closed" if self.closed else ("alive" if self.alive else "not open"),
-            "opened": self.opened.isoformat(timespec="seconds") if self.opened else "",
+            "state": session_state(self.closed, self.opened is not None, self.alive),
+            "opened": self.opened.isoformat(timespec="seconds") if self.opened else "not yet",
             "commands": str(self.commands),
             "reconnects": str(self.reconnects),
             "cache": f"{stats.hits} hits / {stats.misses} misses, {stats.entries} entries, "
@@ -625,10 +627,6 @@ class Session:
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def _nbytes(result: CommandResult) -> int:
-    return result.nbytes
 
 
 def _sizeof(value: Any) -> int:

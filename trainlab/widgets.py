@@ -4,16 +4,18 @@
     Dashboard()                                  # live sessions, cache hit rate, recent operations
     explorer = InventoryExplorer(inventory)      # filter by region, state and tag
     explorer.filtered                            # the filtered DataFrame, at hand
+    explorer.columns.value = ("instance_id", "tag:role")   # the columns shown
 
 The widgets only render: their tables come from ``trainlab.sessions()``,
 ``trainlab.session.recent_operations()`` and ``filter_inventory()``, which work
-without a notebook. Progress of long batches and fan-outs is tqdm.auto
-(``progress=True`` on ``run_many``, ``bench.compare``, ``aws.ssm_run``).
+without a notebook, drawn by ``trainlab.tables.table_html`` (styled, unwrapped,
+scrolled sideways when wide). Progress of long batches and fan-outs is
+``trainlab.progress`` (``progress=True`` on ``run_many``, ``bench.compare``,
+``aws.ssm_run``; fleets by default).
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -21,22 +23,43 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from trainlab.errors import TargetError
+from trainlab.tables import table_html
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ANY", "Dashboard", "InventoryExplorer", "filter_inventory"]
+__all__ = ["ANY", "EXPLORER_COLUMNS", "Dashboard", "InventoryExplorer", "filter_inventory"]
 
 ANY = "(any)"
-_TABLE = "max-height:22rem;overflow:auto"
+#: The explorer's columns until the user picks others (those the inventory has).
+EXPLORER_COLUMNS = (
+    "instance_id",
+    "name",
+    "state",
+    "instance_type",
+    "region",
+    "private_ip",
+    "launch_time",
+)
+#: The dashboard's columns of recent operations.
+OPERATION_COLUMNS = (
+    "started",
+    "operation",
+    "target",
+    "command",
+    "duration_ms",
+    "cached",
+    "exit_status",
+    "ok",
+)
 
 
 def _table(frame: pd.DataFrame, empty: str, *, rows: int = 50) -> str:
-    if frame.empty:
-        return f"<i>{html.escape(empty)}</i>"
-    shown = frame.head(rows).to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}")
-    more = f"<p><i>{len(frame) - rows} more rows</i></p>" if len(frame) > rows else ""
-    return f'<div style="{_TABLE}">{shown}</div>{more}'
+    return table_html(frame, empty, rows=rows)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"<b>{number}</b> {noun}{'' if number == 1 else 's'}"
 
 
 class Dashboard(w.VBox):  # type: ignore[misc]
@@ -88,27 +111,29 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         rate = hits / lookups if lookups else 0.0  # over every lookup, not a mean of rates
         saved = float(table["cache_saved_s"].sum()) if len(table) else 0.0
         self.header.value = (
-            f"<b>{len(table)}</b> live sessions &middot; <b>{int(table['commands'].sum())}</b> "
-            f"commands &middot; cache: <b>{hits}</b> hits in {lookups} lookups "
+            f"{_count(len(table), 'live session')} &middot; "
+            f"{_count(int(table['commands'].sum()), 'command')} &middot; "
+            f"cache: {_count(hits, 'hit')} in {lookups} lookup{'' if lookups == 1 else 's'} "
             f"(<b>{rate:.0%}</b>), "
             f"<b>{saved:.3f} s</b> saved"
             if len(table)
             else "<b>0</b> live sessions: <code>trainlab.connect(URI)</code> opens one"
         )
+        import pandas as pd
+
+        opened = pd.to_datetime(table["opened"], utc=True)  # all None before any opens
         shown = table.assign(
-            opened=table["opened"].dt.strftime("%H:%M:%S") if len(table) else table["opened"],
+            opened=opened.dt.strftime("%H:%M:%S").fillna("not yet") if len(table) else opened,
             cache_hit_rate=(table["cache_hit_rate"] * 100).round(0).astype("int64").astype(str)
             + "%",
         )
         self.sessions_view.value = _table(shown, "no live sessions")
         ops = self.operations
-        columns = ["started", "operation", "target", "command", "duration_s", "cached", "ok"]
-        if len(ops):
-            ops = ops[columns].assign(
+        if len(ops):  # ok: exited 0 (a command) or answered (the rest), as CommandResult.ok
+            ops = ops.assign(
                 started=ops["started"].dt.strftime("%H:%M:%S.%f").str[:-3],
                 duration_ms=(ops["duration_s"] * 1e3).round(3),
-            )
-            ops = ops.drop(columns="duration_s")
+            )[list(OPERATION_COLUMNS)]
         self.operations_view.value = _table(ops, "no operations yet")
 
     def auto_refresh(self, every: float = 2.0, duration: float = 600.0) -> None:
@@ -181,9 +206,19 @@ def filter_inventory(
 
 
 class InventoryExplorer(w.VBox):  # type: ignore[misc]
-    """Filter an EC2 inventory by region, state, tag and text; ``filtered`` is the result."""
+    """Filter an EC2 inventory by region, state, tag and text; ``filtered`` is the result.
 
-    def __init__(self, inventory: pd.DataFrame, *, rows: int = 50) -> None:
+    ``columns`` picks the columns shown (``EXPLORER_COLUMNS`` at first, or ``shown=``);
+    ``filtered`` keeps them all.
+    """
+
+    def __init__(
+        self,
+        inventory: pd.DataFrame,
+        *,
+        rows: int = 50,
+        shown: Iterable[str] | None = None,
+    ) -> None:
         for column in ("instance_id", "region", "state"):
             if column not in inventory.columns:
                 raise TargetError(
@@ -201,14 +236,29 @@ class InventoryExplorer(w.VBox):  # type: ignore[misc]
         self.tag = w.Dropdown(options=[ANY, *tags], value=ANY, description="tag")
         self.value = w.Dropdown(options=[ANY], value=ANY, description="value")
         self.text = w.Text(placeholder="any cell contains...", description="search")
+        everything = [str(c) for c in inventory.columns]
+        wanted = EXPLORER_COLUMNS if shown is None else tuple(shown)
+        unknown = [c for c in wanted if c not in everything] if shown is not None else []
+        if unknown:
+            raise TargetError(
+                f"no column {unknown[0]!r} in this inventory; columns: {', '.join(everything)}"
+            )
+        first = [c for c in everything if c in wanted] or everything[:7]
+        self.columns = w.SelectMultiple(
+            options=everything,
+            value=tuple(first),
+            description="columns",
+            rows=min(8, len(everything)),
+            tooltip="the columns shown (ctrl- or shift-click for several)",
+        )
         self.count = w.HTML()
         self.table = w.HTML()
         self.tag.observe(self._tag_changed, names="value")
-        for control in (self.regions, self.states, self.value, self.text):
+        for control in (self.regions, self.states, self.value, self.text, self.columns):
             control.observe(lambda _: self.update(), names="value")
         super().__init__(
             [
-                w.HBox([self.regions, self.states]),
+                w.HBox([self.regions, self.states, self.columns]),
                 w.HBox([self.tag, self.value]),
                 w.HBox([self.text, self.count]),
                 self.table,
@@ -240,5 +290,9 @@ class InventoryExplorer(w.VBox):  # type: ignore[misc]
     def update(self) -> None:
         """Redraw the count and the table from the controls."""
         chosen = self.filtered
-        self.count.value = f"<b>{len(chosen)}</b> of {len(self.inventory)} instances"
-        self.table.value = _table(chosen, "no instance matches", rows=self.rows)
+        picked = [c for c in self.inventory.columns if str(c) in self.columns.value]
+        self.count.value = (
+            f"<b>{len(chosen)}</b> of {len(self.inventory)} instances, "
+            f"{len(picked)} of {len(self.inventory.columns)} columns"
+        )
+        self.table.value = _table(chosen[picked], "no instance matches", rows=self.rows)

@@ -62,6 +62,26 @@ def mimes(outputs: list[dict[str, Any]]) -> set[str]:
     return {m for output in outputs for m in output.get("data", {})}
 
 
+def html(outputs: list[dict[str, Any]]) -> str:
+    return "\n".join(output.get("data", {}).get("text/html", "") for output in outputs)
+
+
+def widget_cells(out: dict[str, list[dict[str, Any]]]) -> set[str]:
+    """The cells whose saved outputs still hold a widget view (live only in a kernel)."""
+    return {tag for tag, outputs in out.items() if WIDGET in mimes(outputs)}
+
+
+def progress_line(outputs: list[dict[str, Any]]) -> str:
+    """The one line a finished progress bar left in the cell's outputs."""
+    lines = [
+        output["data"]["text/plain"]
+        for output in outputs
+        if "trainlab-progress" in output.get("data", {}).get("text/html", "")
+    ]
+    assert len(lines) == 1, lines
+    return str(lines[0])
+
+
 def test_notebooks_are_committed_without_outputs() -> None:
     import nbformat
 
@@ -85,6 +105,7 @@ def test_quickstart(tmp_path: Path) -> None:
     batch = text(out["batch"])
     assert "echo after" in batch
     assert re.search(r"exit 3\s+\S*\s*3", batch)  # its own exit status, the others still ran
+    assert "\\n" not in html(out["batch"])  # stdout shown with its line breaks, not a literal
     assert "(False,\n True," in text(out["cache"])
     assert "exited=0 on ssh://" in text(out["ssh-run"])
     # Output at any size: the head and tail kept, the middle counted; steps printed live
@@ -109,7 +130,9 @@ def test_quickstart(tmp_path: Path) -> None:
     assert "data:image/png;base64," in bench  # the table comes with its plot
     for strategy in ("fresh", "reused", "shell", "batched", "cached"):
         assert strategy in bench
-    assert WIDGET in mimes(out["dashboard"])
+    metrics = html(out["metrics"])
+    assert "<th>exit_status</th>" in metrics
+    assert widget_cells(out) == {"dashboard"}  # the one live widget; no stale bars
     assert "ssh://" in text(out["sessions"])
 
 
@@ -120,19 +143,27 @@ def test_ec2_inventory(tmp_path: Path) -> None:
     assert "image/png" in mimes(out["plot"])
     assert re.search(r"cached inventory: [\d.]+ ms for 72 instances", text(out["cached"]))
     assert "db-eu-west-1-" in text(out["magic-ec2"])
-    assert WIDGET in mimes(out["explorer"])
+    assert widget_cells(out) == {"explorer"}  # the progress bar of ssm-run left text
     picked = text(out["explorer-filtered"])
     assert "prod" in picked
     assert "dev" not in picked
     answers = text(out["ssm-run"])
     assert "Success" in answers
     assert "Undeliverable" in answers  # the stopped web instances are rows too
+    assert re.fullmatch(
+        r"ssm_run uname -r: \d+/\d+ instances in [\d.]+ m?s, \d+ failed",
+        progress_line(out["ssm-run"]),
+    )
     assert "exit 4" in text(out["ssm-session"])
 
 
 def test_benchmark_report(tmp_path: Path) -> None:
     out = execute("03_benchmark_report.ipynb", tmp_path)
     assert "median_ms" in text(out["near"])
+    for tag in ("near", "rest", "overview"):  # shown to four significant digits, kept exact
+        cells = re.findall(r"<td>-?(\d*\.\d+)(?:e[-+]\d+)?</td>", html(out[tag]))
+        assert cells, tag
+        assert all(len(c.replace(".", "").lstrip("0")) <= 4 for c in cells), (tag, cells)
     for tag in ("box", "far", "overview-plot"):
         assert "image/png" in mimes(out[tag]), tag
     assert "ssh, +20 ms" in text(out["overview"])
@@ -165,6 +196,12 @@ def test_fleet(tmp_path: Path) -> None:
     out = execute("04_fleet.ipynb", tmp_path)
     assert text(out["sandbox"]).strip() == "25"
     assert "25 targets: 24 ok, 1 failed" in text(out["run"])
+    assert widget_cells(out) == set()  # every bar closed and replaced by its line
+    assert re.fullmatch(
+        r"fleet uptime: 25/25 targets in [\d.]+ m?s, 1 failed", progress_line(out["run"])
+    )
+    for tag in ("warm", "run-many", "ssm", "dask"):
+        assert progress_line(out[tag]).startswith("fleet "), tag
     assert "ConnectError" in text(out["failed"])
     assert "24 answered, 1 failed" in text(out["failed"])
     assert text(out["fleet-error"]).startswith("FleetError 1 of 25 targets failed")

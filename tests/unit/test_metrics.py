@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
 import pytest
 
 from tests.conftest import FakeClock
@@ -96,3 +97,64 @@ def test_rss_probe_reads_this_process() -> None:
     value = rss_bytes()
     assert value is not None
     assert value > 1_000_000
+
+
+# ------------------------------------------------- ok, exit_status, transport_ok
+
+
+def test_a_failed_command_is_not_ok_though_its_transport_was() -> None:
+    import trainlab
+
+    s = trainlab.connect(
+        "mock://m-exit",
+        reuse=False,
+        cache_failures=True,
+        responses={"false": 1, "true": 0, "echo hi": "hi\n"},
+    )
+    s.run("false")
+    s.run("true")
+    s.run_many(["true", "false"])
+    s.run_many(["echo hi", "true"])
+    s.run("false", ttl=60)
+    s.run("false", ttl=60)  # a cache hit keeps the exit status it was cached with
+    frame = s.metrics
+    assert list(frame.columns) == list(COLUMNS)
+    assert str(frame["exit_status"].dtype) == "Int64"
+    rows = frame[frame["operation"] != "connect"]
+    assert rows[["operation", "command", "ok", "exit_status", "transport_ok"]].astype(
+        object
+    ).values.tolist() == [
+        ["run", "false", False, 1, True],
+        ["run", "true", True, 0, True],
+        ["batch", "2 commands", False, pd.NA, True],
+        ["batch", "2 commands", True, pd.NA, True],
+        ["run", "false", False, 1, True],
+        ["run", "false", False, 1, True],
+    ]
+    assert rows["cached"].tolist() == [False, False, False, False, False, True]
+    assert rows["detail"].iloc[2].endswith("1 of 2 failed")
+    connect = frame[frame["operation"] == "connect"].iloc[0]
+    assert (connect["ok"], connect["transport_ok"], connect["exit_status"]) == (True, True, pd.NA)
+    assert s.summary().loc["run", "failed"] == 3  # the commands that exited non-zero
+    s.close()
+
+
+def test_a_raised_error_is_neither_ok_nor_transport_ok(clock: FakeClock) -> None:
+    metrics = Metrics(clock=clock, memory=lambda: None)
+    with pytest.raises(OSError), metrics.measure("run", target="t", transport="ssh"):
+        raise OSError("reset")
+    [row] = metrics.records()
+    assert (row.ok, row.transport_ok, row.exit_status) == (False, False, None)
+
+
+def test_one_by_one_batches_take_their_commands_outcome() -> None:
+    import trainlab
+
+    s = trainlab.connect("mock://m-slow", reuse=False, responses={"a": 0, "b": 3}, batch=False)
+    s.run_many(["a", "b"])
+    frame = s.metrics
+    batch = frame[frame["operation"] == "batch"].iloc[0]
+    assert (batch["ok"], batch["transport_ok"]) == (False, True)
+    runs = frame[frame["operation"] == "run"]
+    assert runs["exit_status"].tolist() == [0, 3]
+    s.close()

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,54 @@ def test_narrow_ranges_stay_linear_and_kinds() -> None:
     assert sum(len(c.get_offsets()) for c in strip.collections) == 160
     with pytest.raises(trainlab.TargetError, match="kind must be one of"):
         bench_figure(narrow, kind="pie")
+
+
+def _drawn(figure: Any) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+@pytest.mark.parametrize("log", [True, False])
+def test_bar_labels_sit_above_the_whiskers_inside_the_axes(log: bool) -> None:
+    figure = result().plot("bar", log=log)
+    renderer = _drawn(figure)
+    [ax] = figure.axes
+    labels = [t for t in ax.texts if t.get_text()]
+    assert len(labels) == 4
+    area = ax.get_window_extent(renderer)
+    segments = [
+        ax.transData.transform(segment)
+        for collection in ax.collections  # the error bars' vertical lines
+        for segment in collection.get_segments()
+    ]
+    assert len(segments) == 4
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        assert area.y0 <= box.y0, label.get_text()  # inside the axes
+        assert box.y1 <= area.y1, label.get_text()
+        middle = (box.x0 + box.x1) / 2
+        under = [s for s in segments if abs(s[:, 0].mean() - middle) < 2]
+        assert len(under) == 1, label.get_text()
+        assert box.y0 >= under[0][:, 1].max(), label.get_text()  # above its whisker's top
+
+
+def test_overview_legend_is_outside_the_bars() -> None:
+    from trainlab.bench import overview
+    from trainlab.plots import overview_figure
+
+    first, second = result(), result()
+    second.label = "far"
+    figure = overview_figure(overview([first, second]))
+    renderer = _drawn(figure)
+    [ax] = figure.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the plotting area
+    for bar in ax.patches:
+        assert not legend.overlaps(bar.get_window_extent(renderer))
+    assert legend.x1 <= figure.bbox.x1 + 1  # and still on the figure
 
 
 class _Collect(HTMLParser):

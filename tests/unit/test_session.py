@@ -268,6 +268,10 @@ def test_close_releases_and_context_manager_closes() -> None:
 
 def test_html_repr_shows_state() -> None:
     s = mock_session(responses={"a": "1"})
+    fresh = s._repr_html_()  # connected lazily: it says what the first use will do
+    assert "not open yet: opens on first use" in fresh
+    assert "<td>not yet</td>" in fresh
+    assert "opens on first use" in repr(s)
     s.run("a")
     page = s._repr_html_()
     assert "mock://box" in page
@@ -320,9 +324,14 @@ def test_sessions_frame_and_close_all() -> None:
         "cache_hit_rate",
         "cache_saved_s",
         "alive",
+        "state",
     ]
     row = frame.set_index("target").loc["mock://one"]
     assert (row["commands"], row["cache_hits"], row["alive"]) == (2, 1, True)
+    assert row["state"] == "alive"
+    assert frame.set_index("target").loc["mock://two", "state"] == (
+        "not open yet: opens on first use"
+    )
     assert row["cache_hit_rate"] == 0.5  # one hit in two lookups
     assert row["cache_saved_s"] == 0.25  # the hit saved the one call's duration
     assert trainlab.close_all() == 2

@@ -28,12 +28,13 @@ def test_dashboard_shows_sessions_hit_rates_and_operations() -> None:
     s.run("uptime", ttl=60)  # a hit
     s.run("hostname")
     board.button.click()  # as the user does
-    assert "1</b> live sessions" in board.header.value
-    assert "1</b> hits in 2 lookups (<b>50%</b>)" in board.header.value
+    assert "<b>1</b> live session &middot;" in board.header.value  # one: singular
+    assert "1</b> hit in 2 lookups (<b>50%</b>)" in board.header.value
     other = trainlab.connect("mock://web2", responses={"x": "1"})
     other.run("x")  # no ttl: no lookup, so it does not dilute the hit rate
     board.refresh()
-    assert "1</b> hits in 2 lookups (<b>50%</b>)" in board.header.value
+    assert "<b>2</b> live sessions" in board.header.value
+    assert "1</b> hit in 2 lookups (<b>50%</b>)" in board.header.value
     other.close()
     assert "0.500 s</b> saved" in board.header.value
     assert "mock://web1" in board.sessions_view.value
@@ -146,3 +147,62 @@ def test_run_many_progress_counts_every_command(monkeypatch: pytest.MonkeyPatch)
     one_by_one.run_many(["a", "b", "b"], progress=True, ttl=60)
     one_by_one.run_many(["a"], progress=False)
     assert seen == [(3, 3)]
+
+
+def test_dashboard_says_a_failed_command_failed() -> None:
+    s = trainlab.connect("mock://exit1", responses={"false": 1, "true": 0})
+    s.run("false")
+    s.run("true")
+    board = Dashboard()
+    ops = board.operations
+    rows = ops[ops["operation"] == "run"].set_index("command")
+    assert (rows.loc["false", "ok"], rows.loc["false", "exit_status"]) == (False, 1)
+    assert (rows.loc["true", "ok"], rows.loc["true", "exit_status"]) == (True, 0)
+    table = board.operations_view.value
+    header = table[table.index("<thead>") : table.index("</thead>")]
+    assert [h for h in ("exit_status", "ok", "duration_ms") if f"<th>{h}</th>" in header] == [
+        "exit_status",
+        "ok",
+        "duration_ms",
+    ]
+    assert "<td>false</td>" in table
+
+
+def test_widget_tables_are_styled_unwrapped_and_scroll_sideways() -> None:
+    s = trainlab.connect("mock://styled", responses={"x": "1"})
+    board = Dashboard()  # before first use: the session says what will happen
+    page = board.sessions_view.value
+    assert "<style>" in page
+    assert 'class="trainlab-table"' in page
+    assert "white-space: nowrap" in page
+    assert "overflow-x: auto" in page
+    assert "not open yet: opens on first use" in page
+    assert "<td>not yet</td>" in page  # opened
+    s.run("x")
+    board.refresh()
+    assert "<td>alive</td>" in board.sessions_view.value
+
+
+def test_explorer_shows_the_picked_columns() -> None:
+    inv = _inventory().assign(
+        instance_type="t3.micro", private_ip="10.0.0.1", launch_time=pd.Timestamp(0, tz="UTC")
+    )
+    explorer = InventoryExplorer(inv)
+    defaults = ("instance_id", "name", "state", "instance_type", "region", "private_ip")
+    assert explorer.columns.value == tuple(
+        c for c in inv.columns if c in (*defaults, "launch_time")
+    )
+    header = explorer.table.value.split("</thead>")[0]
+    assert "<th>tag:role</th>" not in header  # not a default column
+    assert "<th>private_ip</th>" in header
+    assert "4 columns" not in explorer.count.value
+    explorer.columns.value = ("instance_id", "tag:role")
+    header = explorer.table.value.split("</thead>")[0]
+    assert header.count("<th>") == 2
+    assert "<th>tag:role</th>" in header
+    assert "2 of 9 columns" in explorer.count.value
+    assert list(explorer.filtered.columns) == list(inv.columns)  # the data keep every column
+    narrow = InventoryExplorer(inv, shown=["region", "instance_id"])
+    assert narrow.columns.value == ("region", "instance_id")
+    with pytest.raises(trainlab.TargetError, match="no column 'owner'"):
+        InventoryExplorer(inv, shown=["owner"])

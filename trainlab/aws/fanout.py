@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.aws.clients import SSM_STDOUT_LIMIT, aws_client, map_aws_errors, session
 from trainlab.errors import TargetError, TrainlabError
-from trainlab.progress import progress_bar
+from trainlab.progress import failures, progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,6 +76,7 @@ def ssm_run(
     bar = progress_bar(
         progress, total=len(counted) or None, desc=f"ssm_run {command[:30]}", unit="instance"
     )
+    outcome = ""
     try:
         for where, wanted in plan.items():
             rows += _run_region(
@@ -91,8 +92,9 @@ def ssm_run(
                 output_s3_bucket=output_s3_bucket,
                 bar=bar,
             )
+        outcome = failures(row["status"] == "Success" for row in rows)
     finally:
-        bar.close()
+        bar.close(outcome)
     return _frame(rows)
 
 
@@ -322,8 +324,8 @@ def _row(region: str, instance: str, **values: Any) -> dict[str, Any]:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    import pandas as pd
+    from trainlab.tables import Table
 
-    frame = pd.DataFrame(rows, columns=list(SSM_RUN_COLUMNS))
+    frame = Table(rows, columns=list(SSM_RUN_COLUMNS))
     frame = frame.astype({"exit_status": "Int64", "truncated": "bool"})
     return frame.sort_values(["region", "instance_id"], ignore_index=True)

@@ -25,7 +25,7 @@ from trainlab.fleet.targets import (
     make_spec,
 )
 from trainlab.fleet.threads import ThreadExecutor
-from trainlab.progress import progress_bar
+from trainlab.progress import failures, progress_bar
 from trainlab.session import Session, close_quietly
 
 if TYPE_CHECKING:
@@ -299,6 +299,7 @@ class Fleet:
                 if cooling:
                     bar.update(len(cooling))
                 outcomes = run.execute() if run is not None else []
+                bar.outcome = failures(o.ok for o in [*outcomes, *skipped])
             except KeyboardInterrupt as exc:
                 partial = FleetResult(
                     _in_order(self.uris, (run.partial() if run is not None else []) + skipped),
@@ -370,6 +371,7 @@ class _Progress:
         elif choice is None:
             enabled = None if total > 1 else False  # a bar when tqdm is there
         self.bar = progress_bar(enabled, total=total, desc=f"fleet {label[:40]}", unit="target")
+        self.outcome = ""  # "N failed", for the line the bar leaves
 
     def update(self, count: int) -> None:
         self.done += count
@@ -381,4 +383,4 @@ class _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+        self.bar.close(self.outcome)

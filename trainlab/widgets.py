@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ANY", "Dashboard", "InventoryExplorer", "filter_inventory"]
 
+#: The choice of a filter menu that keeps every row.
 ANY = "(any)"
 _TABLE = "max-height:22rem;overflow:auto"
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FLEET_COLUMNS", "FleetResult", "Outcome", "failure", "placeholders"]
 
+#: The columns of ``FleetResult.frame``: a batch's columns, then how the target was reached
+#: and why it failed.
 FLEET_COLUMNS = (*RESULT_COLUMNS, "reused", "connect_s", "connect_failure", "error_type", "error")
 _FLEET_DTYPES = {"exit_status": "Int64", "ok": "bool", "cached": "bool", "reused": "bool"}
 

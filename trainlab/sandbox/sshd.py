@@ -134,6 +134,9 @@ class LoopbackSSH:
 class SSHServer(LoopbackSSH, Background):
     """OpenSSH's sshd in the foreground on 127.0.0.1, stopped by its pid.
 
+    The login user is the one running the server: sshd can only switch users
+    when it runs as root, and then it logs the current user in as well.
+
     Parameters
     ----------
     workdir
@@ -152,9 +155,6 @@ class SSHServer(LoopbackSSH, Background):
         Give sessions a private, empty ``HOME`` (``SetEnv HOME=...``), so the login
         shell reads no ``~/.bashrc``: here root's runs ``pyenv init``, 80 ms on
         every command, which would drown what the tests and benchmarks measure.
-
-    The login user is the one running the server: sshd can only switch users
-    when it runs as root, and then it logs the current user in as well.
     """
 
     def __init__(

@@ -19,7 +19,7 @@ import trainlab  # noqa: E402 - after the path is set, so the checkout's trainla
 
 project = "trainlab"
 author = "the trainlab authors"
-copyright = "the trainlab authors"  # noqa: A001 - Sphinx's name for it
+copyright = "the trainlab authors"
 release = version = trainlab.__version__
 
 extensions = [

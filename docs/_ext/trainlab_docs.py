@@ -51,7 +51,7 @@ def option_rows(declared: Mapping[str, Option]) -> list[tuple[str, str, str, str
             default = "unset"
         else:
             default = repr(option.default)
-        notes = [option.doc]
+        notes = [option.doc if option.doc.endswith(".") else option.doc + "."]
         if option.choices:
             notes.append("One of: " + ", ".join(option.choices) + ".")
         if option.minimum is not None or option.maximum is not None:
@@ -88,7 +88,7 @@ class OptionsTable(SphinxDirective):
         scheme = self.arguments[0].removesuffix("://")
         try:
             declared, where = declared_options(scheme)
-        except Exception as exc:  # noqa: BLE001 - any failure is the page's error
+        except Exception as exc:  # any failure is the page's error
             raise self.error(f"trainlab-options: no options for {scheme!r}: {exc}") from exc
         caption = self.options.get("caption") or f"Options of {scheme}:// ({where})"
         table = nodes.table(classes=["trainlab-options"])
@@ -175,7 +175,7 @@ def _resolve(dotted: str) -> Any:
     return None
 
 
-def document_reexported_data(
+def document_reexported_data(  # noqa: PLR0917 - the signature of Sphinx's event
     app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
 ) -> None:
     """A constant re-exported by a package gets the ``#:`` comment of the module defining it."""

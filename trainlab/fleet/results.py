@@ -58,14 +58,17 @@ class Outcome:
 
     @property
     def exit_status(self) -> int | None:
+        """The command's exit status; ``None`` when it did not run."""
         return None if self.result is None else self.result.exit_status
 
     @property
     def stdout(self) -> str:
+        """The command's standard output (empty when it did not run)."""
         return "" if self.result is None else self.result.stdout
 
     @property
     def stderr(self) -> str:
+        """The command's standard error (empty when it did not run)."""
         return "" if self.result is None else self.result.stderr
 
     @property

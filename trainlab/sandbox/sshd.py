@@ -196,6 +196,7 @@ class SSHServer(LoopbackSSH, Background):
 
     @property
     def host_public_key(self) -> str:
+        """The server's ed25519 host key, as a ``known_hosts`` line's key part."""
         return (self.dir / "host_ed25519.pub").read_text().strip()
 
     def trust(self, *addresses: tuple[str, int], into: str | None = None) -> None:
@@ -274,6 +275,7 @@ class SSHServer(LoopbackSSH, Background):
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, timeout: float = 10.0) -> SSHServer:
+        """Start sshd and wait (at most ``timeout`` seconds) until it accepts connections."""
         config = self._prepare()
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
@@ -300,6 +302,7 @@ class SSHServer(LoopbackSSH, Background):
         raise TrainlabError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s")
 
     def log_text(self) -> str:
+        """What sshd logged so far (empty if the log cannot be read)."""
         with contextlib.suppress(OSError):
             return (self.dir / "sshd.log").read_text(errors="replace")
         return ""
@@ -317,6 +320,7 @@ class SSHServer(LoopbackSSH, Background):
         return [int(pid) for pid in out.stdout.split()]
 
     def stop(self) -> None:
+        """Stop sshd and the processes serving its connections. Idempotent."""
         if self.process is not None and self.process.poll() is None:
             # The listener's children serve connections; stop them with it.
             for pid in self.connection_pids():

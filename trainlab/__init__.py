@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from trainlab.fleet import Fleet as Fleet
     from trainlab.fleet import FleetResult as FleetResult
 
+#: The installed trainlab version.
 __version__ = "0.1.0"
 
 __all__ = [

@@ -43,6 +43,8 @@ __all__ = [
     "timings_frame",
 ]
 
+#: What ``compare`` times, in this order: a connection per command, a kept connection, a
+#: kept shell, every command in one round trip, and the session's cache.
 STRATEGIES = ("fresh", "reused", "shell", "batched", "cached")
 
 
@@ -220,6 +222,7 @@ def compare(
     )
 
 
+#: The columns of ``BenchResult.timings``: one row per timed call.
 TIMING_COLUMNS = ("strategy", "command", "repetition", "seconds", "commands_per_call")
 
 

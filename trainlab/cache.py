@@ -81,15 +81,6 @@ class _Store(cachetools.TLRUCache[Hashable, _Entry[Any]]):
 class ResultCache:
     """A thread-safe TTL cache of results.
 
-    Parameters
-    ----------
-    max_entries, max_bytes
-        Both bounds hold at once; the least recently used entries go first.
-    clock
-        Seconds as a float, monotonic; ``time.monotonic`` unless a test injects one.
-    sizeof
-        Bytes a value occupies; results report their output length.
-
     >>> t = [0.0]
     >>> cache = ResultCache(clock=lambda: t[0])
     >>> cache.put(("local", "run", "date"), "Mon", ttl=60, cost=0.01)
@@ -99,6 +90,15 @@ class ResultCache:
     >>> t[0] = 61.0
     >>> cache.get(("local", "run", "date")) is None
     True
+
+    Parameters
+    ----------
+    max_entries, max_bytes
+        Both bounds hold at once; the least recently used entries go first.
+    clock
+        Seconds as a float, monotonic; ``time.monotonic`` unless a test injects one.
+    sizeof
+        Bytes a value occupies; results report their output length.
     """
 
     def __init__(

@@ -23,7 +23,7 @@ family and still see the cause::
     └── FleetError         some targets failed; carries every per-target result
 
 Messages name the problem and the fix, and never contain a secret. Warnings (not
-errors: nothing failed) are ``TrainlabWarning``s::
+errors: nothing failed) are ``TrainlabWarning`` instances::
 
     TrainlabWarning (UserWarning)
     └── StrayOutputWarning  output arrived outside every command's answer (a background

@@ -35,6 +35,14 @@ class _Stream:
 class FrameReader:
     """One framed request's answer, fed chunk by chunk from stdout and stderr.
 
+    >>> from trainlab.framing import build_request
+    >>> request = build_request(["echo a", "echo b"], nonce=b"__tl_n")
+    >>> reader = FrameReader(request, lambda i: CommandCapture())
+    >>> reader.feed("stderr", b"__tl_n E 0\\n__tl_n E 1 Z 2\\n")
+    >>> reader.feed("stdout", b"a\\n__tl_n E 0 0\\nb\\n__tl_n E 1 0 Z 2\\n")
+    >>> reader.done, [o.stdout for o in reader.outputs()]
+    (True, [b'a\\n', b'b\\n'])
+
     Parameters
     ----------
     request
@@ -45,14 +53,6 @@ class FrameReader:
     clock
         Time the commands from the arrival of their markers (a host without a
         clock); ``sent`` is when the request was written.
-
-    >>> from trainlab.framing import build_request
-    >>> request = build_request(["echo a", "echo b"], nonce=b"__tl_n")
-    >>> reader = FrameReader(request, lambda i: CommandCapture())
-    >>> reader.feed("stderr", b"__tl_n E 0\\n__tl_n E 1 Z 2\\n")
-    >>> reader.feed("stdout", b"a\\n__tl_n E 0 0\\nb\\n__tl_n E 1 0 Z 2\\n")
-    >>> reader.done, [o.stdout for o in reader.outputs()]
-    (True, [b'a\\n', b'b\\n'])
     """
 
     def __init__(

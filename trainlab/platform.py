@@ -29,8 +29,9 @@ FALLBACK_FILES = (
     "/etc/debian_version",
     "/etc/redhat-release",
 )
-# What decided a Platform: a release file's name, "uname" when none answered, or
-# "transport" when the transport knew without a command.
+#: What can decide a ``Platform`` (its ``probe``), in the order believed: a release file's
+#: name, ``"uname"`` when none answered (``"transport"`` when the transport knew without a
+#: command).
 PROBES = ("os-release", *(path.rsplit("/", 1)[1] for path in FALLBACK_FILES), "uname")
 
 # One round trip, in POSIX sh that BusyBox's ash, dash and mksh run as bash does.

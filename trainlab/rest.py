@@ -89,18 +89,23 @@ class RESTSession(Session):
         return answer.check() if check else answer
 
     def get(self, path: str = "", **options: Any) -> APIResponse:
+        """``request("GET", path, **options)``: see ``request`` for the options."""
         return self.request("GET", path, **options)
 
     def post(self, path: str = "", **options: Any) -> APIResponse:
+        """``request("POST", path, **options)``: see ``request`` for the options."""
         return self.request("POST", path, **options)
 
     def put(self, path: str = "", **options: Any) -> APIResponse:
+        """``request("PUT", path, **options)``: see ``request`` for the options."""
         return self.request("PUT", path, **options)
 
     def patch(self, path: str = "", **options: Any) -> APIResponse:
+        """``request("PATCH", path, **options)``: see ``request`` for the options."""
         return self.request("PATCH", path, **options)
 
     def delete(self, path: str = "", **options: Any) -> APIResponse:
+        """``request("DELETE", path, **options)``: see ``request`` for the options."""
         return self.request("DELETE", path, **options)
 
     def pages(

@@ -259,6 +259,10 @@ class Session:
     ) -> CommandResult:
         """Run one command and return its ``CommandResult``.
 
+        A transport that cannot stream (``supports_output`` False) hands its output
+        over when the command ends. A cached answer's output is handed over at once;
+        a truncated result is never cached.
+
         Parameters
         ----------
         command
@@ -286,10 +290,6 @@ class Session:
         stream
             Print output live (stdout to ``sys.stdout``, stderr to ``sys.stderr``, as
             ``!cmd`` does in IPython); the result is the same either way.
-
-        A transport that cannot stream (``supports_output`` False) hands its output
-        over when the command ends. A cached answer's output is handed over at once;
-        a truncated result is never cached.
         """
         text = command_text(command)
         deadline = self._deadline(timeout)
@@ -645,6 +645,12 @@ def _affects(transport: Transport, name: str) -> bool:
 def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
     """Open (lazily) a session to ``uri``, or return the live one for the same target.
 
+    >>> import trainlab
+    >>> a = trainlab.connect("local://?mode=shell")
+    >>> a is trainlab.connect("local://", mode="shell")
+    True
+    >>> a.close()
+
     Parameters
     ----------
     uri
@@ -656,12 +662,6 @@ def connect(uri: str, /, *, reuse: bool = True, **options: Any) -> Session:
         ``False`` always creates a new, unregistered session.
     **options
         Transport and session options; they win over URI query keys.
-
-    >>> import trainlab
-    >>> a = trainlab.connect("local://?mode=shell")
-    >>> a is trainlab.connect("local://", mode="shell")
-    True
-    >>> a.close()
     """
     target = parse_target(uri)
     cls = registry.transport_class(target.scheme)

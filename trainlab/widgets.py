@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ANY", "EXPLORER_COLUMNS", "Dashboard", "InventoryExplorer", "filter_inventory"]
 
+#: The choice of a filter menu that keeps every row.
 ANY = "(any)"
 #: The explorer's columns until the user picks others (those the inventory has).
 EXPLORER_COLUMNS = (

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["SSM_RUN_COLUMNS", "ssm_run"]
 
 CHUNK = 50  # instance ids per SendCommand
+#: The columns of ``ssm_run``'s answer, one row per instance, in this order.
 SSM_RUN_COLUMNS = (
     "region",
     "instance_id",

@@ -27,6 +27,7 @@ __all__ = [
     "parse_query",
 ]
 
+#: The columns of ``ec2_inventory``'s answer and their dtypes, before the ``tag:<Key>`` columns.
 INVENTORY_COLUMNS: dict[str, str] = {
     "region": "string",
     "instance_id": "string",
@@ -87,6 +88,11 @@ def ec2_inventory(
 ) -> pd.DataFrame:
     """Every EC2 instance of the given regions, one row each.
 
+    Columns: region, instance_id, name, state, instance_type, availability_zone,
+    private_ip, public_ip, launch_time (UTC), platform, architecture, vpc_id,
+    subnet_id, image_id, key_name, iam_profile, security_groups, then one
+    ``tag:<Key>`` column per tag key.
+
     Parameters
     ----------
     regions
@@ -104,11 +110,6 @@ def ec2_inventory(
         ``"raise"``: a failed region raises ``FleetError`` whose ``results`` is the
         inventory of the regions that answered; ``"warn"``: return those with a
         ``PartialInventoryWarning`` and ``frame.attrs["errors"]``.
-
-    Columns: region, instance_id, name, state, instance_type, availability_zone,
-    private_ip, public_ip, launch_time (UTC), platform, architecture, vpc_id,
-    subnet_id, image_id, key_name, iam_profile, security_groups, then one
-    ``tag:<Key>`` column per tag key.
     """
     if errors not in ("raise", "warn"):
         raise TargetError("errors= is 'raise' or 'warn'")

@@ -42,6 +42,10 @@ DEFAULT_TIMEOUT = 60.0
 class Fleet:
     """Many targets, one call: ``run`` and ``run_many`` fan out and keep every outcome.
 
+    >>> fleet = Fleet(["mock://a", "mock://b"], responses={"uptime": "up\\n"})
+    >>> fleet.run("uptime", progress=False).frame[["target", "stdout"]].to_dict("list")
+    {'target': ['mock://a', 'mock://b'], 'stdout': ['up\\n', 'up\\n']}
+
     Parameters
     ----------
     targets
@@ -71,10 +75,6 @@ class Fleet:
         shell mode (``ssh://``, ``local://``) default to ``mode="shell"`` in a
         fleet: a kept shell per target; ``mode="exec"`` shares the sessions of
         plain ``connect()`` calls instead.
-
-    >>> fleet = Fleet(["mock://a", "mock://b"], responses={"uptime": "up\\n"})
-    >>> fleet.run("uptime", progress=False).frame[["target", "stdout"]].to_dict("list")
-    {'target': ['mock://a', 'mock://b'], 'stdout': ['up\\n', 'up\\n']}
     """
 
     def __init__(

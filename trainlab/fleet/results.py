@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FLEET_COLUMNS", "FleetResult", "Outcome", "failure", "placeholders"]
 
+#: The columns of ``FleetResult.frame``: a batch's columns, then how the target was reached
+#: and why it failed.
 FLEET_COLUMNS = (*RESULT_COLUMNS, "reused", "connect_s", "connect_failure", "error_type", "error")
 _FLEET_DTYPES = {"exit_status": "Int64", "ok": "bool", "cached": "bool", "reused": "bool"}
 
@@ -56,14 +58,17 @@ class Outcome:
 
     @property
     def exit_status(self) -> int | None:
+        """The command's exit status; ``None`` when it did not run."""
         return None if self.result is None else self.result.exit_status
 
     @property
     def stdout(self) -> str:
+        """The command's standard output (empty when it did not run)."""
         return "" if self.result is None else self.result.stdout
 
     @property
     def stderr(self) -> str:
+        """The command's standard error (empty when it did not run)."""
         return "" if self.result is None else self.result.stderr
 
     @property

@@ -97,6 +97,10 @@ class Sandbox(Background):
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> Sandbox:
+        """Start the parts asked for; one that cannot start is named in ``missing``.
+
+        With ``strict``, it raises instead (after stopping what had started).
+        """
         try:
             for part in self.parts:
                 try:
@@ -176,6 +180,7 @@ class Sandbox(Background):
         self.api = self._stack.enter_context(APIServer())
 
     def stop(self) -> None:
+        """Close the sessions made through the sandbox and stop every server it started."""
         from trainlab.session import close_quietly
 
         for session in self._sessions:

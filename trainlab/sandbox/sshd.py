@@ -134,6 +134,9 @@ class LoopbackSSH:
 class SSHServer(LoopbackSSH, Background):
     """OpenSSH's sshd in the foreground on 127.0.0.1, stopped by its pid.
 
+    The login user is the one running the server: sshd can only switch users
+    when it runs as root, and then it logs the current user in as well.
+
     Parameters
     ----------
     workdir
@@ -152,9 +155,6 @@ class SSHServer(LoopbackSSH, Background):
         Give sessions a private, empty ``HOME`` (``SetEnv HOME=...``), so the login
         shell reads no ``~/.bashrc``: here root's runs ``pyenv init``, 80 ms on
         every command, which would drown what the tests and benchmarks measure.
-
-    The login user is the one running the server: sshd can only switch users
-    when it runs as root, and then it logs the current user in as well.
     """
 
     def __init__(
@@ -196,6 +196,7 @@ class SSHServer(LoopbackSSH, Background):
 
     @property
     def host_public_key(self) -> str:
+        """The server's ed25519 host key, as a ``known_hosts`` line's key part."""
         return (self.dir / "host_ed25519.pub").read_text().strip()
 
     def trust(self, *addresses: tuple[str, int], into: str | None = None) -> None:
@@ -274,6 +275,7 @@ class SSHServer(LoopbackSSH, Background):
 
     # -- lifecycle -----------------------------------------------------------
     def start(self, timeout: float = 10.0) -> SSHServer:
+        """Start sshd and wait (at most ``timeout`` seconds) until it accepts connections."""
         config = self._prepare()
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
@@ -300,6 +302,7 @@ class SSHServer(LoopbackSSH, Background):
         raise TrainlabError(f"sshd did not answer on 127.0.0.1:{self.port} within {timeout} s")
 
     def log_text(self) -> str:
+        """What sshd logged so far (empty if the log cannot be read)."""
         with contextlib.suppress(OSError):
             return (self.dir / "sshd.log").read_text(errors="replace")
         return ""
@@ -317,6 +320,7 @@ class SSHServer(LoopbackSSH, Background):
         return [int(pid) for pid in out.stdout.split()]
 
     def stop(self) -> None:
+        """Stop sshd and the processes serving its connections. Idempotent."""
         if self.process is not None and self.process.poll() is None:
             # The listener's children serve connections; stop them with it.
             for pid in self.connection_pids():

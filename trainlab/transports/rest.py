@@ -67,14 +67,17 @@ class APIResponse:
 
     @property
     def ok(self) -> bool:
+        """True for a status below 400."""
         return self.status < 400
 
     @property
     def text(self) -> str:
+        """The body decoded as UTF-8 (invalid bytes replaced)."""
         return self.content.decode("utf-8", "replace")
 
     @property
     def nbytes(self) -> int:
+        """The body's size plus a flat 512 bytes for the headers, for the cache's byte bound."""
         return len(self.content) + 512
 
     def json(self) -> Any:
@@ -101,6 +104,7 @@ class APIResponse:
         return pd.json_normalize(data, record_path=record_path, **normalize)
 
     def check(self) -> APIResponse:
+        """Return ``self`` for a status below 400; else raise ``HTTPError``."""
         if not self.ok:
             raise HTTPError(self.status, self.method, self.url, self.text)
         return self
@@ -367,6 +371,7 @@ class RESTTransport(Transport):
         timeout: float | None,
         retry: bool | None,
     ) -> APIResponse:
+        """Send one request under the session's auth, renewing a token once on 401."""
         renewed = False
         own_auth = any(k.lower() == "authorization" for k in (headers or {}))
         while True:

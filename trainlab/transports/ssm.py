@@ -108,6 +108,7 @@ class SSMTransport(Transport):
 
     @property
     def windows(self) -> bool:
+        """Whether SSM reports the instance as Windows (its commands then run as PowerShell)."""
         return bool(self.info and self.info.get("PlatformType") == "Windows")
 
     def _client(self, service: str = "ssm") -> Any:

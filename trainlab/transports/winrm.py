@@ -129,10 +129,12 @@ class WinRMTransport(PowerShellTransport):
 
     @property
     def port(self) -> int:
+        """The URI's port, else 5985 (``winrm://``) or 5986 (``winrms://``)."""
         return self.target.port or (5986 if self.ssl else 5985)
 
     @property
     def endpoint(self) -> str:
+        """The WSMan URL the client talks to."""
         scheme = "https" if self.ssl else "http"
         return f"{scheme}://{self.target.host}:{self.port}/{self.settings['path']}"
 

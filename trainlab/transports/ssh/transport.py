@@ -124,6 +124,7 @@ class SSHTransport(StreamingTransport):
 
     @property
     def where(self) -> str:
+        """``user@host:port``, for messages."""
         return f"{self.user}@{self.host}:{self.port}"
 
     @property

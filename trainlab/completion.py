@@ -38,6 +38,7 @@ SCHEMES = (
     "winrm://",
     "winrms://",
     "pwsh://",
+    "pwsh+ssh://",
     "ssm://",
     "aws://",
     "https://",

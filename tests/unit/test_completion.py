@@ -128,3 +128,11 @@ def test_other_lines_are_left_to_ipython() -> None:
     unknown = complete("%train nosuch -", subcommands=subcommands)
     assert unknown is not None
     assert unknown.texts == []
+
+
+def test_connect_offers_every_built_in_scheme() -> None:
+    from trainlab.completion import SCHEMES
+    from trainlab.registry import BUILTIN
+
+    offered = {scheme.removesuffix("://") for scheme in SCHEMES}
+    assert set(BUILTIN) - {"mock"} <= offered

@@ -87,17 +87,17 @@ class FleetReport:
     @classmethod
     def of(cls, outcomes: Sequence[Outcome], slowest: int = 5) -> FleetReport:
         """The report of ``outcomes`` (a ``FleetResult`` or any sequence of outcomes)."""
-        import pandas as pd
+        from trainlab.tables import Table
 
         rows = target_rows(outcomes)
-        targets = pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
+        targets = Table(rows, columns=list(TARGET_COLUMNS))
         grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
             grouped.setdefault((row["outcome"], row["connect_failure"]), []).append(row)
         order = sorted(  # ok first, skipped last, the most common failures before the rest
             grouped, key=lambda k: (k[0] != "ok", k[0] == _SKIPPED, -len(grouped[k]), k)
         )
-        groups = pd.DataFrame(
+        groups = Table(
             [
                 {
                     "outcome": outcome,
@@ -115,7 +115,7 @@ class FleetReport:
         ranked = sorted(
             (r for r in rows if r["outcome"] != _SKIPPED), key=lambda r: -float(r["total_s"])
         )[: max(0, slowest)]
-        top = pd.DataFrame(ranked, columns=list(TARGET_COLUMNS))
+        top = Table(ranked, columns=list(TARGET_COLUMNS))
         parts = [_phrase(outcome, how, len(grouped[outcome, how])) for outcome, how in order]
         summary = f"{len(rows)} target{'s' if len(rows) != 1 else ''}: " + ", ".join(parts)
         if ranked:

@@ -71,7 +71,7 @@ nitpick_ignore_regex = [
     ("py:.*", r"optional|default.*|callable|iterable|mapping|sequence|array-like"),
     ("py:class", r"abc\.ABC"),
     # Bases and helper types that are internal (not in any __all__), shown in signatures.
-    ("py:class", r"trainlab\.result\.Items|trainlab\.fleet\.cooldown\.Failure"),
+    ("py:class", r"trainlab\.result\.Items"),
     ("py:class", r"trainlab\.sandbox\.(_base\.Background|proxy\._Relay|sshd\.LoopbackSSH)"),
 ]
 
@@ -96,6 +96,8 @@ trainlab_api_modules = [
     "trainlab.options",
     "trainlab.platform",
     "trainlab.fleet",
+    "trainlab.fleet.cooldown",
+    "trainlab.fleet.report",
     "trainlab.aws",
     "trainlab.aws.account",
     "trainlab.rest",
@@ -103,6 +105,7 @@ trainlab_api_modules = [
     "trainlab.bench",
     "trainlab.report",
     "trainlab.capture",
+    "trainlab.tables",
     "trainlab.transports.base",
     "trainlab.transports.local",
     "trainlab.transports.ssh",
@@ -111,10 +114,13 @@ trainlab_api_modules = [
     "trainlab.transports.rest",
     "trainlab.transports.winrm",
     "trainlab.transports.pwsh",
+    "trainlab.transports.pwsh_ssh",
+    "trainlab.transports.out_of_process",
     "trainlab.transports.mock",
     "trainlab.transports.retry",
     "trainlab.testing",
     "trainlab.sandbox",
     "trainlab.magics",
+    "trainlab.completion",
     "trainlab.widgets",
 ]

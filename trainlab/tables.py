@@ -1,8 +1,8 @@
 """Tables that read in a notebook: floats to four significant digits, text with its line breaks.
 
 ``Table`` is a ``pandas.DataFrame`` whose data stay exact and whose display is
-readable: the frames of results, metrics and benchmarks are ``Table``s, and so is
-what slicing them returns. ``table_html(frame)`` is the same HTML for any frame,
+readable: the frames of results, metrics and benchmarks are ``Table`` frames, and
+so is what slicing them returns. ``table_html(frame)`` is the same HTML for any frame,
 with a small stylesheet, for the widgets (which are not styled by the notebook).
 Imported only where a frame is built: it imports pandas.
 """

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["GROUP_COLUMNS", "TARGET_COLUMNS", "FleetReport", "target_rows"]
 
+#: The columns of ``FleetReport.groups``: a row per outcome and kind of connect failure.
 GROUP_COLUMNS = ("outcome", "connect_failure", "targets", "example_targets", "example_error")
+#: The columns of ``FleetReport.targets`` and ``FleetReport.slowest``: one row per target.
 TARGET_COLUMNS = ("target", "outcome", "connect_failure", "connect_s", "run_s", "total_s", "error")
 _SKIPPED = "SkippedRecentlyFailed"
 # Example targets named per group.

@@ -103,6 +103,7 @@ class OutOfProcessClient:
 
     # -- the host -------------------------------------------------------------
     def alive(self) -> bool:
+        """True while the host may still answer and no call has given it up."""
         return not self.broken and self.stream.alive()
 
     def _errors(self) -> str:
@@ -110,6 +111,7 @@ class OutOfProcessClient:
         return f"; it wrote: {text}" if text else ""
 
     def kill(self) -> None:
+        """Give the host up: end it now and release its streams."""
         self.broken = True
         self.stream.kill()
 

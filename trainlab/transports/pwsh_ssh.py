@@ -78,6 +78,7 @@ class PwshSSHTransport(OutOfProcessTransport):
 
     @property
     def where(self) -> str:
+        """``user@host:port``, for messages."""
         return self._login.where
 
     def identity(self) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -210,8 +210,10 @@ def compare(
                 timed(strategy, command, partial(session.run, command))
     bar.close()
 
+    secret = {name for name, option in cls.options.items() if option.secret}
+    shown = replace(parsed, query={k: v for k, v in parsed.query.items() if k not in secret})
     return BenchResult(
-        target=str(parsed),
+        target=str(shown),  # the URI with its options, never a secret given in the query
         commands=commands,
         timings=timings_frame(rows),
         started=started,

@@ -107,3 +107,14 @@ def test_progress_callback_and_bar(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(seen) == 4 * 3  # four strategies, three calls each
     compare("mock://m", ["a"], repeat=2, warmup=1, responses={"a": "1"}, progress=True)
     assert "bench mock://m" in capsys.readouterr().err
+
+
+def test_a_secret_in_the_query_never_reaches_the_result() -> None:
+    from trainlab.bench import compare
+
+    res = compare(
+        "mock://box?password=hunter2&latency=0", ["true"], repeat=2, warmup=0, progress=False
+    )
+    shown = res.target + res.to_markdown() + res.to_json()
+    assert "hunter2" not in shown
+    assert res.target == "mock://box?latency=0"

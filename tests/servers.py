@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,12 +31,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
         yield server
 
 
+def trusting(server: SSHServer, folder: Path) -> dict[str, Any]:
+    """Options that reach ``server`` and trust it, with a private known_hosts in ``folder``
+    (so a test that learns or changes a key touches no other test's file)."""
+    known = folder / "known_hosts"
+    known.write_text(Path(server.known_hosts).read_text())
+    return {**server.client_options, "known_hosts": str(known)}
+
+
 @pytest.fixture
 def ssh_options(sshd: SSHServer, tmp_path: Path) -> dict[str, object]:
     """Options that reach the test server and trust it, with a private known_hosts."""
-    known = tmp_path / "known_hosts"
-    known.write_text(Path(sshd.known_hosts).read_text())
-    return {**sshd.client_options, "known_hosts": str(known)}
+    return trusting(sshd, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -272,6 +279,21 @@ def fleet_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
         yield server
 
 
+@pytest.fixture
+def fleet_options(fleet_sshd: SSHServer, tmp_path: Path) -> dict[str, object]:
+    """Options that reach ``fleet_sshd`` and trust it, with a private known_hosts."""
+    return trusting(fleet_sshd, tmp_path)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 @pytest.fixture(scope="session")
 def pwsh_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     """An OpenSSH server whose ``powershell`` subsystem is the PSRP test host (what
@@ -296,6 +318,4 @@ def pwsh_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
 @pytest.fixture
 def pwsh_ssh_options(pwsh_sshd: SSHServer, tmp_path: Path) -> dict[str, Any]:
     """Options that reach ``pwsh_sshd`` and trust it, with a private known_hosts."""
-    known = tmp_path / "known_hosts"
-    known.write_text(Path(pwsh_sshd.known_hosts).read_text())
-    return {**pwsh_sshd.client_options, "known_hosts": str(known)}
+    return trusting(pwsh_sshd, tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,18 +34,13 @@ def client() -> Iterator[Any]:
 
 
 def test_targets_split_across_workers_and_sessions_kept_on_each(
-    client: Any, fleet_sshd: SSHServer, tmp_path: Path
+    client: Any, fleet_sshd: SSHServer, fleet_options: dict[str, object], closed_port: int
 ) -> None:
     from trainlab.fleet.dask_executor import worker_stats
 
-    known = tmp_path / "known_hosts"
-    known.write_text(Path(fleet_sshd.known_hosts).read_text())
-    options = {**fleet_sshd.client_options, "known_hosts": str(known)}
     good = fleet_sshd.fleet_uris(20)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"ssh://{fleet_sshd.user}@127.0.0.1:{sock.getsockname()[1]}"
-    fleet = Fleet([*good, closed], timeout=10, connect_retries=0, **options)
+    closed = f"ssh://{fleet_sshd.user}@127.0.0.1:{closed_port}"
+    fleet = Fleet([*good, closed], timeout=10, connect_retries=0, **fleet_options)
 
     first = fleet.run("hostname", executor=client, progress=False)
     assert first.targets == [*good, closed]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +14,6 @@ from trainlab.fleet import Fleet
 from trainlab.sandbox.sshd import SSHServer
 
 pytestmark = pytest.mark.ssh
-
-
-@pytest.fixture
-def fleet_options(fleet_sshd: SSHServer, tmp_path: Path) -> dict[str, object]:
-    known = tmp_path / "known_hosts"
-    known.write_text(Path(fleet_sshd.known_hosts).read_text())
-    return {**fleet_sshd.client_options, "known_hosts": str(known)}
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens there now: connections are refused
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,12 +216,9 @@ def test_fleet_from_uris_and_its_errors_are_one_line(ip: InteractiveShell, tmp_p
         ip.run_line_magic("train", f"fleet --ssh-config {tmp_path}/nope")
 
 
-def test_fleet_cells_share_one_cool_down(ip: InteractiveShell) -> None:
+def test_fleet_cells_share_one_cool_down(ip: InteractiveShell, closed_port: int) -> None:
     """A target that failed to connect in one %train fleet cell is skipped by the next."""
-    with socket.socket() as probe:  # a port nothing listens on: connections are refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dead = f"ssh://nobody@127.0.0.1:{port}"
+    dead = f"ssh://nobody@127.0.0.1:{closed_port}"
     first = ip.run_line_magic("train", f"fleet {dead} local:// -c true")
     second = ip.run_line_magic("train", f"fleet {dead} local:// -c true")
     assert list(first.frame["error_type"].fillna("")) == ["ConnectError", ""]

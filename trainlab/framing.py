@@ -32,7 +32,6 @@ batch markers carry no times (the client times them from their arrival).
 
 from __future__ import annotations
 
-import bisect
 import functools
 import secrets
 import shlex
@@ -352,15 +351,6 @@ def build_request(
     return Request(nonce=marker.encode(), script=script, commands=tuple(commands))
 
 
-def is_done(tail: bytes, nonce: bytes) -> bool:
-    """True when ``tail`` (the end of a stream) holds the request's last marker line."""
-    index = tail.rfind(nonce)
-    if index < 0:
-        return False
-    line_end = tail.find(b"\n", index)
-    return line_end >= 0 and b" Z " in tail[index:line_end]
-
-
 @dataclass(frozen=True)
 class FramedOutput:
     """One command's output as parsed from the streams."""
@@ -379,24 +369,16 @@ def parse_response(
     request: Request,
     *,
     complete: bool = True,
-    arrivals: Sequence[tuple[int, float]] = (),
 ) -> list[FramedOutput]:
     """Split both streams into per-command outputs.
 
     With ``complete=False`` (a timeout or a dead host) the commands whose markers
     arrived are returned and the rest ignored; otherwise a missing marker is a
-    ``TransportError`` (the protocol broke).
-
-    A host without a clock (the POSIX host) times no command; ``arrivals``, the
-    client's (stdout length so far, ``time.perf_counter()``) after each read,
-    starting with ``(0, when the request was sent)``, then time each command from
-    the arrival of the marker before it to the arrival of its own. Markers that
-    arrive in one read take the whole interval to the first of them.
+    ``TransportError`` (the protocol broke). A host without a clock (the POSIX host)
+    leaves ``duration`` None: ``FrameReader(clock=True)`` times commands as they arrive.
     """
     nonce = request.nonce
     out_pos = err_pos = 0
-    ends = [end for end, _ in arrivals]
-    previous = arrivals[0][1] if arrivals else 0.0
     results: list[FramedOutput] = []
     for index in range(len(request.commands)):
         mark = nonce + b" E %d" % index
@@ -417,9 +399,6 @@ def parse_response(
         if last:
             fields = fields[: fields.index(b"Z")]
         duration = parse_duration(fields[1:])
-        if duration is None and arrivals:
-            at = arrivals[min(bisect.bisect_right(ends, out_end), len(ends) - 1)][1]
-            duration, previous = max(0.0, at - previous), at
         results.append(
             FramedOutput(
                 stdout=stdout[out_pos:out_at],
@@ -464,32 +443,6 @@ def framed_results(
 PARTIAL_LIMIT = 1024 * 1024
 
 
-def timeout_error(
-    request: Request,
-    stdout: bytes,
-    stderr: bytes,
-    target: str,
-    timeout: float | None,
-    *,
-    aftermath: str,
-) -> CommandTimeout:
-    """The CommandTimeout of a framed request cut off at its deadline.
-
-    It names the command that was running, keeps what that command wrote (after
-    the last marker, at most PARTIAL_LIMIT) and, for a batch, the results of the
-    commands that finished before it as ``partial``.
-    """
-    return cut_off(
-        request.commands,
-        parse_response(stdout, stderr, request, complete=False),
-        target,
-        timeout,
-        aftermath,
-        stdout=_after_last_marker(stdout, request.nonce),
-        stderr=_after_last_marker(stderr, request.nonce),
-    )
-
-
 def cut_off(
     commands: Sequence[str],
     outputs: list[FramedOutput],
@@ -516,26 +469,6 @@ def cut_off(
         stderr=stderr,
         partial=partial,
     )
-
-
-def _after_last_marker(stream: bytes, nonce: bytes) -> bytes:
-    cut = stream.rfind(nonce)
-    if cut >= 0:
-        line_end = stream.find(b"\n", cut)
-        stream = stream[line_end + 1 :] if line_end >= 0 else b""
-    return stream[-PARTIAL_LIMIT:]
-
-
-def last_bytes(chunks: Sequence[bytes]) -> bytes:
-    """The end of a stream read in chunks, at most PARTIAL_LIMIT, without joining all of it."""
-    kept: list[bytes] = []
-    size = 0
-    for chunk in reversed(chunks):
-        kept.append(chunk)
-        size += len(chunk)
-        if size >= PARTIAL_LIMIT:
-            break
-    return b"".join(reversed(kept))[-PARTIAL_LIMIT:]
 
 
 def _find_marker(stream: bytes, mark: bytes, start: int) -> int:

@@ -127,30 +127,30 @@ class _Prelude:
 
     def take(self, chan: paramiko.Channel, data: bytes) -> bytes:
         """Take a chunk of stderr; returns what of it (and of what was held) is the
-        command's, once the prelude is complete."""
-        if len(self.held) < _PRELUDE_LIMIT:
-            self.held += data[: _PRELUDE_LIMIT - len(self.held)]
+        command's, once the prelude is complete. Only an incomplete prelude is cut to
+        ``_PRELUDE_LIMIT``: a chunk that completes it passes on whole."""
+        held = self.held + data
         sudo = self.sudo
         if sudo is not None and self.answered < 2:
-            self.answered = sudo.answer(chan, self.held, self.answered)
+            self.answered = sudo.answer(chan, held, self.answered)
         if self.pid is None:
-            login, held = login_shell_in(self.held)
-            match = PID_LINE.search(held)
+            login, rest = login_shell_in(held)
+            match = PID_LINE.search(rest)
             if match is None:
+                self.held = held[:_PRELUDE_LIMIT]  # as it came: the login line read again
                 return b""
             if login is not None and self.learned is not None:
                 self.learned(login)
             self.pid = int(match.group(1))
-            self.held = held[: match.start()] + held[match.end() :]
+            held = rest[: match.start()] + rest[match.end() :]
         if sudo is None:
-            self.done = True
-            rest, self.held = self.held, b""
-            return rest
-        before, found, after = self.held.partition(SUDO_OK)
+            self.done, self.held = True, b""
+            return held
+        before, found, after = held.partition(SUDO_OK)
+        self.held = before[:_PRELUDE_LIMIT]  # sudo's own words, dropped from the output
         if not found:
             return b""
         self.done = True
-        self.held = before  # sudo's own words, dropped
         return after
 
 
@@ -204,17 +204,19 @@ def run_exec(
         line = script if direct(login, shell) else portable(script, shell)
     reader = FrameReader(framing.Request(nonce, b"", (command,)), lambda _index: output)
     prelude = _Prelude(sudo, learned)
-    received = [0]
+    received = 0  # bytes of either stream, to tell a refused exec from a silent one
 
     def to_stdout(data: bytes) -> None:
-        received[0] += len(data)
+        nonlocal received
+        received += len(data)
         if wrapped:
             reader.feed("stdout", data)
         else:
             output.write("stdout", data)
 
     def to_stderr(data: bytes) -> None:
-        received[0] += len(data)
+        nonlocal received
+        received += len(data)
         if not wrapped:
             output.write("stderr", data)
             return
@@ -294,7 +296,7 @@ def run_exec(
             return status
         if prelude.pid is None:  # the wrapper never ran: no POSIX sh answered
             stdout = output.stdout.value()
-            if status == -1 and not received[0]:
+            if status == -1 and not received:
                 raise TransportError(
                     f"{where} closed the channel without running {command[:80]!r} (it refused "
                     "the exec request); the command is not re-run"

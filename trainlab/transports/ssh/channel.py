@@ -41,6 +41,7 @@ __all__ = [
     "exec_wrapper",
     "kill_remote_group",
     "not_posix",
+    "read_some",
     "run_exec",
     "send_exec",
     "signal",
@@ -227,18 +228,8 @@ def run_exec(
 
     def pump() -> bool:
         """Read what the channel holds (a bounded number of chunks); True if any."""
-        got = False
-        for _ in range(CHUNKS_PER_CHECK):
-            if not chan.recv_ready():
-                break
-            to_stdout(chan.recv(READ))
-            got = True
-        for _ in range(CHUNKS_PER_CHECK):
-            if not chan.recv_stderr_ready():
-                break
-            to_stderr(chan.recv_stderr(READ))
-            got = True
-        return got
+        got = read_some(chan.recv_ready, chan.recv, to_stdout)
+        return read_some(chan.recv_stderr_ready, chan.recv_stderr, to_stderr) or got
 
     broke = f"the connection to {where} broke during {command[:80]!r}; the command is not re-run"
     try:
@@ -365,6 +356,20 @@ def _timeout_error(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+def read_some(
+    ready: Callable[[], bool], read: Callable[[int], bytes], take: Callable[[bytes], None]
+) -> bool:
+    """Hand ``take`` what one stream holds, at most ``CHUNKS_PER_CHECK`` chunks (so a
+    flood still lets the caller look at its deadline); True if there was any."""
+    got = False
+    for _ in range(CHUNKS_PER_CHECK):
+        if not ready():
+            break
+        take(read(READ))
+        got = True
+    return got
 
 
 def drain(chan: paramiko.Channel, out: list[bytes], err: list[bytes]) -> tuple[int, int]:

@@ -20,15 +20,14 @@ from trainlab.errors import TargetError, TransportError
 from trainlab.framed_reader import FrameReader
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.ssh.channel import (
-    CHUNKS_PER_CHECK,
     KILL_GRACE,
     MAX_EXEC_COMMAND,
     PID_LINE,
-    READ,
     READY,
     drain,
     kill_remote_group,
     not_posix,
+    read_some,
     send_exec,
     signal,
     wait,
@@ -38,6 +37,11 @@ from trainlab.transports.ssh.login import NO_BASH, direct, login_shell_in, porta
 from trainlab.transports.ssh.sudo import Sudo
 
 __all__ = ["RemoteShell"]
+
+# Rounds of reads (each at most CHUNKS_PER_CHECK chunks a stream) that hand a background
+# job's late output to the stray sink before a request: a job that never stops writing
+# must not hold the next command back for ever.
+_STRAY_ROUNDS = 64
 
 # What a clean `bash --noprofile --norc -c` has and an rc file may have changed.
 _CLEAN_BASH = (
@@ -383,27 +387,27 @@ class RemoteShell:
         reader.close()
         return reader.outputs()
 
+    def _stderr(self) -> tuple[Callable[[], bool], Callable[[int], bytes]]:
+        """Where stderr is read: the channel's, or (sudo on a pty) the FIFO's channel."""
+        if self.err_chan is None:
+            return self.chan.recv_stderr_ready, self.chan.recv_stderr
+        return self.err_chan.recv_ready, self.err_chan.recv
+
     def _read(self, reader: FrameReader, deadline: float | None) -> None:
         """Feed the answer to ``reader`` until both streams carried the request's last
         marker; ``DeadlinePassed`` past ``deadline``, flood or not."""
-        chan, err_chan = self.chan, self.err_chan
-        if err_chan is None:
-            err_ready, err_read = chan.recv_stderr_ready, chan.recv_stderr
-        else:  # sudo on a pty: stderr comes through the FIFO's channel
-            err_ready, err_read = err_chan.recv_ready, err_chan.recv
-        feed = reader.feed
+        chan = self.chan
+        err_ready, err_read = self._stderr()
+
+        def out(data: bytes) -> None:
+            reader.feed("stdout", data)
+
+        def err(data: bytes) -> None:
+            reader.feed("stderr", data)
+
         while True:
-            got = False
-            for _ in range(CHUNKS_PER_CHECK):
-                if not chan.recv_ready():
-                    break
-                feed("stdout", chan.recv(READ))
-                got = True
-            for _ in range(CHUNKS_PER_CHECK):
-                if not err_ready():
-                    break
-                feed("stderr", err_read(READ))
-                got = True
+            got = read_some(chan.recv_ready, chan.recv, out)
+            got = read_some(err_ready, err_read, err) or got
             if reader.done:
                 return
             if deadline is not None and time.monotonic() >= deadline:
@@ -439,18 +443,13 @@ class RemoteShell:
             chan.settimeout(None)
 
     def _pass_on(self, stray: Callable[[str, bytes], None] | None) -> None:
-        """Hand what arrived since the last answer (a background job's output) to ``stray``."""
-        chan, err_chan = self.chan, self.err_chan
-        while chan.recv_ready():
-            data = chan.recv(READ)
-            if stray is not None and data:
-                stray("stdout", data)
-        source = chan.recv_stderr if err_chan is None else err_chan.recv
-        ready = chan.recv_stderr_ready if err_chan is None else err_chan.recv_ready
-        while ready():
-            data = source(READ)
-            if stray is not None and data:
-                stray("stderr", data)
+        """Hand what arrived since the last answer (a background job's output) to ``stray``,
+        all of it unless a job floods past ``_STRAY_ROUNDS`` rounds of reads."""
+        keep = stray or (lambda _stream, _data: None)
+        for _ in range(_STRAY_ROUNDS):
+            got = read_some(self.chan.recv_ready, self.chan.recv, lambda d: keep("stdout", d))
+            if not (read_some(*self._stderr(), lambda d: keep("stderr", d)) or got):
+                return
 
     def _wait(self, seconds: float) -> None:
         if self.err_chan is None:

@@ -323,12 +323,12 @@ class CallOutput:
 class StrayOutput:
     r"""Output that arrived outside every command's answer, kept for a user to see.
 
-    A kept shell (shell mode, batches) shares one stdout and stderr between the
-    commands it runs, so a background job that writes after its command ended writes
-    into the same streams. What arrives between two answers is no command's: it is
-    handed here instead of to the next command, the last ``limit`` bytes of each
-    stream are kept, ``total`` counts every byte, and the first arrival warns once
-    (``StrayOutputWarning``), naming the fix.
+    A background job that writes after its command ended writes to no command: on
+    ``local://`` each command's FIFOs tell it apart whenever it arrives; an SSH kept
+    shell shares one channel, and what arrives between two answers is no command's.
+    Such output is handed here instead of to a later command, the last ``limit`` bytes
+    of each stream are kept, ``total`` counts every byte, and the first arrival warns
+    once (``StrayOutputWarning``), naming the fix.
 
     >>> stray = StrayOutput("demo", limit=4)
     >>> import warnings
@@ -365,11 +365,10 @@ class StrayOutput:
 
             warnings.warn(
                 StrayOutputWarning(
-                    f"output arrived on {self.where} between commands (a background job "
-                    "writing after its command ended); it is in no result, and "
-                    "session.stray_output keeps its end. Send such a job's output elsewhere "
-                    "(`job >/dev/null 2>&1 &` or to a file), or use mode=exec, where each "
-                    "command has its own channel"
+                    f"a background job wrote to {self.where} after its command ended; "
+                    "that output is in no result, and session.stray_output keeps its end. "
+                    "Send such a job's output elsewhere (`job >/dev/null 2>&1 &` or to a "
+                    "file), or run it with mode=exec, where each command has its own channel"
                 ),
                 stacklevel=2,
             )

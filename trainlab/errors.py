@@ -185,8 +185,8 @@ class TrainlabWarning(UserWarning):
 
 
 class StrayOutputWarning(TrainlabWarning):
-    """Output arrived between commands' answers: a background job wrote after its
-    command ended. It is in no result; ``Session.stray_output`` keeps its end."""
+    """A background job wrote after its command ended. That output is in no result;
+    ``Session.stray_output`` keeps its end."""
 
 
 def _tail(text: str, lines: int = 5, width: int = 400) -> str:

@@ -83,6 +83,11 @@ class FrameReader:
         return self._streams["stderr"].done
 
     @property
+    def finished(self) -> int:
+        """How many commands are answered (both of their markers read)."""
+        return min(self._streams["stdout"].index, self._streams["stderr"].index)
+
+    @property
     def done(self) -> bool:
         """True when both streams carried the request's last marker."""
         return self.stdout_done and self.stderr_done
@@ -113,6 +118,12 @@ class FrameReader:
             if state.done:
                 state.pending = b""
                 return
+
+    def write(self, index: int, stream: str, data: bytes) -> None:
+        """Take ``data`` that command ``index`` wrote to ``stream`` on a channel of its
+        own (a host with split outputs): its markers still come through ``feed``."""
+        if data and index < len(self.request.commands):
+            self._capture(index).write(stream, data)
 
     def _held_back(self, buf: bytes, pos: int) -> int:
         """How many bytes at the end of ``buf`` may begin a marker (kept for the next chunk)."""
@@ -157,9 +168,8 @@ class FrameReader:
 
     def outputs(self) -> list[FramedOutput]:
         """The finished commands' outputs, in order."""
-        finished = min(self._streams["stdout"].index, self._streams["stderr"].index)
         results = []
-        for index in range(finished):
+        for index in range(self.finished):
             capture = self._captures[index]
             results.append(
                 FramedOutput(

@@ -32,6 +32,7 @@ batch markers carry no times (the client times them from their arrival).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 import shlex
@@ -115,9 +116,10 @@ def new_nonce() -> bytes:
 #: first: once stdout's last marker has been read, stderr's is already in its
 #: pipe. Only batches time each command with $EPOCHREALTIME; the client times a
 #: single command itself.
-BOOTSTRAP = rb"""set +h
+_BOOTSTRAP = rb"""set +h
 __tl1() {
-  if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null; else eval -- "$__tl_x" </dev/null; fi
+  if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null
+  else eval -- "$__tl_x" </dev/null; fi@OUT1@
   __tl_rc=$?
   printf '%s E 0 Z 1\n' "$__tl_n" >&2
   printf '%s E 0 %d Z 1\n' "$__tl_n" "$__tl_rc"
@@ -127,7 +129,7 @@ __tl() {
   while :; do
     __tl_t=$EPOCHREALTIME
     if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
-    else eval -- "${__tl_c[__tl_i]}" </dev/null; fi
+    else eval -- "${__tl_c[__tl_i]}" </dev/null; fi@OUTN@
     __tl_rc=$?
     __tl_z=
     if (( ++__tl_i >= __tl_k )) || [[ $__tl_s = 1 && $__tl_rc != 0 ]]; then
@@ -164,13 +166,12 @@ def host_script(
     then the requests from stdin.
     """
     script = first.script if first is not None else b""
+    split = dialect is not None and dialect.split
     if dialect is not None and dialect.name == "posix":
-        script = POSIX_BOOTSTRAP + script + b"exec " + shlex.join(shell).encode() + b" -s\n"
+        bootstrap = _bootstrap(_POSIX_BOOTSTRAP, split=split)
+        script = bootstrap + script + b"exec " + shlex.join(shell).encode() + b" -s\n"
         return script.decode("utf-8", "surrogateescape")
-    return (BOOTSTRAP + script + _HOST_LOOP).decode()
-
-
-HOST_SCRIPT = host_script()
+    return (_bootstrap(_BOOTSTRAP, split=split) + script + _HOST_LOOP).decode()
 
 
 #: The POSIX host's functions, for any POSIX sh (dash, BusyBox ash, mksh, bash as
@@ -183,14 +184,14 @@ HOST_SCRIPT = host_script()
 #: +h``; quiet where a shell lacks it). ``echo`` writes each marker line in one
 #: write (``printf`` is not a builtin in mksh). POSIX sh has no sub-second clock:
 #: batch markers carry no times.
-POSIX_BOOTSTRAP = b"""__tl_run() {
+_POSIX_BOOTSTRAP = b"""__tl_run() {
   case $__tl_k in
   s) ( eval " $__tl_x" ) </dev/null ;;
   *) command eval " $__tl_x" </dev/null ;;
-  esac
+  esac@OUTN@
 }
 __tl1() {
-  __tl_k=$__tl_m
+  __tl_k=$__tl_m __tl_i=0
   __tl_run
   __tl_rc=$?
   hash -r 2>/dev/null
@@ -215,6 +216,22 @@ __tl() {
   done
 }
 """
+
+#: Where a host with split outputs sends a command's stdout and stderr: two FIFOs per
+#: command, ``<prefix><index>.o`` and ``<prefix><index>.e``, which the client created
+#: and reads (``__tl_d`` is the prefix, set by each request).
+_SPLIT_ONE = b' >"${__tl_d}0.o" 2>"${__tl_d}0.e"'
+_SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
+
+
+def _bootstrap(template: bytes, *, split: bool) -> bytes:
+    one, many = (_SPLIT_ONE, _SPLIT_MANY) if split else (b"", b"")
+    return template.replace(b"@OUT1@", one).replace(b"@OUTN@", many)
+
+
+BOOTSTRAP = _bootstrap(_BOOTSTRAP, split=False)
+POSIX_BOOTSTRAP = _bootstrap(_POSIX_BOOTSTRAP, split=False)
+HOST_SCRIPT = host_script()
 
 
 def encode_posix(command: str) -> bytes:
@@ -252,6 +269,15 @@ class Dialect:
     preamble: bytes
     #: True when the host times each command of a batch itself.
     timed: bool
+    #: True when each command's stdout and stderr go to FIFOs the client made
+    #: (``build_request(outputs=...)``), and the host's own streams carry only
+    #: the markers: a background job's late output then stays on its command's FIFOs.
+    split: bool = False
+
+    def with_split_outputs(self) -> Dialect:
+        """This kind of host, with each command's output on its own pair of FIFOs."""
+        preamble = _bootstrap(_POSIX_BOOTSTRAP, split=True) if self.preamble else b""
+        return Dialect(self.name, preamble, self.timed, split=True)
 
     def start_argv(self, shell: Sequence[str], first: Request | None = None) -> list[str]:
         """The host's argv for ``shell`` (``["bash"]``, ``["/bin/sh"]``,
@@ -262,7 +288,7 @@ class Dialect:
         reads the ``preamble`` and the following requests from stdin.
         """
         if self.name == "bash":
-            return [*shell, "--noprofile", "--norc", "-c", host_script(first)]
+            return [*shell, "--noprofile", "--norc", "-c", host_script(first, dialect=self)]
         if first is None:
             return [*shell, "-s"]
         return [*shell, "-c", host_script(first, dialect=self, shell=shell)]
@@ -278,10 +304,17 @@ class Dialect:
         return shlex.join(self.start_argv(shell, first))
 
     def build_request(
-        self, commands: Sequence[str], *, stop_on_error: bool = False, nonce: bytes | None = None
+        self,
+        commands: Sequence[str],
+        *,
+        stop_on_error: bool = False,
+        nonce: bytes | None = None,
+        outputs: str | None = None,
     ) -> Request:
         """``build_request`` for this kind of host."""
-        return build_request(commands, stop_on_error=stop_on_error, nonce=nonce, dialect=self)
+        return build_request(
+            commands, stop_on_error=stop_on_error, nonce=nonce, dialect=self, outputs=outputs
+        )
 
     def runs_in_host(self, command: str) -> bool:
         return runs_in_host(command, posix=self.name == "posix")
@@ -322,18 +355,35 @@ def build_request(
     stop_on_error: bool = False,
     nonce: bytes | None = None,
     dialect: Dialect = BASH,
+    outputs: str | None = None,
 ) -> Request:
     """Frame ``commands`` for one round trip to a host running ``HOST_SCRIPT``
     (with ``dialect=POSIX``, to the POSIX host).
 
     With ``stop_on_error`` the batch stops after the first non-zero exit; the
-    ``Z`` marker says how many ran.
+    ``Z`` marker says how many ran. A host with split outputs
+    (``Dialect.with_split_outputs``) needs ``outputs``: the path prefix of the
+    FIFOs the client made, ``<outputs><index>.o`` and ``<outputs><index>.e``.
 
     >>> build_request(["uname -a"], nonce=b"__tl_0").script
     b"__tl_n=__tl_0 __tl_m=f __tl_x=$'uname -a'; __tl1\\n"
     """
     if not commands:
         raise InvalidCommand("no commands to run")
+    if dialect.split != (outputs is not None):
+        raise ValueError("outputs= goes with a host whose outputs are split, and only there")
+    if outputs is not None:
+        request = build_request(
+            commands,
+            stop_on_error=stop_on_error,
+            nonce=nonce,
+            dialect=Dialect(dialect.name, b"", dialect.timed),
+        )
+        if dialect.name == "posix":
+            where = b"__tl_d=" + encode_posix(outputs) + b"; "
+        else:
+            where = b"__tl_d=" + encode_command(outputs).encode() + b"; "
+        return dataclasses.replace(request, script=where + request.script)
     if dialect.name == "posix":
         return _posix_request(commands, stop_on_error, nonce or new_nonce())
     marker = (nonce or new_nonce()).decode()

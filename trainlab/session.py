@@ -162,9 +162,9 @@ class Session:
 
     @property
     def stray_output(self) -> StrayOutput:
-        """Output that arrived between commands' answers (a background job writing after
-        its command ended): in no result, its end kept here (``.stdout``, ``.stderr``,
-        ``.total``). A ``StrayOutputWarning`` says so once."""
+        """What background jobs wrote after their commands ended (see the output guide's
+        "Whose output is it?"): in no result, its end kept here (``.stdout``,
+        ``.stderr``, ``.total``). A ``StrayOutputWarning`` says so once."""
         return self.transport.stray
 
     @property

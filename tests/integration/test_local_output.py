@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +144,85 @@ def test_stream_prints_live_and_the_result_is_unchanged(
 def test_no_bound_keeps_everything(session: trainlab.Session) -> None:
     result = session.run("head -c 3000000 /dev/zero", max_output=None)
     assert (len(result.stdout_bytes), result.truncated) == (3_000_000, False)
+
+
+# -- whose output is it: each command of a kept shell writes to FIFOs of its own ---------
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_a_job_writing_during_a_later_command_is_stray_not_that_commands(shell: str) -> None:
+    with trainlab.connect(f"local://?mode=shell&shell={shell}", reuse=False) as s:
+        first = s.run("(sleep 0.5; echo LATE; echo LATE-ERR >&2) &")
+        assert (first.stdout, first.stderr) == ("", "")
+        with pytest.warns(trainlab.errors.StrayOutputWarning, match="session.stray_output"):
+            second = s.run("sleep 1.5; echo SECOND")  # the job writes meanwhile
+        assert (second.stdout, second.stderr) == ("SECOND\n", "")
+        assert (s.stray_output.stdout, s.stray_output.stderr) == (b"LATE\n", b"LATE-ERR\n")
+
+
+@pytest.mark.parametrize("uri", ["local://?mode=shell", "local://?mode=shell&shell=sh", "local://"])
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_a_batch_neighbour_never_gets_an_earlier_commands_job_output(uri: str) -> None:
+    """Exec mode's batches run on a kept shell too; its late output is dropped there."""
+    with trainlab.connect(uri, reuse=False) as s:
+        batch = s.run_many(
+            ["(sleep 0.3; echo LATE; echo LATE-ERR >&2) & echo started", "sleep 1; echo B"],
+            timeout=20,
+        )
+        assert [(r.stdout, r.stderr) for r in batch] == [("started\n", ""), ("B\n", "")]
+        expected = b"LATE\n" if "shell" in uri else b""  # exec mode's host closed with the batch
+        assert s.stray_output.stdout == expected
+
+
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_a_flooding_job_left_behind_never_reaches_later_results() -> None:
+    with trainlab.connect("local://?mode=shell", reuse=False) as s:
+        r = s.run("yes noise & echo $! >&2", timeout=20)
+        writer = int(r.stderr)
+        try:
+            until = time.monotonic() + 2
+            for n in range(500):  # bounded: 2 s or 500 batches while the job floods
+                batch = s.run_many([f"echo a{n}", f"echo b{n} >&2"], timeout=20)
+                assert [(x.stdout, x.stderr) for x in batch] == [(f"a{n}\n", ""), ("", f"b{n}\n")]
+                if time.monotonic() > until:
+                    break
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(writer, signal.SIGKILL)
+        assert s.stray_output.stdout.endswith(b"noise\n")
+        assert s.stray_output.total > 1_000_000  # read all along, so the job never blocked
+
+
+def test_output_before_its_command_ends_is_that_commands() -> None:
+    """A job's bytes written while its own command still runs are its command's."""
+    with trainlab.connect("local://?mode=shell", reuse=False) as s:
+        r = s.run("(echo from-job) & wait; echo done", timeout=20)
+        assert r.stdout == "from-job\ndone\n"
+        assert s.stray_output.total == 0
+
+
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_the_fifos_are_reused_and_removed_with_the_session() -> None:
+    with trainlab.connect("local://?mode=shell", reuse=False) as s:
+        s.run_many(["echo a", "echo b", "echo c"])
+        fifos = s.transport._host.fifos  # type: ignore[attr-defined]
+        directory = Path(fifos.dir)
+        assert sorted(p.name for p in directory.iterdir()) == [
+            "0.e",
+            "0.o",
+            "1.e",
+            "1.o",
+            "2.e",
+            "2.o",
+        ]
+        assert oct(directory.stat().st_mode & 0o777) == "0o700"
+        made = {p.name: p.stat().st_ino for p in directory.iterdir()}
+        s.run("echo again")
+        assert (directory / "0.o").stat().st_ino == made["0.o"]  # the same FIFO, used again
+        r = s.run("sleep 30 & echo $!")  # the job holds slot 0's FIFOs
+        try:
+            s.run("echo next")
+            assert (directory / "0.o").stat().st_ino != made["0.o"]
+        finally:
+            os.kill(int(r.stdout), signal.SIGKILL)
+    assert not directory.exists()

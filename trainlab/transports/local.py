@@ -38,6 +38,7 @@ from trainlab.options import Option
 from trainlab.result import CommandResult, FileStat, file_type
 from trainlab.transports._deadline import DeadlinePassed
 from trainlab.transports.base import StreamingTransport
+from trainlab.transports.command_fifos import CommandFifos
 
 __all__ = ["LocalTransport"]
 
@@ -170,12 +171,16 @@ class LocalTransport(StreamingTransport):
         stop_on_error: bool,
         capture_for: Callable[[int], CommandCapture],
     ) -> list[framing.FramedOutput]:
-        request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
         host = self._host
         if host is None or host.broken:
             raise TransportError("the local shell is not running; the session reopens it")
         return host.exchange(
-            request, timeout, capture_for, target=self.target.address, stray=self.stray.add
+            commands,
+            stop_on_error,
+            timeout,
+            capture_for,
+            target=self.target.address,
+            stray=self.stray.add,
         )
 
     def _exec_batch(
@@ -185,20 +190,16 @@ class LocalTransport(StreamingTransport):
         stop_on_error: bool,
         capture_for: Callable[[int], CommandCapture],
     ) -> list[framing.FramedOutput]:
-        request = self._dialect.build_request(commands, stop_on_error=stop_on_error)
         host = self._start_host()
         try:
-            return host.exchange(request, timeout, capture_for, target=self.target.address)
+            return host.exchange(
+                commands, stop_on_error, timeout, capture_for, target=self.target.address
+            )
         finally:
             host.close()
 
     def _start_host(self) -> _KeptShell:
-        return _KeptShell(
-            self._dialect.start_argv(self._shell),
-            self._dialect.preamble,
-            env=self._env(),
-            cwd=self.settings.get("cwd"),
-        )
+        return _KeptShell(self._shell, self._dialect, env=self._env(), cwd=self.settings.get("cwd"))
 
     def _exec(
         self, argv: list[str], timeout: float | None, command: str, output: CommandCapture
@@ -303,16 +304,22 @@ def _pick_shell(value: str, env: Mapping[str, str] | None) -> tuple[list[str], f
 
 
 class _KeptShell:
-    """A shell process on pipes that answers framed requests (bash or the POSIX host)."""
+    """A shell process on pipes that answers framed requests (bash or the POSIX host).
+
+    Each command's stdout and stderr go to FIFOs of its own (``CommandFifos``); the
+    host's pipes carry the markers.
+    """
 
     def __init__(
         self,
-        argv: list[str],
-        preamble: bytes,
+        shell: list[str],
+        dialect: framing.Dialect,
         *,
         env: dict[str, str] | None,
         cwd: str | None,
     ) -> None:
+        self.dialect = dialect.with_split_outputs()
+        argv = self.dialect.start_argv(shell)
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -330,6 +337,7 @@ class _KeptShell:
             raise TransportError("the shell started without a stdin pipe")
         stdout, stderr = _pipes(self.proc)
         self.in_fd = self.proc.stdin.fileno()
+        preamble = self.dialect.preamble
         if preamble:  # a fresh pipe holds it whole (64 KiB): this write cannot block
             with contextlib.suppress(BrokenPipeError):  # the next exchange sees the EOF
                 os.write(self.in_fd, preamble)
@@ -340,6 +348,7 @@ class _KeptShell:
         self.poller = select.poll()
         self.poller.register(self.out_fd, _IN)
         self.poller.register(self.err_fd, _IN)
+        self.fifos = CommandFifos(self.poller)
         self.broken = False
         try:
             self._pidfd = os.pidfd_open(self.proc.pid)
@@ -358,28 +367,33 @@ class _KeptShell:
 
     def exchange(
         self,
-        request: framing.Request,
+        commands: Sequence[str],
+        stop_on_error: bool,
         timeout: float | None,
         capture_for: Callable[[int], CommandCapture],
         *,
         target: str,
         stray: Callable[[str, bytes], None] | None = None,
     ) -> list[framing.FramedOutput]:
-        """Send ``request`` and read its answer, each command's output into its capture.
+        """Run ``commands`` in one request, each one's output into its capture.
 
-        What arrived since the last answer (a background job's late output) goes to
-        ``stray(stream, data)``, never into this answer.
+        What a background job writes after its command was answered goes to
+        ``stray(stream, data)`` (dropped without it), never into a later answer.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         since = _Mark()
+        self.fifos.pass_on(stray)
+        self._pass_on(stray)
+        prefix = self.fifos.prepare(len(commands))
+        request = self.dialect.build_request(commands, stop_on_error=stop_on_error, outputs=prefix)
         # A host without a clock: the client times each command of a batch.
         clock = request.dialect != "bash" and len(request.commands) > 1
         reader = FrameReader(request, capture_for, clock=clock)
         try:
-            self._pass_on(stray)
-            state = self._pump(request, reader, deadline)
+            state = self._pump(request, reader, deadline, stray)
         except DeadlinePassed:
             self.broken = True
+            self.fifos.drain(reader.write, stray)  # what the running command wrote so far
             self.kill(since)
             raise reader.timeout_error(target, timeout, aftermath=_AFTER_SHELL_TIMEOUT) from None
         except BaseException:
@@ -389,6 +403,8 @@ class _KeptShell:
             self.kill(since)
             reader.close()
             raise
+        finally:
+            self.fifos.finish(clean=not self.broken)
         if state != "done":
             self.broken = True
             reader.close()
@@ -409,8 +425,11 @@ class _KeptShell:
         return reader.outputs()
 
     def _pass_on(self, stray: Callable[[str, bytes], None] | None) -> None:
-        """Hand bytes a background job wrote since the last answer to ``stray``."""
+        """Hand bytes on the host's own streams since the last answer to ``stray``
+        (the host writes there only its markers; anything else is no command's)."""
         for fd, _event in self.poller.poll(0):
+            if fd not in (self.out_fd, self.err_fd):
+                continue
             name = "stdout" if fd == self.out_fd else "stderr"
             with contextlib.suppress(BlockingIOError):
                 for _ in range(1024):  # bounded: a job that floods is read next time
@@ -420,14 +439,22 @@ class _KeptShell:
                     if stray is not None:
                         stray(name, data)
 
-    def _pump(self, request: framing.Request, reader: FrameReader, deadline: float | None) -> str:
-        """Write the request and feed both streams to ``reader`` until both carry the Z line.
+    def _pump(
+        self,
+        request: framing.Request,
+        reader: FrameReader,
+        deadline: float | None,
+        stray: Callable[[str, bytes], None] | None,
+    ) -> str:
+        """Write the request and read until both of the host's streams carry the Z line.
 
-        Returns ``"done"``, or ``"eof"`` when a stream closed first; raises
-        ``DeadlinePassed`` when the deadline passes. Writing and reading interleave, so a
-        large request cannot deadlock against a command that writes a lot.
+        The commands' output arrives on their FIFOs; the markers on the host's
+        stdout and stderr. Returns ``"done"``, or ``"eof"`` when a host stream closed
+        first; raises ``DeadlinePassed`` when the deadline passes. Writing and reading
+        interleave, so a large request cannot deadlock against a command that writes
+        a lot.
         """
-        poller = self.poller
+        poller, fifos = self.poller, self.fifos
         out_fd, err_fd, in_fd = self.out_fd, self.err_fd, self.in_fd
         view = memoryview(request.wire)
         try:
@@ -438,7 +465,17 @@ class _KeptShell:
             return "eof"
         if view:
             poller.register(in_fd, select.POLLOUT | select.POLLERR)
-        feed = reader.feed
+        route = reader.write
+
+        def take(stream: str, chunk: bytes) -> None:
+            # A command whose marker ``chunk`` holds wrote its last byte before it:
+            # read its FIFOs first, then let the marker finish it.
+            fifos.drain(route, stray)
+            reader.feed(stream, chunk)
+            finished = reader.finished
+            fifos.settle(finished)
+            fifos.open_window(finished)
+
         try:
             while not reader.done:
                 wait_ms = -1
@@ -458,6 +495,10 @@ class _KeptShell:
                         if not view:
                             poller.unregister(in_fd)
                         continue
+                    if fd not in (out_fd, err_fd):
+                        if fifos.owns(fd):
+                            fifos.read(fd, route, stray)
+                        continue
                     if (fd == out_fd and reader.stdout_done) or (
                         fd == err_fd and reader.stderr_done
                     ):
@@ -469,7 +510,7 @@ class _KeptShell:
                     if not chunk:
                         return "eof"
                     if fd == out_fd:
-                        feed("stdout", chunk)
+                        take("stdout", chunk)
                         # stderr's Z line was written before stdout's: take it now
                         # rather than after another wake-up.
                         while reader.stdout_done and not reader.stderr_done:
@@ -479,9 +520,9 @@ class _KeptShell:
                                 break
                             if not chunk:
                                 return "eof"
-                            feed("stderr", chunk)
+                            take("stderr", chunk)
                     else:
-                        feed("stderr", chunk)
+                        take("stderr", chunk)
                     if deadline is not None and time.monotonic() >= deadline:
                         raise DeadlinePassed()
         finally:
@@ -522,6 +563,7 @@ class _KeptShell:
                     stream.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        self.fifos.close()
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1

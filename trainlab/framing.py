@@ -118,7 +118,7 @@ def new_nonce() -> bytes:
 #: single command itself.
 _BOOTSTRAP = rb"""set +h
 __tl1() {
-  if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null
+  @ASK1@if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null
   else eval -- "$__tl_x" </dev/null; fi@OUT1@
   __tl_rc=$?
   printf '%s E 0 Z 1\n' "$__tl_n" >&2
@@ -128,7 +128,7 @@ __tl() {
   local __tl_i=0 __tl_rc=0 __tl_t= __tl_k=${#__tl_c[@]} __tl_z=
   while :; do
     __tl_t=$EPOCHREALTIME
-    if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
+    @ASKN@if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
     else eval -- "${__tl_c[__tl_i]}" </dev/null; fi@OUTN@
     __tl_rc=$?
     __tl_z=
@@ -166,7 +166,7 @@ def host_script(
     then the requests from stdin.
     """
     script = first.script if first is not None else b""
-    split = dialect is not None and dialect.split
+    split = dialect.split if dialect is not None else ""
     if dialect is not None and dialect.name == "posix":
         bootstrap = _bootstrap(_POSIX_BOOTSTRAP, split=split)
         script = bootstrap + script + b"exec " + shlex.join(shell).encode() + b" -s\n"
@@ -185,7 +185,7 @@ def host_script(
 #: write (``printf`` is not a builtin in mksh). POSIX sh has no sub-second clock:
 #: batch markers carry no times.
 _POSIX_BOOTSTRAP = b"""__tl_run() {
-  case $__tl_k in
+  @ASKP@case $__tl_k in
   s) ( eval " $__tl_x" ) </dev/null ;;
   *) command eval " $__tl_x" </dev/null ;;
   esac@OUTN@
@@ -218,19 +218,43 @@ __tl() {
 """
 
 #: Where a host with split outputs sends a command's stdout and stderr: two FIFOs per
-#: command, ``<prefix><index>.o`` and ``<prefix><index>.e``, which the client created
-#: and reads (``__tl_d`` is the prefix, set by each request).
+#: command, ``<prefix><index>.o`` and ``<prefix><index>.e``, whose read ends the
+#: client holds (``__tl_d`` is the prefix: set by each request, or in the host's
+#: environment by the SSH output multiplexer).
 _SPLIT_ONE = b' >"${__tl_d}0.o" 2>"${__tl_d}0.e"'
 _SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
+#: Under the multiplexer (``trainlab.transports.ssh.mux``) a command first asks for
+#: its FIFOs with a ``W <index>`` line on the host's stdout and waits for the answer
+#: on fd 8, which the command itself does not get.
+_ASK_ONE = b"printf '%s W 0\\n' \"$__tl_n\"; read -r __tl_g <&8\n  "
+_ASK_MANY = b"printf '%s W %d\\n' \"$__tl_n\" \"$__tl_i\"; read -r __tl_g <&8\n    "
+_ASK_POSIX = b'echo "$__tl_n W $__tl_i"; read -r __tl_g <&8\n  '
+
+#: How a host's commands write their output: on the host's own streams; on FIFOs
+#: the client made (``local://``); on FIFOs the SSH multiplexer makes when asked.
+SPLITS = ("", "fifos", "mux")
 
 
-def _bootstrap(template: bytes, *, split: bool) -> bytes:
-    one, many = (_SPLIT_ONE, _SPLIT_MANY) if split else (b"", b"")
-    return template.replace(b"@OUT1@", one).replace(b"@OUTN@", many)
+def _bootstrap(template: bytes, *, split: str = "") -> bytes:
+    one = many = ask_one = ask_many = ask_posix = b""
+    if split:
+        one, many = _SPLIT_ONE, _SPLIT_MANY
+    if split == "mux":
+        one, many = one + b" 8<&-", many + b" 8<&-"
+        ask_one, ask_many, ask_posix = _ASK_ONE, _ASK_MANY, _ASK_POSIX
+    for name, value in (
+        (b"@OUT1@", one),
+        (b"@OUTN@", many),
+        (b"@ASK1@", ask_one),
+        (b"@ASKN@", ask_many),
+        (b"@ASKP@", ask_posix),
+    ):
+        template = template.replace(name, value)
+    return template
 
 
-BOOTSTRAP = _bootstrap(_BOOTSTRAP, split=False)
-POSIX_BOOTSTRAP = _bootstrap(_POSIX_BOOTSTRAP, split=False)
+BOOTSTRAP = _bootstrap(_BOOTSTRAP)
+POSIX_BOOTSTRAP = _bootstrap(_POSIX_BOOTSTRAP)
 HOST_SCRIPT = host_script()
 
 
@@ -269,15 +293,18 @@ class Dialect:
     preamble: bytes
     #: True when the host times each command of a batch itself.
     timed: bool
-    #: True when each command's stdout and stderr go to FIFOs the client made
-    #: (``build_request(outputs=...)``), and the host's own streams carry only
-    #: the markers: a background job's late output then stays on its command's FIFOs.
-    split: bool = False
+    #: Where each command's stdout and stderr go (``SPLITS``): ``""`` the host's own
+    #: streams; ``"fifos"`` FIFOs the client made (``build_request(outputs=...)``);
+    #: ``"mux"`` FIFOs the SSH multiplexer makes. Split, the host's streams carry only
+    #: the markers, and a background job's late output stays on its command's FIFOs.
+    split: str = ""
 
-    def with_split_outputs(self) -> Dialect:
+    def with_split_outputs(self, split: str = "fifos") -> Dialect:
         """This kind of host, with each command's output on its own pair of FIFOs."""
-        preamble = _bootstrap(_POSIX_BOOTSTRAP, split=True) if self.preamble else b""
-        return Dialect(self.name, preamble, self.timed, split=True)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}")
+        preamble = _bootstrap(_POSIX_BOOTSTRAP, split=split) if self.preamble else b""
+        return Dialect(self.name, preamble, self.timed, split=split)
 
     def start_argv(self, shell: Sequence[str], first: Request | None = None) -> list[str]:
         """The host's argv for ``shell`` (``["bash"]``, ``["/bin/sh"]``,
@@ -370,14 +397,14 @@ def build_request(
     """
     if not commands:
         raise InvalidCommand("no commands to run")
-    if dialect.split != (outputs is not None):
-        raise ValueError("outputs= goes with a host whose outputs are split, and only there")
+    if (dialect.split == "fifos") != (outputs is not None):
+        raise ValueError("outputs= goes with a host that writes to the client's FIFOs, only")
     if outputs is not None:
         request = build_request(
             commands,
             stop_on_error=stop_on_error,
             nonce=nonce,
-            dialect=Dialect(dialect.name, b"", dialect.timed),
+            dialect=Dialect(dialect.name, b"", dialect.timed),  # the same script
         )
         if dialect.name == "posix":
             where = b"__tl_d=" + encode_posix(outputs) + b"; "

@@ -141,3 +141,31 @@ def test_exec_mode_batches_keep_late_output_out_of_the_next_batch(
             later = s.run_many(["echo C", "echo D"])
         assert [r.stdout for r in later] == ["C\n", "D\n"]
         assert s.stray_output.stdout == b"LATE\n"
+
+
+# -- the output multiplexer: each command of a kept shell on FIFOs of its own ----------
+
+
+@pytest.mark.parametrize("mode", ["shell", "shell-sh", "exec"])
+def test_a_job_writing_during_a_later_command_is_stray_not_that_commands(
+    sshd: SSHServer, ssh_options: dict[str, Any], mode: str
+) -> None:
+    name, _, shell = mode.partition("-")
+    with trainlab.connect(
+        sshd.uri, reuse=False, **{**ssh_options, "mode": name, "shell": shell or "auto"}
+    ) as s, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        batch = s.run_many(
+            ["(sleep 0.5; echo LATE; echo LATE-ERR >&2) & echo started", "sleep 1.5; echo B"],
+            timeout=20,
+        )
+        assert [(r.stdout, r.stderr) for r in batch] == [("started\n", ""), ("B\n", "")]
+        assert (s.stray_output.stdout, s.stray_output.stderr) == (b"LATE\n", b"LATE-ERR\n")
+        if name == "exec":
+            return  # its batch shell closed with the batch
+        first = s.run("(sleep 0.5; echo LATE2) &")
+        second = s.run("sleep 1.5; echo SECOND")  # the job writes meanwhile
+        assert (first.stdout, second.stdout, second.stderr) == ("", "SECOND\n", "")
+        assert s.stray_output.stdout == b"LATE\nLATE2\n"
+        assert s.stray_output.stderr == b"LATE-ERR\n"
+        assert [type(w.message) for w in seen] == [StrayOutputWarning]  # once a session

@@ -72,7 +72,7 @@ CHUNKS_PER_CHECK = 16
 # The most of exec mode's stderr prelude (chatter, pid line, sudo's prompts) kept.
 _PRELUDE_LIMIT = 1024 * 1024
 # The kept shell's ready line; " posix" when the POSIX host answers (no bash there).
-READY = re.compile(rb"(?:^|\n)__tl_ready( posix)?\n")
+READY = re.compile(rb"(?:^|\n)__tl_ready( posix)?( split)?\n")
 
 
 def exec_wrapper(command: str, nonce: bytes, *, shell: str, sudo: Sudo | None) -> str:

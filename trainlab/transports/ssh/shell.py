@@ -7,6 +7,7 @@ package's channel, errors and sudo modules.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import select
 import shlex
 import time
@@ -34,6 +35,7 @@ from trainlab.transports.ssh.channel import (
 )
 from trainlab.transports.ssh.errors import map_errors
 from trainlab.transports.ssh.login import NO_BASH, direct, login_shell_in, portable
+from trainlab.transports.ssh.mux import MUX, StrayRecords
 from trainlab.transports.ssh.sudo import Sudo
 
 __all__ = ["RemoteShell"]
@@ -57,7 +59,9 @@ class RemoteShell:
 
     Under sudo with ``requiretty`` the shell runs on a pty channel (raw mode, no
     echo) and its stderr goes to a FIFO that a second channel reads, so stdout and
-    stderr stay apart.
+    stderr stay apart. Elsewhere, where the host has perl, the shell runs under the
+    output multiplexer (``trainlab.transports.ssh.mux``): each command writes to FIFOs
+    of its own, so a job it leaves behind never writes into a later command's result.
     """
 
     def __init__(
@@ -92,6 +96,11 @@ class RemoteShell:
         self._preamble_due = False
         self.tty = sudo is not None and sudo.tty
         self.fifo = ""
+        # The multiplexer, where perl is: not under sudo (sudo closes the answer pipe's
+        # descriptor, and a sudoers rule may allow the shell alone).
+        self._may_mux = sudo is None
+        self.mux = False  # the host said it runs under the multiplexer
+        self._records = StrayRecords(b"__tl_" + secrets.token_hex(12).encode(), None)
         # Without sudo there is nothing to answer while the shell starts, so the
         # start waits for the first request and carries it: one exec runs bash
         # and the request (see exchange), and the ready lines arrive with the
@@ -121,18 +130,7 @@ class RemoteShell:
         speak (see ``_dialects``); the host that starts answers its own.
         """
         first = first or {}
-        parts: list[str] = []
-        if "bash" in self._dialects:
-            parts.append(self._bash_start(first.get("bash")))
-        if "posix" in self._dialects:
-            parts.append(self._posix_start(first.get("posix")))
-        if len(parts) == 2:  # shell=auto: bash where there is one, else any POSIX sh
-            start = f"if command -v bash >/dev/null 2>&1; then {parts[0]}; else {parts[1]}; fi"
-        elif self.shell == "bash":
-            missing = "{ echo __tl_nobash >&2; exit 127; }"
-            start = f"command -v bash >/dev/null 2>&1 || {missing}; {parts[0]}"
-        else:
-            start = parts[0]
+        start = self._dispatch(first, mux=False)
         if self.sudo is None and "bash" in self._dialects:
             # A login shell that is bash already runs the host itself: one bash
             # start less per session, which a cold fan-out over many hosts pays
@@ -145,6 +143,12 @@ class RemoteShell:
                 f'if [ -n "$BASH_VERSION" ]; then {_CLEAN_BASH} eval {shlex.quote(inner)}; '
                 f"else {start}; fi"
             )
+        if self._may_mux:  # the multiplexer where there is perl, else as above
+            muxed = self._dispatch(first, mux=True)
+            start = (
+                f"__tl_mux={shlex.quote(MUX)}; "
+                f"if command -v perl >/dev/null 2>&1; then {muxed}; fi; {start}"
+            )
         script = f'echo "__tl_pid $$"; {start}'
         if direct(self.login, "auto"):
             return script  # the login shell (bash, or /bin/sh) is known to run it itself
@@ -152,10 +156,31 @@ class RemoteShell:
         # /bin/sh; a login bash is exec'd straight back into (shell=auto's dispatch).
         return portable(script, "auto")
 
-    def _ready(self, dialect: str) -> str:
+    def _dispatch(self, first: Mapping[str, framing.Request], *, mux: bool) -> str:
+        """The line that starts bash or the POSIX host, as ``shell=`` asks."""
+        parts: list[str] = []
+        if "bash" in self._dialects:
+            parts.append(self._bash_start(first.get("bash"), mux=mux))
+        if "posix" in self._dialects:
+            parts.append(self._posix_start(first.get("posix"), mux=mux))
+        if len(parts) == 2:  # shell=auto: bash where there is one, else any POSIX sh
+            return f"if command -v bash >/dev/null 2>&1; then {parts[0]}; else {parts[1]}; fi"
+        if self.shell == "bash":
+            missing = "{ echo __tl_nobash >&2; exit 127; }"
+            return f"command -v bash >/dev/null 2>&1 || {missing}; {parts[0]}"
+        return parts[0]
+
+    def _exec(self, host: str, *, mux: bool) -> str:
+        """``exec`` of the host's command line: under the multiplexer, or sudo, or as is."""
+        if mux:
+            token = self._records.token.decode().strip()
+            return f'exec perl -e "$__tl_mux" -- {token} {host}'
+        return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
+
+    def _ready(self, dialect: str, mux: bool = False) -> str:
         # Both streams say ready when the start carries a request, so startup chatter
-        # (a chatty rc file) can be cut off both; the word says which host answers.
-        line = "__tl_ready" + ("" if dialect == "bash" else " posix")
+        # (a chatty rc file) can be cut off both; the words say which host answers.
+        line = "__tl_ready" + ("" if dialect == "bash" else " posix") + (" split" if mux else "")
         return f"echo {line}; echo {line} >&2; " if self._starting else f"echo {line}; "
 
     def _with_tty(self, inner: str) -> tuple[str, str]:
@@ -163,26 +188,31 @@ class RemoteShell:
             return inner, ""
         return 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner, " " + shlex.quote(self.fifo)
 
-    def _bash_inner(self, first: framing.Request | None) -> str:
-        script = framing.host_script(first) if self._starting else framing.HOST_SCRIPT
-        return self._ready("bash") + script
+    def _bash_inner(self, first: framing.Request | None, mux: bool = False) -> str:
+        if mux:
+            dialect = framing.BASH.with_split_outputs("mux")
+            script = framing.host_script(first if self._starting else None, dialect=dialect)
+        else:
+            script = framing.host_script(first) if self._starting else framing.HOST_SCRIPT
+        return self._ready("bash", mux) + script
 
-    def _bash_start(self, first: framing.Request | None) -> str:
-        inner, suffix = self._with_tty(self._bash_inner(first))
+    def _bash_start(self, first: framing.Request | None, *, mux: bool = False) -> str:
+        inner, suffix = self._with_tty(self._bash_inner(first, mux))
         host = f"bash --noprofile --norc -c {shlex.quote(inner)}{suffix}"
-        return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
+        return self._exec(host, mux=mux)
 
-    def _posix_start(self, first: framing.Request | None) -> str:
+    def _posix_start(self, first: framing.Request | None, *, mux: bool = False) -> str:
         # The POSIX host answers ``first`` from its -c script, then becomes `sh -s`
         # reading its functions (the preamble) and the next requests from stdin.
-        script = framing.POSIX.host_script(first, shell=("/bin/sh",))  # noqa: S604 - argv
+        dialect = framing.POSIX.with_split_outputs("mux") if mux else framing.POSIX
+        script = dialect.host_script(first, shell=("/bin/sh",))  # noqa: S604 - argv
         if self.tty:
             # On a pty, `sh -s` would read its stdin and stdout as a terminal and turn
             # interactive (prompts, job control): a pipe from cat keeps it a script reader.
             script = f"cat | /bin/sh -c {shlex.quote(script)}"
-        inner, suffix = self._with_tty(self._ready("posix") + script)
+        inner, suffix = self._with_tty(self._ready("posix", mux) + script)
         host = f"/bin/sh -c {shlex.quote(inner)}{suffix}"
-        return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
+        return self._exec(host, mux=mux)
 
     def _start(self, requests: Mapping[str, framing.Request]) -> bool:
         """Start the host carrying ``requests`` in its exec line; False when that line
@@ -276,6 +306,9 @@ class RemoteShell:
             self.close()
             raise TransportError(f"unexpected output from the shell on {self.where}: {stdout!r}")
         self.dialect = framing.POSIX if ready.group(1) else framing.BASH
+        self.mux = bool(ready.group(2))
+        if self.mux:
+            self.dialect = self.dialect.with_split_outputs("mux")
         self._preamble_due = bool(self.dialect.preamble)
         login, stderr = login_shell_in(b"".join(err))
         if login is not None and self._learned is not None:
@@ -314,6 +347,7 @@ class RemoteShell:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         sent = time.perf_counter()
+        self._records.stray = stray
         nonce = framing.new_nonce()  # one for every dialect: the answer parses alike
         built: dict[str, framing.Request] = {}
 
@@ -353,7 +387,7 @@ class RemoteShell:
                     for chunk in out:
                         reader.feed("stdout", chunk)
                     for chunk in err:
-                        reader.feed("stderr", chunk)
+                        reader.feed("stderr", self._filter(chunk))
                     if self._preamble_due:  # its functions, for the requests after this one
                         self._send(self.dialect.preamble, deadline)
                         self._preamble_due = False
@@ -403,7 +437,7 @@ class RemoteShell:
             reader.feed("stdout", data)
 
         def err(data: bytes) -> None:
-            reader.feed("stderr", data)
+            reader.feed("stderr", self._filter(data))
 
         while True:
             got = read_some(chan.recv_ready, chan.recv, out)
@@ -448,8 +482,12 @@ class RemoteShell:
         keep = stray or (lambda _stream, _data: None)
         for _ in range(_STRAY_ROUNDS):
             got = read_some(self.chan.recv_ready, self.chan.recv, lambda d: keep("stdout", d))
-            if not (read_some(*self._stderr(), lambda d: keep("stderr", d)) or got):
+            if not (read_some(*self._stderr(), lambda d: keep("stderr", self._filter(d))) or got):
                 return
+
+    def _filter(self, data: bytes) -> bytes:
+        """A chunk of stderr without the multiplexer's stray records (handed to stray)."""
+        return self._records.filter(data) if self.mux else data
 
     def _wait(self, seconds: float) -> None:
         if self.err_chan is None:

@@ -1,0 +1,190 @@
+"""The SSH kept shell's output multiplexer: each command's output on FIFOs of its own.
+
+A kept shell runs every command on one channel, so the channel's bytes carry no
+sender: a background job that outlives its command (``(sleep 1; echo LATE) &``)
+would write into whatever command runs next. Where the host has perl (perl-base
+is part of every Debian and Ubuntu system, and of most others), the shell starts
+as ``perl -e MUX TOKEN -- HOST...``: the multiplexer (``MUX``) forks the host
+shell with its stdout and stderr on pipes, and the host (``framing``'s ``mux``
+split) asks for FIFOs before each command (a ``W <index>`` line), which the
+multiplexer makes in a private directory and reads. It copies a command's bytes
+to the channel as they come, and its marker once its FIFOs are drained; whoever
+still holds a finished command's FIFOs is a job it left behind, and what that job
+writes goes to the channel's stderr as *stray records*,
+``TOKEN <o|e> <hex>\\n``, which ``StrayRecords`` takes out of the stream before
+the framing protocol reads it. No process is started per command.
+
+Without perl (BusyBox, minimal images) or under sudo the shell runs as before,
+and a job's output written while a later command runs lands in that command's
+result (see the output guide).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["MUX", "StrayRecords"]
+
+#: The multiplexer: ``perl -e MUX TOKEN HOST-ARGV...``. It removes the directories of
+#: multiplexers that no longer run (a killed shell cannot clean up), makes its own,
+#: exports it as ``__tl_d`` and runs the host with fd 8 as the answer pipe.
+MUX = r"""
+use strict; require POSIX; use Fcntl;
+my ($tok, @host) = @ARGV;
+my $tmp = $ENV{TMPDIR} || "/tmp";
+for my $old (glob "$tmp/trainlab-mux-*") {
+  my ($p) = $old =~ m{trainlab-mux-(\d+)-\d+$} or next;
+  next if kill(0, $p) || $!{EPERM} || -l $old || !-O $old;
+  unlink glob "$old/*"; rmdir $old;
+}
+my $dir = "$tmp/trainlab-mux-$$-" . int(rand(1e9));
+mkdir($dir, 0700) or die "trainlab: cannot make $dir: $!\n";
+$ENV{__tl_d} = "$dir/";
+pipe(my $hor, my $how) or die; pipe(my $her, my $hew) or die; pipe(my $gr, my $gw) or die;
+my $pid = fork; defined $pid or die "trainlab: fork: $!\n";
+if (!$pid) {
+  open(STDOUT, ">&", $how) or die; open(STDERR, ">&", $hew) or die;
+  POSIX::dup2(fileno($gr), 8) or die;
+  exec { $host[0] } @host; die "trainlab: cannot run $host[0]: $!\n";
+}
+close $how; close $hew; close $gr;
+my %buf = (o => "", e => "");
+my %act; my @ling; my %dirty;
+sub put { my ($fh, $b) = @_;
+  while (length $b) { my $n = syswrite($fh, $b); if (!defined $n) { next if $!{EINTR}; exit 1 }
+    substr($b, 0, $n) = "" } }
+sub chan { $_[0] eq "o" ? \*STDOUT : \*STDERR }
+sub stray { my ($s, $b) = @_;
+  for (my $at = 0; $at < length $b; $at += 16384) {
+    put(\*STDERR, "$tok $s " . unpack("H*", substr($b, $at, 16384)) . "\n") } }
+sub drain { my ($i, @ss) = @_;
+  for my $s (@ss) {
+    my $fh = $act{$i} && $act{$i}{$s} or next;
+    for (1 .. 8) {
+      my $n = sysread($fh, my $b, 262144);
+      if (!defined $n) { last }
+      if (!$n) { close $fh; delete $act{$i}{$s}; last }
+      put(chan($s), $b);
+    } } }
+sub settle { my $i = shift;
+  drain($i, "o", "e");
+  for my $s ("o", "e") { my $fh = delete $act{$i}{$s} or next; push @ling, [$fh, $s]; $dirty{$i} = 1 }
+  delete $act{$i};
+  while (@ling > 128) { close((shift @ling)->[0]) } }
+sub grant { my $i = shift;
+  for my $s ("o", "e") {
+    my $p = "$dir/$i.$s";
+    if ($dirty{$i} || !-p $p) { unlink $p; POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" }
+    sysopen(my $fh, $p, O_RDONLY | O_NONBLOCK) or die "trainlab: open $p: $!\n";
+    $act{$i}{$s} = $fh;
+  }
+  delete $dirty{$i};
+  put($gw, "ok\n") }
+sub lines { my ($s, $fh) = @_;
+  my $n = sysread($fh, my $b, 65536);
+  return 1 if !defined $n;
+  return 0 if !$n;
+  $buf{$s} .= $b;
+  while ($buf{$s} =~ s/\A([^\n]*\n)//) {
+    my $l = $1;
+    if ($l =~ /\A__tl_[0-9a-f]{24} ([EW]) (\d+)/) {
+      if ($1 eq "W") { while ($her && readable($her)) { last if !lines("e", $her) } grant($2); next }
+      if ($s eq "o") { settle($2) } else { drain($2, "e") }
+    }
+    put(chan($s), $l);
+  }
+  if (length $buf{$s} > 4096) { put(chan($s), $buf{$s}); $buf{$s} = "" }
+  return 1 }
+sub readable { my $v = ""; vec($v, fileno($_[0]), 1) = 1; select($v, undef, undef, 0) > 0 }
+my $open = 2;
+while ($open) {
+  my $rin = "";
+  vec($rin, fileno($hor), 1) = 1 if $hor; vec($rin, fileno($her), 1) = 1 if $her;
+  my %by;
+  for my $i (keys %act) { for my $s (keys %{$act{$i}}) {
+    my $fh = $act{$i}{$s}; vec($rin, fileno($fh), 1) = 1; $by{fileno $fh} = [$i, $s] } }
+  for my $l (@ling) { vec($rin, fileno($l->[0]), 1) = 1; $by{fileno $l->[0]} = [-1, $l->[1], $l] }
+  my $n = select(my $rout = $rin, undef, undef, undef);
+  next if $n < 0;
+  if ($her && vec($rout, fileno($her), 1) && !lines("e", $her)) { close $her; $her = undef; $open-- }
+  if ($hor && vec($rout, fileno($hor), 1) && !lines("o", $hor)) { close $hor; $hor = undef; $open-- }
+  for my $f (keys %by) {
+    next if !vec($rout, $f, 1);
+    my ($i, $s, $l) = @{$by{$f}};
+    if ($i >= 0) { next if !$act{$i} || !$act{$i}{$s}; drain($i, $s); next }
+    my $r = sysread($l->[0], my $b, 262144);
+    next if !defined $r;
+    if ($r) { stray($s, $b) } else { close $l->[0]; @ling = grep { $_ != $l } @ling }
+  }
+}
+put(chan($_), $buf{$_}) for "o", "e";
+waitpid($pid, 0);
+unlink glob "$dir/*"; rmdir $dir;
+exit($? & 127 ? 128 + ($? & 127) : $? >> 8);
+"""
+
+
+class StrayRecords:
+    """Takes the multiplexer's stray records out of a shell's stderr stream.
+
+    >>> kept = []
+    >>> records = StrayRecords(b"__tl_s", lambda stream, data: kept.append((stream, data)))
+    >>> records.filter(b"err1 __tl_s o 4c41")
+    b'err1 '
+    >>> records.filter(b"5445\\nerr2\\n"), kept
+    (b'err2\\n', [('stdout', b'LATE')])
+    """
+
+    #: The longest record the multiplexer writes (16 KiB of data, hex): more pending
+    #: bytes after a token mean it is no record, and they pass on as they are.
+    LONGEST = 2 * 16384 + 64
+
+    def __init__(self, token: bytes, stray: Callable[[str, bytes], None] | None) -> None:
+        self.token = token + b" "
+        self.stray = stray
+        self._pending = b""
+
+    def filter(self, data: bytes) -> bytes:
+        """``data`` without the records in it (a record cut at the end is held back)."""
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        token = self.token
+        if token[:1] not in buf and not buf.endswith(token[:1]):
+            return buf
+        kept: list[bytes] = []
+        pos = 0
+        while True:
+            at = buf.find(token, pos)
+            if at < 0:
+                held = _held_back(buf, pos, token)
+                kept.append(buf[pos : len(buf) - held])
+                self._pending = buf[len(buf) - held :]
+                break
+            kept.append(buf[pos:at])
+            end = buf.find(b"\n", at)
+            if end < 0:
+                if len(buf) - at > self.LONGEST:  # no record: pass it on
+                    kept.append(buf[at:])
+                else:
+                    self._pending = buf[at:]
+                break
+            self._record(buf[at + len(token) : end])
+            pos = end + 1
+        return b"".join(kept)
+
+    def _record(self, body: bytes) -> None:
+        stream, _, payload = body.partition(b" ")
+        try:
+            data = bytes.fromhex(payload.decode("ascii"))
+        except ValueError:
+            return  # a broken record: nothing to keep
+        if self.stray is not None:
+            self.stray("stdout" if stream == b"o" else "stderr", data)
+
+
+def _held_back(buf: bytes, pos: int, token: bytes) -> int:
+    """How many bytes at the end of ``buf`` may begin ``token``."""
+    for size in range(min(len(token) - 1, len(buf) - pos), 0, -1):
+        if buf.endswith(token[:size]):
+            return size
+    return 0

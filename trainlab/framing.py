@@ -227,7 +227,7 @@ _SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
 #: its FIFOs with a ``W <index>`` line on the host's stdout and waits for the answer
 #: on fd 8, which the command itself does not get.
 _ASK_ONE = b"printf '%s W 0\\n' \"$__tl_n\"; read -r __tl_g <&8\n  "
-_ASK_MANY = b"printf '%s W %d\\n' \"$__tl_n\" \"$__tl_i\"; read -r __tl_g <&8\n    "
+_ASK_MANY = b'printf \'%s W %d\\n\' "$__tl_n" "$__tl_i"; read -r __tl_g <&8\n    '
 _ASK_POSIX = b'echo "$__tl_n W $__tl_i"; read -r __tl_g <&8\n  '
 
 #: How a host's commands write their output: on the host's own streams; on FIFOs

@@ -97,3 +97,18 @@ def test_platform(request: pytest.FixtureRequest, host: ShellHost) -> None:
     else:
         here = parse_facts("Linux x y\n" + Path("/etc/os-release").read_text())
         assert (p.name, p.release, p.probe) == (here.name, here.release, "os-release")
+
+
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_shell_mode_keeps_a_jobs_late_output_out_of_later_results(host: ShellHost) -> None:
+    """Where the host has perl, the multiplexer; BusyBox has none: one shared channel."""
+    with _session(host, mode="shell") as s:
+        s.run("(sleep 0.3; echo LATE) &", timeout=20)
+        later = s.run("sleep 1; echo SECOND", timeout=20)
+        muxed = s.transport._shell.mux  # type: ignore[attr-defined]
+    if host.name == "busybox":
+        assert not muxed
+        assert later.stdout == "LATE\nSECOND\n"  # documented: the job wrote while it ran
+    else:
+        assert muxed
+        assert (later.stdout, s.stray_output.stdout) == ("SECOND\n", b"LATE\n")

@@ -17,6 +17,7 @@ import pytest
 
 import trainlab
 from tests.integration.test_local_output import (  # the same cases, over SSH
+    flood_left_behind,
     test_batch_flood_keeps_its_deadline,
     test_batch_keeps_each_commands_output_under_a_small_cap,
     test_flood_stops_at_its_deadline_with_bounded_memory,
@@ -151,9 +152,12 @@ def test_a_job_writing_during_a_later_command_is_stray_not_that_commands(
     sshd: SSHServer, ssh_options: dict[str, Any], mode: str
 ) -> None:
     name, _, shell = mode.partition("-")
-    with trainlab.connect(
-        sshd.uri, reuse=False, **{**ssh_options, "mode": name, "shell": shell or "auto"}
-    ) as s, warnings.catch_warnings(record=True) as seen:
+    with (
+        trainlab.connect(
+            sshd.uri, reuse=False, **{**ssh_options, "mode": name, "shell": shell or "auto"}
+        ) as s,
+        warnings.catch_warnings(record=True) as seen,
+    ):
         warnings.simplefilter("always")
         batch = s.run_many(
             ["(sleep 0.5; echo LATE; echo LATE-ERR >&2) & echo started", "sleep 1.5; echo B"],
@@ -169,3 +173,51 @@ def test_a_job_writing_during_a_later_command_is_stray_not_that_commands(
         assert s.stray_output.stdout == b"LATE\nLATE2\n"
         assert s.stray_output.stderr == b"LATE-ERR\n"
         assert [type(w.message) for w in seen] == [StrayOutputWarning]  # once a session
+
+
+def _mux_dirs(pid: int | None = None) -> set[str]:
+    pattern = f"trainlab-mux-{pid}-*" if pid is not None else "trainlab-mux-*"
+    return {path.name for path in Path("/tmp").glob(pattern)}  # the suite's sshd is local
+
+
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_a_flooding_job_left_behind_never_reaches_later_results(
+    sshd: SSHServer, ssh_options: dict[str, Any]
+) -> None:
+    with trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, "mode": "shell"}) as s:
+        flood_left_behind(s)
+
+
+@pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
+def test_the_multiplexer_cleans_up_after_itself_and_after_a_killed_one(
+    sshd: SSHServer, ssh_options: dict[str, Any]
+) -> None:
+    options = {**ssh_options, "mode": "shell"}
+    with trainlab.connect(sshd.uri, reuse=False, **options) as s:
+        s.run("true")
+        pid = s.transport._shell.pid  # type: ignore[attr-defined]
+        assert s.transport._shell.mux  # type: ignore[attr-defined]
+        assert len(_mux_dirs(pid)) == 1
+        r = s.run("sleep 30 & echo $!")  # the job holds slot 0: new FIFOs take its names
+        assert [x.stdout for x in s.run_many(["echo a", "echo b"])] == ["a\n", "b\n"]
+        s.run(f"kill {int(r.stdout)}")
+        with pytest.raises(trainlab.CommandTimeout):
+            s.run("sleep 30", timeout=0.5)  # the shell is killed: no time to clean up
+        assert len(_mux_dirs(pid)) == 1
+        s.run("true")  # a new shell, whose multiplexer removes the dead one's directory
+        assert _mux_dirs(pid) == set()
+        new = s.transport._shell.pid  # type: ignore[attr-defined]
+    until = time.monotonic() + 10  # the channel closed: the host sees EOF, the multiplexer ends
+    while _mux_dirs(new) and time.monotonic() < until:
+        time.sleep(0.05)
+    assert _mux_dirs(new) == set()
+
+
+def test_output_that_looks_like_a_stray_record_is_output(
+    sshd: SSHServer, ssh_options: dict[str, Any]
+) -> None:
+    with trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, "mode": "shell"}) as s:
+        text = "__tl_0123456789abcdef01234567 o 4c415445\n"
+        r = s.run(f"printf '{text}' >&2; printf '__tl_ W 0\\n'")
+        assert (r.stdout, r.stderr) == ("__tl_ W 0\n", text)
+        assert s.stray_output.total == 0

@@ -68,13 +68,16 @@ sub drain { my ($i, @ss) = @_;
     } } }
 sub settle { my $i = shift;
   drain($i, "o", "e");
-  for my $s ("o", "e") { my $fh = delete $act{$i}{$s} or next; push @ling, [$fh, $s]; $dirty{$i} = 1 }
+  for my $s ("o", "e") {
+    my $fh = delete $act{$i}{$s} or next;
+    push @ling, [$fh, $s]; $dirty{$i} = 1 }
   delete $act{$i};
   while (@ling > 128) { close((shift @ling)->[0]) } }
 sub grant { my $i = shift;
   for my $s ("o", "e") {
     my $p = "$dir/$i.$s";
-    if ($dirty{$i} || !-p $p) { unlink $p; POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" }
+    if ($dirty{$i} || !-p $p) {
+      unlink $p; POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" }
     sysopen(my $fh, $p, O_RDONLY | O_NONBLOCK) or die "trainlab: open $p: $!\n";
     $act{$i}{$s} = $fh;
   }
@@ -88,8 +91,11 @@ sub lines { my ($s, $fh) = @_;
   while ($buf{$s} =~ s/\A([^\n]*\n)//) {
     my $l = $1;
     if ($l =~ /\A__tl_[0-9a-f]{24} ([EW]) (\d+)/) {
-      if ($1 eq "W") { while ($her && readable($her)) { last if !lines("e", $her) } grant($2); next }
-      if ($s eq "o") { settle($2) } else { drain($2, "e") }
+      my ($kind, $i) = ($1, $2);
+      if ($kind eq "W") {  # stderr's marker of the last command goes before the next one
+        while ($her && readable($her)) { last if !lines("e", $her) }
+        grant($i); next }
+      if ($s eq "o") { settle($i) } else { drain($i, "e") }
     }
     put(chan($s), $l);
   }
@@ -106,8 +112,10 @@ while ($open) {
   for my $l (@ling) { vec($rin, fileno($l->[0]), 1) = 1; $by{fileno $l->[0]} = [-1, $l->[1], $l] }
   my $n = select(my $rout = $rin, undef, undef, undef);
   next if $n < 0;
-  if ($her && vec($rout, fileno($her), 1) && !lines("e", $her)) { close $her; $her = undef; $open-- }
-  if ($hor && vec($rout, fileno($hor), 1) && !lines("o", $hor)) { close $hor; $hor = undef; $open-- }
+  if ($her && vec($rout, fileno($her), 1) && !lines("e", $her)) {
+    close $her; $her = undef; $open-- }
+  if ($hor && vec($rout, fileno($hor), 1) && !lines("o", $hor)) {
+    close $hor; $hor = undef; $open-- }
   for my $f (keys %by) {
     next if !vec($rout, $f, 1);
     my ($i, $s, $l) = @{$by{$f}};

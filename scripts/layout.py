@@ -33,6 +33,7 @@ ABOVE_TRANSPORTS = (
     "trainlab.bench",
     "trainlab.report",
     "trainlab.plots",
+    "trainlab.arguments",
     "trainlab.magics",
     "trainlab.completion",
     "trainlab.widgets",

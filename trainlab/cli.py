@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import trainlab
+from trainlab.arguments import add_fleet_arguments, fleet_from_arguments
 from trainlab.errors import TrainlabError
 
 __all__ = ["main"]
@@ -36,12 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("command", nargs=argparse.REMAINDER, help="the command line")
     run.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
 
-    fleet = sub.add_parser("fleet", help="run commands on many targets at once")
-    fleet.add_argument("uris", nargs="+", metavar="URI", help="targets")
-    fleet.add_argument("-c", "--command", action="append", required=True, help="repeatable")
-    fleet.add_argument("--timeout", type=float, default=60.0, help="per target, seconds")
-    fleet.add_argument("--deadline", type=float, default=None, help="whole fan-out, seconds")
-    fleet.add_argument("--max-workers", type=int, default=None, help="targets at once")
+    fleet = sub.add_parser(
+        "fleet",
+        help="run commands on many targets at once",
+        description="Targets from URIs, an Ansible inventory (--ansible) or an OpenSSH "
+        "config (--ssh-config), as %train fleet takes them.",
+    )
+    add_fleet_arguments(fleet)
+    fleet.add_argument(
+        "-c", "--command", action="append", required=True, help="repeatable: one batch per target"
+    )
     fleet.add_argument("--markdown", action="store_true", help="print Markdown instead")
 
     bench = sub.add_parser("bench", help="compare strategies on a target")
@@ -289,9 +294,7 @@ def _inventory(args: argparse.Namespace) -> int:
 
 def _fleet(args: argparse.Namespace) -> int:
     """One row per target and command; exit status 1 when any failed."""
-    fleet = trainlab.Fleet(
-        args.uris, timeout=args.timeout, deadline=args.deadline, max_workers=args.max_workers
-    )
+    fleet = fleet_from_arguments(args)
     commands: list[str] = args.command
     if len(commands) == 1:
         result = fleet.run(commands[0])

@@ -31,6 +31,7 @@ still raises the real exceptions.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -39,6 +40,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Float
 
 import trainlab
+from trainlab.arguments import FLEET_ARGUMENTS, fleet_from_arguments, key_values
 from trainlab.errors import TrainlabError
 from trainlab.session import Session
 
@@ -56,6 +58,19 @@ SUBCOMMANDS = (
     "metrics",
     "dashboard",
 )
+
+
+def _arguments(
+    declared: Iterable[tuple[tuple[str, ...], Mapping[str, Any]]],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``magic_arguments``' ``@argument`` for each of ``declared``, in their order."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        for names, settings in reversed(tuple(declared)):
+            method = argument(*names, **settings)(method)
+        return method
+
+    return decorate
 
 
 @magics_class
@@ -129,7 +144,7 @@ class TrainMagics(Magics):
     @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
     def _connect(self, line: str) -> Session:
         args = parse_argstring(self._connect, line)
-        options = _key_values(args.option)
+        options = key_values(args.option)
         known = self.shell.user_ns.get(args.uri) if self.shell is not None else None
         if isinstance(known, Session):  # a session made in Python: give it an alias
             if options:
@@ -209,21 +224,6 @@ class TrainMagics(Magics):
         return self._session(line.strip() or None).metrics
 
     @magic_arguments()
-    @argument("uris", nargs="*", help="target URIs (or --ansible PATH, or --ssh-config)")
-    @argument("--ansible", metavar="PATH", help="the hosts of this Ansible inventory")
-    @argument(
-        "--ssh-config",
-        metavar="PATH",
-        nargs="?",
-        const="~/.ssh/config",
-        help="the Host entries of this OpenSSH config (default ~/.ssh/config)",
-    )
-    @argument(
-        "--pattern",
-        help="hosts to take: an Ansible pattern (default all) or an ssh_config one (default *)",
-    )
-    @argument("-o", "--option", action="append", default=[], help="KEY=VALUE, repeatable")
-    @argument("--timeout", type=float, default=None, help="per-target deadline in seconds")
     @argument(
         "-c",
         "--command",
@@ -231,37 +231,18 @@ class TrainMagics(Magics):
         default=[],
         help="run it and return the FleetResult (repeatable: one batch per target)",
     )
+    @_arguments(FLEET_ARGUMENTS)
     def _fleet(self, line: str) -> Any:
         try:  # as a shell reads it: quotes go (magic_arguments keeps them)
             words = shlex.split(line)
         except ValueError as exc:
             raise UsageError(f"%train fleet: {exc}") from None
         args = self._fleet.parser.parse_args(words)
-        sources = [bool(args.uris), args.ansible is not None, args.ssh_config is not None]
-        if sum(sources) != 1:
-            raise UsageError("%train fleet takes URIs, --ansible PATH or --ssh-config [PATH]: one")
-        options = _key_values(args.option)
-        if args.timeout is not None:
-            options["timeout"] = args.timeout
-        if "cooldown" in options:
-            try:
-                options["cooldown"] = float(options["cooldown"])
-            except ValueError:
-                raise UsageError(f"cooldown is seconds, got {options['cooldown']!r}") from None
-        else:
-            if self.cooldown is None:
-                from trainlab.fleet import Cooldown
+        if self.cooldown is None:
+            from trainlab.fleet import Cooldown
 
-                self.cooldown = Cooldown()
-            options["cooldown"] = self.cooldown
-        if args.ansible is not None:
-            fleet = trainlab.Fleet.from_ansible(args.ansible, args.pattern or "all", **options)
-        elif args.ssh_config is not None:
-            fleet = trainlab.Fleet.from_ssh_config(args.pattern or "*", args.ssh_config, **options)
-        elif args.pattern is not None:
-            raise UsageError("--pattern selects hosts of --ansible or --ssh-config, not URIs")
-        else:
-            fleet = trainlab.Fleet(args.uris, **options)
+            self.cooldown = Cooldown()
+        fleet = fleet_from_arguments(args, cooldown=self.cooldown)
         if not args.command:
             return fleet
         if len(args.command) == 1:
@@ -300,17 +281,6 @@ class TrainMagics(Magics):
         return trainlab.bench.compare(
             target, args.commands, repeat=args.repeat, warmup=args.warmup, **options
         )
-
-
-def _key_values(items: list[str]) -> dict[str, Any]:
-    """``-o KEY=VALUE`` options as a dict (values stay strings; each transport converts them)."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"option {item!r} is not KEY=VALUE")
-        options[key] = value
-    return options
 
 
 def _split_options(line: str, valued: set[str], flags: set[str]) -> tuple[str, str]:

@@ -35,9 +35,49 @@ def test_an_inventory_fleet_over_ssm_keeps_every_instance(
     assert unmanaged.error_type == "Undeliverable"
     assert "not managed" in unmanaged.error
 
-    # A batch goes through each instance's ssm:// session instead.
-    batch = fleet.run_many(["echo a", "echo b"], progress=False)
+    # A batch goes through each instance's ssm:// session instead (retry_failed: the
+    # undeliverable instance is cooling down since the fan-out above).
+    batch = fleet.run_many(["echo a", "echo b"], progress=False, retry_failed=True)
     assert [o.stdout for o in batch.ok] == ["a\n", "b\n"]
     assert len(batch.errors) == 2  # both commands of the unmanaged instance
     assert {o.error_type for o in batch.errors} == {"ConnectError"}
     assert "not managed by SSM" in batch.errors[0].error
+
+
+def test_an_undeliverable_instance_cools_down_and_a_failed_command_does_not(
+    moto_server: Any, ssm_target: dict[str, Any]
+) -> None:
+    """SSM's Undeliverable is its failure to connect: the next fan-out skips the instance."""
+    managed, unmanaged = (f"ssm://{ssm_target[key]}" for key in ("instance", "unmanaged"))
+    fleet = Fleet([managed, unmanaged], progress=False, **ssm_target["options"])
+
+    first = {o.target: o for o in fleet.run("echo first; exit 4")}
+    assert (first[unmanaged].error_type, first[unmanaged].connect_failure) == (
+        "Undeliverable",
+        "undeliverable",
+    )
+    assert "not managed by SSM" in first[unmanaged].error
+    # The managed instance's command failed (exit 4, SSM's Failed): a row, no cool-down.
+    assert (first[managed].stdout, first[managed].exit_status) == ("first\n", 4)
+    assert first[managed].connect_failure == ""
+    assert list(fleet.cooldown.failing) == [unmanaged]
+
+    second = fleet.run("echo second")
+    rows = {o.target: o for o in second}
+    skipped = rows[unmanaged]
+    assert (skipped.error_type, skipped.connect_failure) == (
+        "SkippedRecentlyFailed",
+        "undeliverable",
+    )
+    assert skipped.result is None
+    assert skipped.error.startswith("skipped: failed to connect ")
+    assert "with Undeliverable: not managed by SSM" in skipped.error
+    assert (rows[managed].stdout, rows[managed].exit_status) == ("second\n", 0)
+    assert rows[managed].result is not None
+    assert rows[managed].result.extra["command_id"]  # it went through SSM
+    assert second.frame.set_index("target").loc[unmanaged, "connect_failure"] == "undeliverable"
+
+    third = {o.target: o for o in fleet.run("echo third", retry_failed=True)}
+    assert third[unmanaged].error_type == "Undeliverable"  # tried again
+    assert third[managed].stdout == "third\n"
+    assert list(fleet.cooldown.failing) == [unmanaged]

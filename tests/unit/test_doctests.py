@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "trainlab",
+    "trainlab.arguments",
     "trainlab.bench",
     "trainlab.cache",
     "trainlab.capture",

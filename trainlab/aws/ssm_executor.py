@@ -19,7 +19,11 @@ from trainlab.fleet.targets import Spec
 from trainlab.result import CommandResult
 from trainlab.uri import parse_target
 
-__all__ = ["SSMExecutor"]
+__all__ = ["UNDELIVERABLE", "SSMExecutor"]
+
+#: The ``connect_failure`` of an instance SSM could not deliver the command to (its
+#: ``Undeliverable`` status: not managed by SSM, or its agent not reachable).
+UNDELIVERABLE = "undeliverable"
 
 
 class SSMExecutor(Executor):
@@ -27,7 +31,8 @@ class SSMExecutor(Executor):
 
     One ``SendCommand`` per 50 instances of a region, rather than a send and a
     waiter per target; its rows (unmanaged, failed, timed-out instances
-    included) become outcomes.
+    included) become outcomes. An ``Undeliverable`` instance is a connect failure
+    (``connect_failure="undeliverable"``), which the fleet's cool-down remembers.
     """
 
     _KEYS = ("region", "profile", "endpoint_url", "poll_interval", "output_s3_bucket")
@@ -116,10 +121,14 @@ def _ssm_outcome(
             extra={"command_id": row["command_id"]},
         )
         return Outcome(label, command, result, duration=elapsed)
+    status = str(row["status"])
     return Outcome(
         label,
         command,
-        error=str(row["error"] or row["status"]),
-        error_type=str(row["status"]),
+        error=str(row["error"] or status),
+        error_type=status,
         duration=elapsed,
+        # SSM could not reach the instance's agent: its way of failing to connect, so the
+        # fleet's cool-down counts it. A command that failed or timed out there does not.
+        connect_failure=UNDELIVERABLE if status == "Undeliverable" else "",
     )

@@ -3,7 +3,9 @@
 Owns ``Cooldown``; imports the package's results only. A warm fan-out over a fleet
 with dead hosts then costs what it costs without them: a target that failed to
 connect is a ``SkippedRecentlyFailed`` row at once, saying when and why, until the
-cool-down passes or a fan-out asks ``retry_failed=True``. Failures of commands
+cool-down passes or a fan-out asks ``retry_failed=True``. What counts is an outcome
+with a ``connect_failure`` (set by the executor that made it: a session that did not
+open, or an instance SSM could not deliver the command to). Failures of commands
 (a non-zero exit, a command's timeout) are not connect failures and never count.
 
 >>> now = [100.0]

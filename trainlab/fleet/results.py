@@ -38,7 +38,8 @@ class Outcome:
     already open. ``connect_s`` is the time this fan-out spent getting the target's
     session open (near 0 when reused); ``duration_s`` the time after that.
     ``connect_failure`` is set when the target could not connect: ``refused``,
-    ``unresolvable``, ``unreachable``, ``timeout``, ``reset`` or ``other``.
+    ``unresolvable``, ``unreachable``, ``timeout``, ``reset`` or ``other``; for SSM's
+    own fan-out, ``undeliverable`` (SSM could not deliver the command to the instance).
     """
 
     target: str

@@ -223,12 +223,12 @@ __tl() {
 #: environment by the SSH output multiplexer).
 _SPLIT_ONE = b' >"${__tl_d}0.o" 2>"${__tl_d}0.e"'
 _SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
-#: Under the multiplexer (``trainlab.transports.ssh.mux``) a command first asks for
-#: its FIFOs with a ``W <index>`` line on the host's stdout and waits for the answer
-#: on fd 8, which the command itself does not get.
-_ASK_ONE = b"printf '%s W 0\\n' \"$__tl_n\"; read -r __tl_g <&8\n  "
-_ASK_MANY = b'printf \'%s W %d\\n\' "$__tl_n" "$__tl_i"; read -r __tl_g <&8\n    '
-_ASK_POSIX = b'echo "$__tl_n W $__tl_i"; read -r __tl_g <&8\n  '
+#: Under the multiplexer (``trainlab.transports.ssh.mux``) a command first waits for
+#: an ``ok`` on fd 8 (which the command itself does not get): the multiplexer writes
+#: one when the FIFOs of the next command are ready, after the last one's markers.
+_ASK_ONE = b"read -r __tl_g <&8\n  "
+_ASK_MANY = b"read -r __tl_g <&8\n    "
+_ASK_POSIX = b"read -r __tl_g <&8\n  "
 
 #: How a host's commands write their output: on the host's own streams; on FIFOs
 #: the client made (``local://``); on FIFOs the SSH multiplexer makes when asked.

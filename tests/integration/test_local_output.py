@@ -229,3 +229,21 @@ def test_the_fifos_are_reused_and_removed_with_the_session() -> None:
         finally:
             os.kill(int(r.stdout), signal.SIGKILL)
     assert not directory.exists()
+
+
+def many_requests_in_a_row(s: trainlab.Session) -> None:
+    """Single commands and batches, one after another: every FIFO is ready in time
+    (a descriptor number reused between a poll and its answer once hung the host)."""
+    for n in range(60):
+        if n % 3 == 0:
+            batch = s.run_many([f"echo {i}" for i in range(40)], timeout=20)  # past the window
+            assert [r.stdout for r in batch] == [f"{i}\n" for i in range(40)]
+        else:
+            r = s.run(f"echo {n}; echo {n} >&2", timeout=20)
+            assert (r.stdout, r.stderr) == (f"{n}\n", f"{n}\n")
+
+
+@pytest.mark.parametrize("uri", ["local://?mode=shell", "local://?mode=shell&shell=sh", "local://"])
+def test_many_requests_in_a_row(uri: str) -> None:
+    with trainlab.connect(uri, reuse=False) as s:
+        many_requests_in_a_row(s)

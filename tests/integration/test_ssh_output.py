@@ -18,6 +18,7 @@ import pytest
 import trainlab
 from tests.integration.test_local_output import (  # the same cases, over SSH
     flood_left_behind,
+    many_requests_in_a_row,
     test_batch_flood_keeps_its_deadline,
     test_batch_keeps_each_commands_output_under_a_small_cap,
     test_flood_stops_at_its_deadline_with_bounded_memory,
@@ -218,6 +219,18 @@ def test_output_that_looks_like_a_stray_record_is_output(
 ) -> None:
     with trainlab.connect(sshd.uri, reuse=False, **{**ssh_options, "mode": "shell"}) as s:
         text = "__tl_0123456789abcdef01234567 o 4c415445\n"
-        r = s.run(f"printf '{text}' >&2; printf '__tl_ W 0\\n'")
-        assert (r.stdout, r.stderr) == ("__tl_ W 0\n", text)
+        marker = "__tl_0123456789abcdef01234567 E 0 0 Z 1\n"  # another request's, not this one's
+        r = s.run(f"printf '{text}' >&2; printf '{marker}'")
+        assert (r.stdout, r.stderr) == (marker, text)
         assert s.stray_output.total == 0
+
+
+@pytest.mark.parametrize("shell", ["auto", "sh"])
+def test_many_requests_in_a_row_through_the_multiplexer(
+    sshd: SSHServer, ssh_options: dict[str, Any], shell: str
+) -> None:
+    with trainlab.connect(
+        sshd.uri, reuse=False, **{**ssh_options, "mode": "shell", "shell": shell}
+    ) as s:
+        many_requests_in_a_row(s)
+        assert s.transport._shell.mux  # type: ignore[attr-defined]

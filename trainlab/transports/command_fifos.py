@@ -62,6 +62,11 @@ class CommandFifos:
         self._held: set[int] = set()  # slots a left-behind job holds: made anew
         self.active: dict[int, tuple[int, str]] = {}  # fd -> (command index, stream)
         self.lingering: dict[int, str] = {}  # fd -> stream, oldest first
+        # Read ends opened so far: a poll's answer is only about the descriptors that were
+        # open before it (a number closed and opened again since names a FIFO without a
+        # writer yet, whose read would say end of file).
+        self.opened = 0
+        self._born: dict[int, int] = {}
 
     # -- a request --------------------------------------------------------------
     def prepare(self, count: int) -> str:
@@ -90,13 +95,19 @@ class CommandFifos:
             index = self._opened
             for path, stream in zip(self._paths(index), ("stdout", "stderr"), strict=True):
                 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.opened += 1
+                self._born[fd] = self.opened
                 self.active[fd] = (index, stream)
                 self._poller.register(fd, _IN)
                 self._own.register(fd, _IN)
             self._opened += 1
 
-    def owns(self, fd: int) -> bool:
-        return fd in self.active or fd in self.lingering
+    def owns(self, fd: int, polled: int | None = None) -> bool:
+        """``fd`` is one of these FIFOs (and, given ``polled``, the value of ``opened``
+        when the poll that named it began, the same one that poll saw)."""
+        if fd not in self.active and fd not in self.lingering:
+            return False
+        return polled is None or self._born.get(fd, 0) <= polled
 
     def read(self, fd: int, route: Route, stray: Stray | None) -> None:
         """Read once from ``fd`` (poll said it is ready): to its command, or stray."""
@@ -120,11 +131,12 @@ class CommandFifos:
         parsed: a command whose marker it holds has written everything by then.
         """
         for _ in range(_DRAIN_ROUNDS):
+            polled = self.opened
             ready = self._own.poll(0)
             if not ready:
                 return
             for fd, _event in ready:
-                if self.owns(fd):
+                if self.owns(fd, polled):
                     self.read(fd, route, stray)
 
     def settle(self, finished: int) -> None:
@@ -173,6 +185,7 @@ class CommandFifos:
     def _forget(self, fd: int) -> None:
         self.active.pop(fd, None)
         self.lingering.pop(fd, None)
+        self._born.pop(fd, None)
         for poller in (self._poller, self._own):
             with contextlib.suppress(KeyError, ValueError):
                 poller.unregister(fd)

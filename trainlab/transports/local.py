@@ -484,6 +484,7 @@ class _KeptShell:
                     if remaining <= 0:
                         raise DeadlinePassed()
                     wait_ms = int(remaining * 1000) + 1
+                polled = fifos.opened
                 for fd, _event in poller.poll(wait_ms):
                     if fd == in_fd:
                         try:
@@ -496,7 +497,7 @@ class _KeptShell:
                             poller.unregister(in_fd)
                         continue
                     if fd not in (out_fd, err_fd):
-                        if fifos.owns(fd):
+                        if fifos.owns(fd, polled):
                             fifos.read(fd, route, stray)
                         continue
                     if (fd == out_fd and reader.stdout_done) or (

@@ -6,8 +6,9 @@ would write into whatever command runs next. Where the host has perl (perl-base
 is part of every Debian and Ubuntu system, and of most others), the shell starts
 as ``perl -e MUX TOKEN -- HOST...``: the multiplexer (``MUX``) forks the host
 shell with its stdout and stderr on pipes, and the host (``framing``'s ``mux``
-split) asks for FIFOs before each command (a ``W <index>`` line), which the
-multiplexer makes in a private directory and reads. It copies a command's bytes
+split) waits for an ``ok`` on fd 8 before each command, which the multiplexer
+writes once that command's FIFOs are ready in its private directory (after the
+markers of the command before, or of the last request). It copies a command's bytes
 to the channel as they come, and its marker once its FIFOs are drained; whoever
 still holds a finished command's FIFOs is a job it left behind, and what that job
 writes goes to the channel's stderr as *stray records*,
@@ -90,25 +91,28 @@ sub lines { my ($s, $fh) = @_;
   $buf{$s} .= $b;
   while ($buf{$s} =~ s/\A([^\n]*\n)//) {
     my $l = $1;
-    if ($l =~ /\A__tl_[0-9a-f]{24} ([EW]) (\d+)/) {
-      my ($kind, $i) = ($1, $2);
-      if ($kind eq "W") {  # stderr's marker of the last command goes before the next one
+    if ($l =~ /\A__tl_[0-9a-f]{24} E (\d+)/) {
+      my $i = $1;
+      if ($s eq "e") { drain($i, "e") }
+      else {
+        settle($i); put(\*STDOUT, $l);
+        # stderr's marker (written before this one) goes out before the next command's bytes
         while ($her && readable($her)) { last if !lines("e", $her) }
-        grant($i); next }
-      if ($s eq "o") { settle($i) } else { drain($i, "e") }
+        grant($l =~ / Z \d+\s*\z/ ? 0 : $i + 1); next }
     }
     put(chan($s), $l);
   }
   if (length $buf{$s} > 4096) { put(chan($s), $buf{$s}); $buf{$s} = "" }
   return 1 }
 sub readable { my $v = ""; vec($v, fileno($_[0]), 1) = 1; select($v, undef, undef, 0) > 0 }
+grant(0);
 my $open = 2;
 while ($open) {
   my $rin = "";
   vec($rin, fileno($hor), 1) = 1 if $hor; vec($rin, fileno($her), 1) = 1 if $her;
-  my %by;
+  my %by;  # fd -> [slot or -1, stream, handle]: the handle, for descriptors reused meanwhile
   for my $i (keys %act) { for my $s (keys %{$act{$i}}) {
-    my $fh = $act{$i}{$s}; vec($rin, fileno($fh), 1) = 1; $by{fileno $fh} = [$i, $s] } }
+    my $fh = $act{$i}{$s}; vec($rin, fileno($fh), 1) = 1; $by{fileno $fh} = [$i, $s, $fh] } }
   for my $l (@ling) { vec($rin, fileno($l->[0]), 1) = 1; $by{fileno $l->[0]} = [-1, $l->[1], $l] }
   my $n = select(my $rout = $rin, undef, undef, undef);
   next if $n < 0;
@@ -119,7 +123,9 @@ while ($open) {
   for my $f (keys %by) {
     next if !vec($rout, $f, 1);
     my ($i, $s, $l) = @{$by{$f}};
-    if ($i >= 0) { next if !$act{$i} || !$act{$i}{$s}; drain($i, $s); next }
+    # a FIFO opened since the select has no writer yet: its read would say end of file
+    if ($i >= 0) { drain($i, $s) if $act{$i} && ($act{$i}{$s} || 0) == $l; next }
+    next if !grep { $_ == $l } @ling;
     my $r = sysread($l->[0], my $b, 262144);
     next if !defined $r;
     if ($r) { stray($s, $b) } else { close $l->[0]; @ling = grep { $_ != $l } @ling }

@@ -3,8 +3,9 @@
 Paths join the base URL and can never leave it; every call has connect and read
 timeouts; idempotent methods are retried on connection errors, 429 and 5xx with
 backoff and ``Retry-After`` (urllib3's ``Retry``), except a refused, unresolvable or
-unreachable host, which fails at once (``trainlab.transports.retry``); auth is basic,
-a bearer token, or a token endpoint whose token is renewed once on ``401 invalid_token``.
+unreachable host (``trainlab.transports.retry``) or an untrusted certificate, which fail
+at once; auth is basic, a bearer token, or a token endpoint whose token is renewed once
+on ``401 invalid_token``.
 Answers become DataFrames with ``frame()``; the session verbs (``get``, ``get_all``, ...)
 are ``trainlab.rest.RESTSession``'s.
 """
@@ -533,7 +534,8 @@ class RESTTransport(Transport):
 
 @cache
 def _connect_aware_retry() -> type[Any]:
-    """urllib3's ``Retry``, giving up at once on a refused, unresolvable or unreachable host.
+    """urllib3's ``Retry``, giving up at once on a refused, unresolvable or unreachable host,
+    and on a certificate that fails verification.
 
     When it gives up, the ``MaxRetryError`` it raises carries ``attempts``, the
     requests made (urllib3 keeps the history but puts no count in its error).
@@ -557,7 +559,7 @@ def _connect_aware_retry() -> type[Any]:
             _stacktrace: Any = None,
         ) -> Retry:
             attempts = len(self.history) + 1  # the failed one included
-            if error is not None and connect_failure(error) in DEFINITE:  # an answer, not a fault
+            if error is not None and _is_an_answer(error):
                 raise CountedMaxRetryError(_pool, url, error, attempts) from error
             try:
                 return super().increment(method, url, response, error, _pool, _stacktrace)
@@ -565,6 +567,18 @@ def _connect_aware_retry() -> type[Any]:
                 raise CountedMaxRetryError(_pool, url, exc.reason, attempts) from exc.reason
 
     return ConnectAwareRetry
+
+
+def _is_an_answer(error: BaseException) -> bool:
+    """Whether a failed attempt is an answer another attempt would get again: a refused,
+    unresolvable or unreachable host, or a certificate that fails verification."""
+    import ssl
+
+    if connect_failure(error) in DEFINITE:
+        return True
+    return _chain_has(error, ssl.SSLCertVerificationError) or any(
+        type(e).__name__ == "CertificateError" for e in _chain(error)
+    )
 
 
 # What each kind of connect failure (``connect_failure``) is, in words, and its usual fix.
@@ -606,15 +620,15 @@ def _tls_failed(where: str, exc: BaseException) -> ConnectError:
     import ssl
 
     reason = _innermost_reason(exc)
-    tried = _tried(exc, "tls")
     if _chain_has(exc, ssl.SSLCertVerificationError) or "certificate" in reason.lower():
+        tried = _tried(exc, "certificate")
         return ConnectError(
             f"TLS verification of {where} failed: {reason} ({tried}): pass ca_bundle= for a "
             "private CA (or verify=False, which warns)"
         )
     return ConnectError(
-        f"TLS handshake with {where} failed: {reason} ({tried}): is it an HTTPS service on "
-        "that port? check the URL's scheme and port"
+        f"TLS handshake with {where} failed: {reason} ({_tried(exc, 'tls')}): is it an HTTPS "
+        "service on that port? check the URL's scheme and port"
     )
 
 
@@ -623,7 +637,7 @@ def _tried(exc: BaseException, kind: str) -> str:
     counted = [getattr(e, "attempts", None) for e in _chain(exc)]
     attempts = next((n for n in counted if isinstance(n, int)), 1)
     said = f"{attempts} attempt" + ("" if attempts == 1 else "s")
-    if attempts == 1 and kind in DEFINITE:
+    if attempts == 1 and (kind in DEFINITE or kind == "certificate"):
         said += ", not retried: the answer would be the same"
     return said
 

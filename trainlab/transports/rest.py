@@ -31,6 +31,7 @@ from trainlab.errors import (
     HTTPError,
     OutputError,
     TargetError,
+    TrainlabWarning,
     TransportError,
 )
 from trainlab.options import Option
@@ -48,7 +49,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _warned_insecure: set[str] = set()
 
 
-class InsecureTLSWarning(UserWarning):
+class InsecureTLSWarning(TrainlabWarning):
     """``verify=False``: the server's certificate is not checked."""
 
 

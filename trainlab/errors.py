@@ -23,11 +23,20 @@ family and still see the cause::
     └── FleetError         some targets failed; carries every per-target result
 
 Messages name the problem and the fix, and never contain a secret. Warnings (not
-errors: nothing failed) are ``TrainlabWarning`` instances::
+errors: nothing failed) are ``TrainlabWarning`` instances, and ``UserWarning`` ones, so
+one filter (``warnings.simplefilter("ignore", TrainlabWarning)``) covers them all::
 
     TrainlabWarning (UserWarning)
-    └── StrayOutputWarning  output arrived outside every command's answer (a background
-                            job's late output); kept in ``Session.stray_output``
+    ├── StrayOutputWarning       output arrived outside every command's answer (a
+    │                            background job's late output); kept in ``Session.stray_output``
+    ├── InsecureHostKeyWarning   host_key_policy=off: a server's identity is not checked
+    │                            (trainlab.transports.ssh)
+    ├── InsecureTLSWarning       verify=False: a server's certificate is not checked
+    │                            (trainlab.transports.rest)
+    ├── FleetWarning             targets left out of a fleet, or more kept connections than
+    │                            the open-file limit allows (trainlab.fleet)
+    └── PartialInventoryWarning  an EC2 inventory without the regions that failed
+                                 (trainlab.aws.inventory)
 """
 
 from __future__ import annotations

@@ -53,6 +53,23 @@ class Table(pd.DataFrame):
 
     Only the display differs: values, dtypes and every pandas operation are the
     DataFrame's own, and a slice of a ``Table`` is a ``Table``.
+
+    The HTML view (a notebook's) shows every line of a multi-line text cell. The
+    text view (``repr``, ``print``, a terminal) shows its first line and `` …``
+    where pandas prints a literal ``\\n``. Why not every line: a pandas text table
+    is one line per row, which its readers scan by and which a wide frame, wrapped
+    into blocks of columns, keeps aligned; and pandas already cuts a cell too long
+    to fit with an ellipsis, so a cell with more lines reads as one more such cut.
+    The line break a command's output ends with is not shown, as in the HTML. The
+    data keep every line: ``frame.loc[0, "stdout"]``.
+
+    >>> frame = Table({"command": ["ls", "id -u"], "stdout": ["a\\nb\\n", "0\\n"]})
+    >>> print(frame)
+      command stdout
+    0      ls    a …
+    1   id -u      0
+    >>> frame.loc[0, "stdout"]
+    'a\\nb\\n'
     """
 
     @property
@@ -61,7 +78,7 @@ class Table(pd.DataFrame):
 
     def __repr__(self) -> str:
         with pd.option_context("display.float_format", short_float):
-            return super().__repr__()
+            return pd.DataFrame.__repr__(_first_lines(self))
 
     def _repr_html_(self) -> str | None:
         if pd.get_option("display.notebook_repr_html") is False:
@@ -126,6 +143,39 @@ def _plain(dtype: Any) -> bool:
         or pd.api.types.is_datetime64_any_dtype(dtype)
         or pd.api.types.is_timedelta64_dtype(dtype)
     )
+
+
+def _first_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each multi-line text cell shown as its first line and `` …``.
+
+    A long frame's repr draws rows from its first and last ``display.max_rows``
+    only, so only those are rewritten; ``frame`` itself is not touched.
+    """
+    # By position, not label: column labels may repeat.
+    texts = [n for n, dtype in enumerate(frame.dtypes) if not _plain(dtype)]
+    if not texts:
+        return frame
+    shown = frame.copy(deep=False)  # columns set on it replace the frame's only there
+    limit = pd.get_option("display.max_rows")
+    drawn = len(frame) if not limit or len(frame) <= 2 * limit else limit
+    for n in texts:
+        column = shown.iloc[:, n].astype(object).copy()
+        column.iloc[:drawn] = column.iloc[:drawn].map(_first_line).to_numpy()
+        rest = len(column) - drawn
+        column.iloc[rest:] = column.iloc[rest:].map(_first_line).to_numpy()
+        shown.isetitem(n, column.to_numpy())
+    return shown
+
+
+def _first_line(value: Any) -> Any:
+    """A text's first line, with `` …`` when more lines follow; any other value as it is."""
+    if not isinstance(value, str):
+        return value
+    text = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+    first, newline, _ = text.partition("\n")
+    if not newline:
+        return text
+    return first.removesuffix("\r") + " \u2026"
 
 
 def _cell(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -219,3 +220,164 @@ def test_cached_answers_are_copies(api: Any) -> None:
 def test_requests_that_cannot_be_sent(api: Any) -> None:
     with pytest.raises(trainlab.TargetError, match="cannot be sent"):
         api.get("/time", headers={"X-Euro": "€"})
+
+
+# -- connect failures, in trainlab's words -----------------------------------------------
+
+
+def test_a_refused_connect_names_the_attempts_and_the_fix(closed_port: int) -> None:
+    import requests
+
+    api = trainlab.connect(f"http://127.0.0.1:{closed_port}/", reuse=False, retries=3)
+    with pytest.raises(trainlab.ConnectError) as info:
+        api.get("/items")
+    message = str(info.value)
+    assert message.startswith(f"cannot connect to http://127.0.0.1:{closed_port}/: ")
+    assert "connection refused (1 attempt, not retried" in message
+    assert message.endswith("is the service up? check the URL's host and port")
+    assert "Max retries exceeded" not in message
+    assert isinstance(info.value.__cause__, requests.ConnectionError)  # the original, chained
+
+
+def test_an_untrusted_certificate_names_the_attempts_and_the_fix(api_server: APIServer) -> None:
+    import requests
+
+    s = trainlab.connect(api_server.url, reuse=False, token=api_server.issue_token(), retries=3)
+    with pytest.raises(trainlab.ConnectError) as info:
+        s.get("/time")
+    message = str(info.value)
+    assert message.startswith(f"TLS verification of {api_server.url}/ failed: ")
+    assert "certificate verify failed" in message
+    assert "(1 attempt, not retried" in message  # an untrusted certificate is an answer
+    assert "pass ca_bundle= for a private CA (or verify=False, which warns)" in message
+    assert "Max retries exceeded" not in message
+    assert "_ssl.c" not in message
+    assert isinstance(info.value.__cause__, requests.exceptions.SSLError)
+
+
+def test_an_unreachable_token_endpoint_says_so(api_server: APIServer, closed_port: int) -> None:
+    s = trainlab.connect(
+        api_server.url,
+        reuse=False,
+        ca_bundle=api_server.ca_file,
+        token_url=f"http://127.0.0.1:{closed_port}/token",
+        client_id="lab",
+        client_secret=api_server.client_secret,
+    )
+    with pytest.raises(trainlab.ConnectError) as info:
+        s.get("/time")
+    message = str(info.value)
+    assert message.startswith(
+        f"cannot connect to the token endpoint http://127.0.0.1:{closed_port}"
+    )
+    assert "connection refused (1 attempt" in message
+    assert "Max retries exceeded" not in message
+
+
+@pytest.fixture
+def plain_http_port() -> Iterator[int]:
+    """A plain-HTTP server on loopback: a TLS client hello gets an HTTP 400 back."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_https_to_a_plain_http_port_names_the_fix(plain_http_port: int) -> None:
+    api = trainlab.connect(f"https://127.0.0.1:{plain_http_port}/", reuse=False, backoff=0.01)
+    with pytest.raises(trainlab.ConnectError) as info:
+        api.get("/items")
+    message = str(info.value)
+    assert message.startswith(f"TLS handshake with https://127.0.0.1:{plain_http_port}/ failed: ")
+    assert "attempt" in message
+    assert message.endswith("is it an HTTPS service on that port? check the URL's scheme and port")
+    assert "Max retries exceeded" not in message
+
+
+@pytest.fixture
+def hang_up_port() -> Iterator[int]:
+    """A loopback port that accepts each connection and closes it at once, unanswered."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(1024)  # the request, read so the close is not a reset of unread data
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+
+
+def test_a_server_that_hangs_up_says_so(hang_up_port: int) -> None:
+    api = trainlab.connect(f"http://127.0.0.1:{hang_up_port}/", reuse=False, backoff=0.01)
+    with pytest.raises(trainlab.ConnectError) as info:
+        api.get("/items")
+    message = str(info.value)
+    assert message.startswith(f"no answer from http://127.0.0.1:{hang_up_port}/: ")
+    assert "the connection was reset (1 attempt)" in message  # a read error: not retried
+    assert message.endswith("is it an HTTP service on that port? check the URL's scheme and port")
+    assert "Max retries exceeded" not in message
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: Linux drops further SYNs unanswered,
+    so a connect to it times out."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_a_connect_timeout_names_the_attempts_and_the_fix(silent_port: int) -> None:
+    api = trainlab.connect(
+        f"http://127.0.0.1:{silent_port}/", reuse=False, timeout=0.2, retries=1, backoff=0.01
+    )
+    with pytest.raises(trainlab.ConnectTimeout) as info:
+        api.get("/items")
+    message = str(info.value)
+    assert message.startswith(f"connecting to http://127.0.0.1:{silent_port}/ timed out within ")
+    assert "(2 attempts)" in message  # a timeout may pass: retried, as many times as asked
+    assert message.endswith("is the host up and the port open? check the URL, or raise timeout=")
+    assert "Max retries exceeded" not in message

@@ -26,6 +26,7 @@ MODULES = [
     "trainlab.platform",
     "trainlab.result",
     "trainlab.session",
+    "trainlab.tables",
     "trainlab.transports.local",
     "trainlab.transports.mock",
     "trainlab.transports.retry",

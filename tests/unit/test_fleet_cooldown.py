@@ -99,6 +99,16 @@ def test_a_refusal_is_found_inside_requests_and_urllib3_wrappers() -> None:
     assert connect_failure(unresolved) == "unresolvable"
 
 
+def test_a_hang_up_is_found_inside_urllib3s_protocol_error() -> None:
+    from http.client import RemoteDisconnected
+
+    from urllib3.exceptions import MaxRetryError, ProtocolError
+
+    # urllib3 keeps the socket's error as the second argument, with no __cause__.
+    aborted = ProtocolError("Connection aborted.", RemoteDisconnected("closed without response"))
+    assert connect_failure(MaxRetryError(None, "/x", aborted)) == "reset"
+
+
 def test_the_policy_retries_timeouts_and_resets_only_with_bounded_backoff() -> None:
     policy = ConnectRetry(retries=3, backoff=0.5, max_pause=1.5)
     timeout, refusal = TimeoutError("timed out"), ConnectionRefusedError(111, "refused")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.aws.clients import aws_client, credentials_identity, map_aws_errors, session
 from trainlab.cache import ResultCache
-from trainlab.errors import FleetError, TargetError, TrainlabError
+from trainlab.errors import FleetError, TargetError, TrainlabError, TrainlabWarning
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ _ID_CHUNK = 200
 _cache = ResultCache(max_entries=64, max_bytes=256 * 1024 * 1024)
 
 
-class PartialInventoryWarning(UserWarning):
+class PartialInventoryWarning(TrainlabWarning):
     """Some regions failed; the inventory holds the others (``frame.attrs['errors']``)."""
 
 

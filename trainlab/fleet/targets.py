@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trainlab import registry
-from trainlab.errors import TargetError
+from trainlab.errors import TargetError, TrainlabWarning
 from trainlab.session import Session, connect
 from trainlab.uri import parse_target, redact
 
@@ -42,8 +42,9 @@ _FDS_PER_TARGET = 4
 _FD_RESERVE = 64
 
 
-class FleetWarning(UserWarning):
-    """A fan-out will hold more connections than the open-file limit comfortably allows."""
+class FleetWarning(TrainlabWarning):
+    """Targets left out of a fleet (no address, no reachable transport, hosts only in an
+    ``Include``), or a fan-out holding more connections than the open-file limit allows."""
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Paths join the base URL and can never leave it; every call has connect and read
 timeouts; idempotent methods are retried on connection errors, 429 and 5xx with
 backoff and ``Retry-After`` (urllib3's ``Retry``), except a refused, unresolvable or
-unreachable host, which fails at once (``trainlab.transports.retry``); auth is basic,
-a bearer token, or a token endpoint whose token is renewed once on ``401 invalid_token``.
+unreachable host (``trainlab.transports.retry``) or an untrusted certificate, which fail
+at once; auth is basic, a bearer token, or a token endpoint whose token is renewed once
+on ``401 invalid_token``.
 Answers become DataFrames with ``frame()``; the session verbs (``get``, ``get_all``, ...)
 are ``trainlab.rest.RESTSession``'s.
 """
@@ -30,6 +31,7 @@ from trainlab.errors import (
     HTTPError,
     OutputError,
     TargetError,
+    TrainlabWarning,
     TransportError,
 )
 from trainlab.options import Option
@@ -47,7 +49,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _warned_insecure: set[str] = set()
 
 
-class InsecureTLSWarning(UserWarning):
+class InsecureTLSWarning(TrainlabWarning):
     """``verify=False``: the server's certificate is not checked."""
 
 
@@ -341,10 +343,13 @@ class RESTTransport(Transport):
                 timeout=(self.settings["timeout"], self.settings["read_timeout"]),
             )
         except requests.exceptions.SSLError as exc:
-            raise ConnectError(
-                f"TLS verification of the token endpoint {self.settings['token_url']} failed: "
-                "pass ca_bundle= for a private CA"
+            raise _tls_failed(f"the token endpoint {self.settings['token_url']}", exc) from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _timed_out(
+                f"the token endpoint {self.settings['token_url']}", exc, self.settings["timeout"]
             ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise _unreachable(f"the token endpoint {self.settings['token_url']}", exc) from exc
         except requests.RequestException as exc:
             raise ConnectError(
                 f"the token endpoint {self.settings['token_url']} failed: {_short(exc)}"
@@ -436,14 +441,9 @@ class RESTTransport(Transport):
                 f"{method} {url}: the request cannot be sent as given: {exc}"
             ) from exc
         except requests.exceptions.SSLError as exc:
-            raise ConnectError(
-                f"TLS verification of {self.base} failed: pass ca_bundle= for a private CA "
-                f"(or verify=False, which warns): {_short(exc)}"
-            ) from exc
+            raise _tls_failed(self.base, exc) from exc
         except requests.exceptions.ConnectTimeout as exc:
-            raise ConnectTimeout(
-                f"connecting to {self.base} timed out within {self.settings['timeout']:g} s"
-            ) from exc
+            raise _timed_out(self.base, exc, self.settings["timeout"]) from exc
         except requests.exceptions.ReadTimeout as exc:
             from trainlab.errors import CommandTimeout
 
@@ -457,7 +457,7 @@ class RESTTransport(Transport):
                 raise CommandTimeout(
                     f"{method} {url} got no answer within {read:g} s", command=url, timeout=read
                 ) from exc
-            raise ConnectError(f"cannot reach {self.base}: {_short(exc)}") from exc
+            raise _unreachable(self.base, exc) from exc
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{method} {url} failed: {_short(exc)}") from exc
         reused = _connections(adapter) == before
@@ -535,9 +535,19 @@ class RESTTransport(Transport):
 
 @cache
 def _connect_aware_retry() -> type[Any]:
-    """urllib3's ``Retry``, giving up at once on a refused, unresolvable or unreachable host."""
+    """urllib3's ``Retry``, giving up at once on a refused, unresolvable or unreachable host,
+    and on a certificate that fails verification.
+
+    When it gives up, the ``MaxRetryError`` it raises carries ``attempts``, the
+    requests made (urllib3 keeps the history but puts no count in its error).
+    """
     from urllib3.exceptions import MaxRetryError
     from urllib3.util.retry import Retry
+
+    class CountedMaxRetryError(MaxRetryError):
+        def __init__(self, pool: Any, url: str, reason: Exception | None, attempts: int = 1):
+            super().__init__(pool, url, reason)
+            self.attempts = attempts
 
     class ConnectAwareRetry(Retry):
         def increment(  # type: ignore[override]
@@ -549,14 +559,124 @@ def _connect_aware_retry() -> type[Any]:
             _pool: Any = None,
             _stacktrace: Any = None,
         ) -> Retry:
-            if error is not None and connect_failure(error) in DEFINITE:
-                raise MaxRetryError(_pool, url, error) from error  # an answer, not a fault
-            return super().increment(method, url, response, error, _pool, _stacktrace)
+            attempts = len(self.history) + 1  # the failed one included
+            if error is not None and _is_an_answer(error):
+                raise CountedMaxRetryError(_pool, url, error, attempts) from error
+            try:
+                return super().increment(method, url, response, error, _pool, _stacktrace)
+            except MaxRetryError as exc:
+                raise CountedMaxRetryError(_pool, url, exc.reason, attempts) from exc.reason
 
     return ConnectAwareRetry
 
 
-def _short(exc: BaseException) -> str:
+def _is_an_answer(error: BaseException) -> bool:
+    """Whether a failed attempt is an answer another attempt would get again: a refused,
+    unresolvable or unreachable host, or a certificate that fails verification."""
+    import ssl
+
+    if connect_failure(error) in DEFINITE:
+        return True
+    return _chain_has(error, ssl.SSLCertVerificationError) or any(
+        type(e).__name__ == "CertificateError" for e in _chain(error)
+    )
+
+
+# What each kind of connect failure (``connect_failure``) is, in words, and its usual fix.
+_FAILURES = {
+    "refused": ("connection refused", "is the service up? check the URL's host and port"),
+    "unresolvable": ("the host name does not resolve", "check the host name in the URL"),
+    "unreachable": (
+        "the host or its network is unreachable",
+        "check the URL, and the network path to it (VPN, firewall)",
+    ),
+    "timeout": ("timed out", "is the host up and the port open? check the URL"),
+    "reset": (
+        "the connection was reset",
+        "is it an HTTP service on that port? check the URL's scheme and port",
+    ),
+}
+
+
+def _unreachable(where: str, exc: BaseException) -> ConnectError:
+    """The error for a request that found no server to answer it at ``where``."""
+    kind = connect_failure(exc)
+    what, fix = _FAILURES.get(kind, (_innermost_reason(exc), "check the URL"))
+    # Refused, unresolvable, unreachable, timed out: no connection; reset and the
+    # rest: a connection that dropped before an answer came.
+    verb = "cannot connect to" if kind in DEFINITE | {"timeout"} else "no answer from"
+    return ConnectError(f"{verb} {where}: {what} ({_tried(exc, kind)}): {fix}")
+
+
+def _timed_out(where: str, exc: BaseException, timeout: float) -> ConnectTimeout:
+    """The error for a connect that got no answer within ``timeout`` seconds."""
+    return ConnectTimeout(
+        f"connecting to {where} timed out within {timeout:g} s ({_tried(exc, 'timeout')}): "
+        "is the host up and the port open? check the URL, or raise timeout="
+    )
+
+
+def _tls_failed(where: str, exc: BaseException) -> ConnectError:
+    """The error for a TLS handshake that failed: a certificate not trusted, or no TLS at all."""
+    import ssl
+
+    reason = _innermost_reason(exc)
+    if _chain_has(exc, ssl.SSLCertVerificationError) or "certificate" in reason.lower():
+        tried = _tried(exc, "certificate")
+        return ConnectError(
+            f"TLS verification of {where} failed: {reason} ({tried}): pass ca_bundle= for a "
+            "private CA (or verify=False, which warns)"
+        )
+    return ConnectError(
+        f"TLS handshake with {where} failed: {reason} ({_tried(exc, 'tls')}): is it an HTTPS "
+        "service on that port? check the URL's scheme and port"
+    )
+
+
+def _tried(exc: BaseException, kind: str) -> str:
+    """``1 attempt`` or ``N attempts``, from the count ``CountedMaxRetryError`` carries."""
+    counted = [getattr(e, "attempts", None) for e in _chain(exc)]
+    attempts = next((n for n in counted if isinstance(n, int)), 1)
+    said = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+    if attempts == 1 and (kind in DEFINITE or kind == "certificate"):
+        said += ", not retried: the answer would be the same"
+    return said
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (cause, urllib3's ``reason``, an exception argument), outermost
+    first, a bounded number of links."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 8:
+        found.append(current)
+        reason = getattr(current, "reason", None)
+        inner = [a for a in current.args if isinstance(a, BaseException)]
+        current = (
+            current.__cause__
+            or (reason if isinstance(reason, BaseException) else None)
+            or (inner[0] if inner else None)
+        )
+    return found
+
+
+def _chain_has(exc: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(e, kind) for e in _chain(exc))
+
+
+def _innermost_reason(exc: BaseException) -> str:
+    """The deepest wrapped exception's own words, without urllib3's pool and OpenSSL's tags."""
+    inner = _chain(exc)[-1]
+    if isinstance(inner, OSError) and inner.strerror and not inner.filename:
+        text = inner.strerror
+    else:
+        text = str(inner) or type(inner).__name__
+    text = re.sub(r"^\[SSL: [A-Z0-9_]+\] ", "", text)  # OpenSSL's reason code, said again
+    text = re.sub(r" \(_ssl\.c:\d+\)$", "", text)
+    return _short(text.rstrip("."))
+
+
+def _short(exc: BaseException | str) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:297] + "..."
 

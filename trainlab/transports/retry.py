@@ -81,14 +81,16 @@ def _kind(exc: BaseException) -> str:
 
 
 def _wrapped(exc: BaseException) -> BaseException | None:
-    """The exception ``exc`` wraps: its cause, urllib3's ``reason``, requests' first arg."""
+    """The exception ``exc`` wraps: its cause, urllib3's ``reason``, an exception argument
+    (requests' first, urllib3's ``ProtocolError("Connection aborted.", error)`` second)."""
     if exc.__cause__ is not None:
         return exc.__cause__
     reason = getattr(exc, "reason", None)
     if isinstance(reason, BaseException):
         return reason
-    if exc.args and isinstance(exc.args[0], BaseException):
-        return exc.args[0]
+    wrapped = [arg for arg in exc.args if isinstance(arg, BaseException)]
+    if wrapped:
+        return wrapped[0]
     return exc.__context__
 
 

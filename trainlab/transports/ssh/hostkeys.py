@@ -11,13 +11,13 @@ from pathlib import Path
 
 import paramiko
 
-from trainlab.errors import ConnectError, HostKeyError
+from trainlab.errors import ConnectError, HostKeyError, TrainlabWarning
 from trainlab.transports.ssh import parsed
 
 __all__ = ["InsecureHostKeyWarning", "KnownHosts"]
 
 
-class InsecureHostKeyWarning(UserWarning):
+class InsecureHostKeyWarning(TrainlabWarning):
     """``host_key_policy=off``: the server's identity is not checked."""
 
 

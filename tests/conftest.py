@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +76,33 @@ def _real_home_untouched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         f"the tests changed {changed} in the real home: a test connected without "
         "known_hosts= (or imported ansible outside this fixture's settings)"
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _multiplexer_directories_removed() -> Iterator[None]:
+    """Remove what the SSH output multiplexers of killed test shells left in /tmp.
+
+    A multiplexer removes its directory when its shell ends, and the next one removes
+    those of multiplexers that were killed (a timeout kills the shell's process group);
+    the run's last killed ones have no next one, so the run removes them here.
+    """
+    before = set(Path("/tmp").glob("trainlab-mux-*"))
+    yield
+    until = time.monotonic() + 5  # closed sessions' multiplexers are ending by themselves
+    for path in sorted(set(Path("/tmp").glob("trainlab-mux-*")) - before):
+        pid = int(path.name.split("-")[2])
+        while _running(pid) and time.monotonic() < until:
+            time.sleep(0.05)
+        if not _running(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _file_state(path: Path) -> tuple[int, int] | None:

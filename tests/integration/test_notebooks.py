@@ -114,6 +114,8 @@ def test_quickstart(tmp_path: Path) -> None:
     live = "".join(o["text"] for o in out["output"] if o["output_type"] == "stream")
     assert "step 1\nstep 2\nstep 3\n" in live
     assert output.rstrip().endswith("0")
+    # A job's late output: not in the later result, in the session's stray output
+    assert "('SECOND\\n', b'LATE\\n')" in text(out["stray"])
     posix = text(out["posix-host"])
     assert re.search(r"echo bash \|\| echo sh\s+0\s+sh\n", posix)  # the POSIX host is sh
     assert re.search(r"exit 3\s+3\s", posix)

@@ -176,9 +176,8 @@ def test_a_job_writing_during_a_later_command_is_stray_not_that_commands(
         assert [type(w.message) for w in seen] == [StrayOutputWarning]  # once a session
 
 
-def _mux_dirs(pid: int | None = None) -> set[str]:
-    pattern = f"trainlab-mux-{pid}-*" if pid is not None else "trainlab-mux-*"
-    return {path.name for path in Path("/tmp").glob(pattern)}  # the suite's sshd is local
+def _mux_dirs() -> set[str]:
+    return {path.name for path in Path("/tmp").glob("trainlab-mux-*")}  # the sshd is local
 
 
 @pytest.mark.filterwarnings("ignore::trainlab.errors.StrayOutputWarning")
@@ -194,24 +193,24 @@ def test_the_multiplexer_cleans_up_after_itself_and_after_a_killed_one(
     sshd: SSHServer, ssh_options: dict[str, Any]
 ) -> None:
     options = {**ssh_options, "mode": "shell"}
+    before = _mux_dirs()
     with trainlab.connect(sshd.uri, reuse=False, **options) as s:
         s.run("true")
-        pid = s.transport._shell.pid  # type: ignore[attr-defined]
         assert s.transport._shell.mux  # type: ignore[attr-defined]
-        assert len(_mux_dirs(pid)) == 1
+        [first] = _mux_dirs() - before
         r = s.run("sleep 30 & echo $!")  # the job holds slot 0: new FIFOs take its names
         assert [x.stdout for x in s.run_many(["echo a", "echo b"])] == ["a\n", "b\n"]
         s.run(f"kill {int(r.stdout)}")
         with pytest.raises(trainlab.CommandTimeout):
             s.run("sleep 30", timeout=0.5)  # the shell is killed: no time to clean up
-        assert len(_mux_dirs(pid)) == 1
+        assert first in _mux_dirs()
         s.run("true")  # a new shell, whose multiplexer removes the dead one's directory
-        assert _mux_dirs(pid) == set()
-        new = s.transport._shell.pid  # type: ignore[attr-defined]
+        [second] = _mux_dirs() - before
+        assert second != first
     until = time.monotonic() + 10  # the channel closed: the host sees EOF, the multiplexer ends
-    while _mux_dirs(new) and time.monotonic() < until:
+    while second in _mux_dirs() and time.monotonic() < until:
         time.sleep(0.05)
-    assert _mux_dirs(new) == set()
+    assert second not in _mux_dirs()
 
 
 def test_output_that_looks_like_a_stray_record_is_output(
@@ -234,3 +233,17 @@ def test_many_requests_in_a_row_through_the_multiplexer(
     ) as s:
         many_requests_in_a_row(s)
         assert s.transport._shell.mux  # type: ignore[attr-defined]
+
+
+def test_a_multiplexer_that_cannot_start_leaves_the_shell_bare(
+    tmp_path: Path, ssh_options: dict[str, Any]
+) -> None:
+    """No writable temporary directory: the shell runs without it, and says so on its
+    stderr before it is ready (which the start drops)."""
+    config = "SetEnv TMPDIR=/nonexistent-trainlab-tmp\n"
+    with SSHServer(tmp_path / "sshd", config=config, private_home=False) as server:
+        options = {**server.client_options, "mode": "shell"}
+        with trainlab.connect(server.uri, reuse=False, **options) as s:
+            assert s.run("echo $TMPDIR; echo err >&2").stdout == "/nonexistent-trainlab-tmp\n"
+            assert not s.transport._shell.mux  # type: ignore[attr-defined]
+            assert [r.stdout for r in s.run_many(["echo a", "exit 3"])] == ["a\n", ""]

@@ -15,9 +15,10 @@ writes goes to the channel's stderr as *stray records*,
 ``TOKEN <o|e> <hex>\\n``, which ``StrayRecords`` takes out of the stream before
 the framing protocol reads it. No process is started per command.
 
-Without perl (BusyBox, minimal images) or under sudo the shell runs as before,
-and a job's output written while a later command runs lands in that command's
-result (see the output guide).
+Without perl (BusyBox, minimal images), under sudo, or where the multiplexer
+cannot start (no writable temporary directory: it exits with 125 and says why on
+stderr) the shell runs as before, and a job's output written while a later command
+runs lands in that command's result (see the output guide).
 """
 
 from __future__ import annotations
@@ -28,29 +29,18 @@ __all__ = ["MUX", "StrayRecords"]
 
 #: The multiplexer: ``perl -e MUX TOKEN HOST-ARGV...``. It removes the directories of
 #: multiplexers that no longer run (a killed shell cannot clean up), makes its own,
-#: exports it as ``__tl_d`` and runs the host with fd 8 as the answer pipe.
+#: exports it as ``__tl_d``, readies command 0's FIFOs and runs the host with fd 8 as
+#: the answer pipe; when any of that fails it exits with 125 before the host runs.
 MUX = r"""
 use strict; require POSIX; use Fcntl;
 my ($tok, @host) = @ARGV;
 my $tmp = $ENV{TMPDIR} || "/tmp";
-for my $old (glob "$tmp/trainlab-mux-*") {
-  my ($p) = $old =~ m{trainlab-mux-(\d+)-\d+$} or next;
-  next if kill(0, $p) || $!{EPERM} || -l $old || !-O $old;
-  unlink glob "$old/*"; rmdir $old;
-}
 my $dir = "$tmp/trainlab-mux-$$-" . int(rand(1e9));
-mkdir($dir, 0700) or die "trainlab: cannot make $dir: $!\n";
-$ENV{__tl_d} = "$dir/";
-pipe(my $hor, my $how) or die; pipe(my $her, my $hew) or die; pipe(my $gr, my $gw) or die;
-my $pid = fork; defined $pid or die "trainlab: fork: $!\n";
-if (!$pid) {
-  open(STDOUT, ">&", $how) or die; open(STDERR, ">&", $hew) or die;
-  POSIX::dup2(fileno($gr), 8) or die;
-  exec { $host[0] } @host; die "trainlab: cannot run $host[0]: $!\n";
-}
-close $how; close $hew; close $gr;
+my (%act, @ling, %dirty, $gw, $hor, $her);
 my %buf = (o => "", e => "");
-my %act; my @ling; my %dirty;
+sub fail {  # before the host runs: the shell starts without the multiplexer
+  print STDERR "trainlab: no output multiplexer ($_[0]); the shell runs without it\n";
+  unlink glob "$dir/*"; rmdir $dir; exit 125 }
 sub put { my ($fh, $b) = @_;
   while (length $b) { my $n = syswrite($fh, $b); if (!defined $n) { next if $!{EINTR}; exit 1 }
     substr($b, 0, $n) = "" } }
@@ -105,7 +95,25 @@ sub lines { my ($s, $fh) = @_;
   if (length $buf{$s} > 4096) { put(chan($s), $buf{$s}); $buf{$s} = "" }
   return 1 }
 sub readable { my $v = ""; vec($v, fileno($_[0]), 1) = 1; select($v, undef, undef, 0) > 0 }
-grant(0);
+for my $old (glob "$tmp/trainlab-mux-*") {  # what killed multiplexers left
+  my ($p) = $old =~ m{trainlab-mux-(\d+)-\d+$} or next;
+  my $live = kill(0, $p) || $!{EPERM};
+  if ($live && open(my $st, "<", "/proc/$p/stat")) { $live = <$st> !~ /\)\s+Z/ }  # a zombie
+  next if $live || -l $old || !-O $old;
+  unlink glob "$old/*"; rmdir $old;
+}
+mkdir($dir, 0700) or fail("cannot make $dir: $!");
+$ENV{__tl_d} = "$dir/";
+my ($how, $hew, $gr);
+pipe($hor, $how) && pipe($her, $hew) && pipe($gr, $gw) or fail("pipe: $!");
+eval { grant(0); 1 } or fail($@ =~ s/\s+\z//r);
+my $pid = fork; defined $pid or fail("fork: $!");
+if (!$pid) {
+  open(STDOUT, ">&", $how) or die; open(STDERR, ">&", $hew) or die;
+  POSIX::dup2(fileno($gr), 8) or die;
+  exec { $host[0] } @host; die "trainlab: cannot run $host[0]: $!\n";
+}
+close $how; close $hew; close $gr;
 my $open = 2;
 while ($open) {
   my $rin = "";

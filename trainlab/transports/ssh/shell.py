@@ -172,9 +172,12 @@ class RemoteShell:
 
     def _exec(self, host: str, *, mux: bool) -> str:
         """``exec`` of the host's command line: under the multiplexer, or sudo, or as is."""
-        if mux:
+        if mux:  # 125: the multiplexer could not start; the lines after run the shell bare
             token = self._records.token.decode().strip()
-            return f'exec perl -e "$__tl_mux" -- {token} {host}'
+            return (
+                f'perl -e "$__tl_mux" -- {token} {host}; __tl_rc=$?; '
+                '[ "$__tl_rc" = 125 ] || exit "$__tl_rc"'
+            )
         return f"exec {self.sudo.command(host) if self.sudo is not None else host}"
 
     def _ready(self, dialect: str, mux: bool = False) -> str:

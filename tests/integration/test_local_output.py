@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import signal
@@ -247,3 +248,19 @@ def many_requests_in_a_row(s: trainlab.Session) -> None:
 def test_many_requests_in_a_row(uri: str) -> None:
     with trainlab.connect(uri, reuse=False) as s:
         many_requests_in_a_row(s)
+
+
+def test_no_place_for_the_fifos_is_a_transport_error_naming_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full or read-only temporary directory (mocked: root here writes anywhere)."""
+
+    def full(*_args: object, **_kwargs: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/trainlab-out-x")
+
+    monkeypatch.setattr("trainlab.transports.command_fifos.tempfile.mkdtemp", full)
+    s = trainlab.connect("local://?mode=shell", reuse=False)
+    with pytest.raises(trainlab.TransportError, match="No space left") as info:
+        s.run("true")
+    assert "set TMPDIR to a writable directory" in str(info.value)
+    s.close()

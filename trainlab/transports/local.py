@@ -320,6 +320,11 @@ class _KeptShell:
     ) -> None:
         self.dialect = dialect.with_split_outputs()
         argv = self.dialect.start_argv(shell)
+        self.poller = select.poll()
+        try:
+            self.fifos = CommandFifos(self.poller)
+        except OSError as exc:
+            raise _no_fifos(exc) from exc
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -332,6 +337,7 @@ class _KeptShell:
                 bufsize=0,
             )
         except OSError as exc:
+            self.fifos.close()
             raise TransportError(f"could not start {argv[0]!r}: {exc.strerror}") from exc
         if self.proc.stdin is None:
             raise TransportError("the shell started without a stdin pipe")
@@ -345,10 +351,8 @@ class _KeptShell:
         self.err_fd = stderr.fileno()
         for fd in (self.in_fd, self.out_fd, self.err_fd):
             os.set_blocking(fd, False)
-        self.poller = select.poll()
         self.poller.register(self.out_fd, _IN)
         self.poller.register(self.err_fd, _IN)
-        self.fifos = CommandFifos(self.poller)
         self.broken = False
         try:
             self._pidfd = os.pidfd_open(self.proc.pid)
@@ -384,7 +388,11 @@ class _KeptShell:
         since = _Mark()
         self.fifos.pass_on(stray)
         self._pass_on(stray)
-        prefix = self.fifos.prepare(len(commands))
+        try:
+            prefix = self.fifos.prepare(len(commands))
+        except OSError as exc:
+            self.fifos.finish(clean=False)
+            raise _no_fifos(exc) from exc
         request = self.dialect.build_request(commands, stop_on_error=stop_on_error, outputs=prefix)
         # A host without a clock: the client times each command of a batch.
         clock = request.dialect != "bash" and len(request.commands) > 1
@@ -745,3 +753,11 @@ def _file_error(exc: OSError, path: str) -> FileError:
     if exc.errno == errno.ENOENT:
         return FileMissing(errno.ENOENT, f"{path}: no such file on the local machine")
     return FileError(exc.errno or 0, f"{path}: {reason}")
+
+
+def _no_fifos(exc: OSError) -> TransportError:
+    where = exc.filename or "the temporary directory"
+    return TransportError(
+        f"cannot make the FIFOs that keep each command's output apart ({where}: "
+        f"{exc.strerror or exc}); set TMPDIR to a writable directory that can hold FIFOs"
+    )

@@ -247,3 +247,14 @@ def test_a_multiplexer_that_cannot_start_leaves_the_shell_bare(
             assert s.run("echo $TMPDIR; echo err >&2").stdout == "/nonexistent-trainlab-tmp\n"
             assert not s.transport._shell.mux  # type: ignore[attr-defined]
             assert [r.stdout for r in s.run_many(["echo a", "exit 3"])] == ["a\n", ""]
+
+
+def test_isolate_off_shares_one_channel(sshd: SSHServer, ssh_options: dict[str, Any]) -> None:
+    """The documented trade: without the multiplexer a job's late output can land in
+    the command that runs while it writes."""
+    options = {**ssh_options, "mode": "shell", "isolate": "off"}
+    with trainlab.connect(sshd.uri, reuse=False, **options) as s:
+        s.run("(sleep 0.3; echo LATE) &", timeout=20)
+        later = s.run("sleep 1; echo SECOND", timeout=20)
+        assert not s.transport._shell.mux  # type: ignore[attr-defined]
+        assert later.stdout == "LATE\nSECOND\n"

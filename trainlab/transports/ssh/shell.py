@@ -75,10 +75,12 @@ class RemoteShell:
         login: str | None = None,
         learned: Callable[[str], None] | None = None,
         until: float | None = None,
+        isolate: bool = True,
     ) -> None:
         """``until`` (a ``time.monotonic()`` value): the deadline of the command this
         start serves, if any; a start that needs a handshake (under sudo) raises
-        ``DeadlinePassed`` past it, with the shell killed."""
+        ``DeadlinePassed`` past it, with the shell killed. ``isolate``: run under the
+        output multiplexer where the host has perl."""
         self.where = where
         self.login = login
         self._learned = learned
@@ -98,7 +100,7 @@ class RemoteShell:
         self.fifo = ""
         # The multiplexer, where perl is: not under sudo (sudo closes the answer pipe's
         # descriptor, and a sudoers rule may allow the shell alone).
-        self._may_mux = sudo is None
+        self._may_mux = isolate and sudo is None
         self.mux = False  # the host said it runs under the multiplexer
         self._records = StrayRecords(b"__tl_" + secrets.token_hex(12).encode(), None)
         # Without sudo there is nothing to answer while the shell starts, so the

@@ -81,6 +81,14 @@ class SSHTransport(StreamingTransport):
             choices=SHELLS,
             affects_result=True,
         ),
+        "isolate": Option(
+            str,
+            "auto",
+            "a kept shell's commands write to FIFOs of their own, so a background job never "
+            "writes into a later command's result: auto (where the host has perl), or off "
+            "(one shared channel, about 0.2 ms less a command)",
+            choices=("auto", "off"),
+        ),
         "sudo": Option(bool, False, "run every command through sudo", affects_result=True),
         "sudo_user": Option(str, "root", "the user sudo runs commands as", affects_result=True),
         "sudo_password": Option(
@@ -358,6 +366,7 @@ class SSHTransport(StreamingTransport):
             login=self.login_shell,
             learned=self._learn_login_shell,
             until=until,
+            isolate=self.settings["isolate"] != "off",
         )
 
     def _kept_shell(self, timeout: float | None, command: str) -> RemoteShell:

@@ -118,7 +118,7 @@ def new_nonce() -> bytes:
 #: single command itself.
 _BOOTSTRAP = rb"""set +h
 __tl1() {
-  @ASK1@if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null
+  if [[ $__tl_m = s ]]; then ( eval -- "$__tl_x" ) </dev/null
   else eval -- "$__tl_x" </dev/null; fi@OUT1@
   __tl_rc=$?
   printf '%s E 0 Z 1\n' "$__tl_n" >&2
@@ -126,9 +126,9 @@ __tl1() {
 }
 __tl() {
   local __tl_i=0 __tl_rc=0 __tl_t= __tl_k=${#__tl_c[@]} __tl_z=
-  while :; do
+@BATCH@  while :; do
     __tl_t=$EPOCHREALTIME
-    @ASKN@if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
+    if [[ ${__tl_m[__tl_i]} = s ]]; then ( eval -- "${__tl_c[__tl_i]}" ) </dev/null
     else eval -- "${__tl_c[__tl_i]}" </dev/null; fi@OUTN@
     __tl_rc=$?
     __tl_z=
@@ -185,7 +185,7 @@ def host_script(
 #: write (``printf`` is not a builtin in mksh). POSIX sh has no sub-second clock:
 #: batch markers carry no times.
 _POSIX_BOOTSTRAP = b"""__tl_run() {
-  @ASKP@case $__tl_k in
+  case $__tl_k in
   s) ( eval " $__tl_x" ) </dev/null ;;
   *) command eval " $__tl_x" </dev/null ;;
   esac@OUTN@
@@ -200,7 +200,7 @@ __tl1() {
 }
 __tl() {
   __tl_i=0
-  for __tl_x in "$@"; do
+@BATCHP@  for __tl_x in "$@"; do
     case $__tl_m in s*) __tl_k=s ;; *) __tl_k=f ;; esac
     __tl_m=${__tl_m#?}
     __tl_run
@@ -223,12 +223,18 @@ __tl() {
 #: environment by the SSH output multiplexer).
 _SPLIT_ONE = b' >"${__tl_d}0.o" 2>"${__tl_d}0.e"'
 _SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
-#: Under the multiplexer (``trainlab.transports.ssh.mux``) a command first waits for
-#: an ``ok`` on fd 8 (which the command itself does not get): the multiplexer writes
-#: one when the FIFOs of the next command are ready, after the last one's markers.
-_ASK_ONE = b"read -r __tl_g <&8\n  "
-_ASK_MANY = b"read -r __tl_g <&8\n    "
-_ASK_POSIX = b"read -r __tl_g <&8\n  "
+#: Under the multiplexer (``trainlab.transports.ssh.mux``) the FIFOs of commands 0 to
+#: ``MUX_READY - 1`` are always ready; a batch of more first says how many it has (an
+#: ``N <count>`` line on the host's stdout) and waits for an ``ok`` on fd 8, which the
+#: commands themselves do not get.
+MUX_READY = 64
+_BATCH = (
+    b"  if (( __tl_k > %d )); then\n"
+    b'    printf \'%%s N %%d\\n\' "$__tl_n" "$__tl_k"; read -r __tl_g <&8\n  fi\n' % MUX_READY
+)
+_BATCH_POSIX = (
+    b'  if [ "$#" -gt %d ]; then echo "$__tl_n N $#"; read -r __tl_g <&8; fi\n' % MUX_READY
+)
 
 #: How a host's commands write their output: on the host's own streams; on FIFOs
 #: the client made (``local://``); on FIFOs the SSH multiplexer makes when asked.
@@ -236,18 +242,17 @@ SPLITS = ("", "fifos", "mux")
 
 
 def _bootstrap(template: bytes, *, split: str = "") -> bytes:
-    one = many = ask_one = ask_many = ask_posix = b""
+    one = many = batch = batch_posix = b""
     if split:
         one, many = _SPLIT_ONE, _SPLIT_MANY
     if split == "mux":
         one, many = one + b" 8<&-", many + b" 8<&-"
-        ask_one, ask_many, ask_posix = _ASK_ONE, _ASK_MANY, _ASK_POSIX
+        batch, batch_posix = _BATCH, _BATCH_POSIX
     for name, value in (
         (b"@OUT1@", one),
         (b"@OUTN@", many),
-        (b"@ASK1@", ask_one),
-        (b"@ASKN@", ask_many),
-        (b"@ASKP@", ask_posix),
+        (b"@BATCH@", batch),
+        (b"@BATCHP@", batch_posix),
     ):
         template = template.replace(name, value)
     return template

@@ -258,3 +258,16 @@ def test_isolate_off_shares_one_channel(sshd: SSHServer, ssh_options: dict[str, 
         later = s.run("sleep 1; echo SECOND", timeout=20)
         assert not s.transport._shell.mux  # type: ignore[attr-defined]
         assert later.stdout == "LATE\nSECOND\n"
+
+
+@pytest.mark.parametrize("shell", ["auto", "sh"])
+def test_a_new_shells_first_answer_is_whole(
+    sshd: SSHServer, ssh_options: dict[str, Any], shell: str
+) -> None:
+    """The first request travels with the shell's start: its output comes after the
+    shell's ready line, however the multiplexer's reads fall."""
+    options = {**ssh_options, "mode": "shell", "shell": shell}
+    for n in range(25):
+        with trainlab.connect(sshd.uri, reuse=False, **options) as s:
+            r = s.run(f"echo first {n}; echo err {n} >&2", timeout=20)
+            assert (r.stdout, r.stderr) == (f"first {n}\n", f"err {n}\n")

@@ -6,9 +6,10 @@ would write into whatever command runs next. Where the host has perl (perl-base
 is part of every Debian and Ubuntu system, and of most others), the shell starts
 as ``perl -e MUX TOKEN -- HOST...``: the multiplexer (``MUX``) forks the host
 shell with its stdout and stderr on pipes, and the host (``framing``'s ``mux``
-split) waits for an ``ok`` on fd 8 before each command, which the multiplexer
-writes once that command's FIFOs are ready in its private directory (after the
-markers of the command before, or of the last request). It copies a command's bytes
+split) runs each command with its stdout and stderr on a pair of FIFOs that the
+multiplexer keeps ready in its private directory (``framing.MUX_READY`` pairs; a
+batch of more asks for them first, with an ``N <count>`` line and an ``ok`` on fd 8).
+It copies a command's bytes
 to the channel as they come, and its marker once its FIFOs are drained; whoever
 still holds a finished command's FIFOs is a job it left behind, and what that job
 writes goes to the channel's stderr as *stray records*,
@@ -25,19 +26,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from trainlab import framing
+
 __all__ = ["MUX", "StrayRecords"]
 
 #: The multiplexer: ``perl -e MUX TOKEN HOST-ARGV...``. It removes the directories of
 #: multiplexers that no longer run (a killed shell cannot clean up), makes its own,
-#: exports it as ``__tl_d``, readies command 0's FIFOs and runs the host with fd 8 as
-#: the answer pipe; when any of that fails it exits with 125 before the host runs.
-MUX = r"""
+#: exports it as ``__tl_d``, makes the ready FIFO pairs and runs the host with fd 8 as
+#: the answer pipe; when any of that fails it exits with 125 before the host runs. It
+#: reads only the running command's FIFOs and passes the host's markers on in order,
+#: each once its command's FIFO is drained, so a command's bytes never pass another's.
+_MUX = r"""
 use strict; require POSIX; use Fcntl;
 my ($tok, @host) = @ARGV;
 my $tmp = $ENV{TMPDIR} || "/tmp";
 my $dir = "$tmp/trainlab-mux-$$-" . int(rand(1e9));
-my (%act, @ling, %dirty, $gw, $hor, $her);
-my %buf = (o => "", e => "");
+my ($K, $W) = (@READY@, 16);  # FIFO pairs kept ready; read ends open ahead of the command
+my (%act, @ling, %dirty, $gw, $hor, $her, %q, $z);
+my ($made, $cur) = (0, 0);
+my %buf = (o => "", e => ""); my %seen = (o => 0, e => 0); $q{o} = []; $q{e} = [];
 sub fail {  # before the host runs: the shell starts without the multiplexer
   print STDERR "trainlab: no output multiplexer ($_[0]); the shell runs without it\n";
   unlink glob "$dir/*"; rmdir $dir; exit 125 }
@@ -48,53 +55,63 @@ sub chan { $_[0] eq "o" ? \*STDOUT : \*STDERR }
 sub stray { my ($s, $b) = @_;
   for (my $at = 0; $at < length $b; $at += 16384) {
     put(\*STDERR, "$tok $s " . unpack("H*", substr($b, $at, 16384)) . "\n") } }
-sub drain { my ($i, @ss) = @_;
-  for my $s (@ss) {
-    my $fh = $act{$i} && $act{$i}{$s} or next;
-    for (1 .. 8) {
-      my $n = sysread($fh, my $b, 262144);
-      if (!defined $n) { last }
-      if (!$n) { close $fh; delete $act{$i}{$s}; last }
-      put(chan($s), $b);
-    } } }
-sub settle { my $i = shift;
-  drain($i, "o", "e");
+sub make { my $i = shift;  # a fresh FIFO pair for command slot $i
+  for my $s ("o", "e") { my $p = "$dir/$i.$s"; unlink $p;
+    POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" } }
+sub openup { my $to = shift;  # read ends of slots $cur .. $to - 1 (those that exist)
+  for my $i ($cur .. ($to < $made ? $to : $made) - 1) { for my $s ("o", "e") {
+    next if $act{$i}{$s};
+    sysopen(my $fh, "$dir/$i.$s", O_RDONLY | O_NONBLOCK) or die "trainlab: open $dir/$i.$s: $!\n";
+    $act{$i}{$s} = $fh } } }
+sub drain { my ($i, $s) = @_;  # what slot $i's FIFO holds now, to the channel
+  my $fh = $act{$i}{$s} or return;
+  for (1 .. 8) {
+    my $n = sysread($fh, my $b, 262144);
+    last if !defined $n;
+    if (!$n) { close $fh; delete $act{$i}{$s}; last }
+    put(chan($s), $b) } }
+sub settle {  # both markers of $cur are out: a FIFO still open is held by a job it left
   for my $s ("o", "e") {
-    my $fh = delete $act{$i}{$s} or next;
-    push @ling, [$fh, $s]; $dirty{$i} = 1 }
-  delete $act{$i};
-  while (@ling > 128) { close((shift @ling)->[0]) } }
-sub grant { my $i = shift;
-  for my $s ("o", "e") {
-    my $p = "$dir/$i.$s";
-    if ($dirty{$i} || !-p $p) {
-      unlink $p; POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" }
-    sysopen(my $fh, $p, O_RDONLY | O_NONBLOCK) or die "trainlab: open $p: $!\n";
-    $act{$i}{$s} = $fh;
-  }
-  delete $dirty{$i};
-  put($gw, "ok\n") }
+    my $fh = delete $act{$cur}{$s} or next;
+    my $n = sysread($fh, my $b, 262144);
+    if (defined $n && !$n) { close $fh; next }
+    stray($s, $b) if $n;
+    push @ling, [$fh, $s]; $dirty{$cur} = 1 }
+  delete $act{$cur};
+  while (@ling > 128) { close((shift @ling)->[0]) }
+  %seen = (o => 0, e => 0);
+  if ($z) {  # the request's last: make held slots anew, then the next request starts at 0
+    for my $i (keys %dirty) { make($i) if $i < $made } %dirty = ();
+    $cur = 0; $z = 0 }
+  else { $cur++ }
+  openup($cur + $W) }
+sub step {  # pass on the host's lines in order; markers wait for their command's turn
+  my $moved = 1;
+  while ($moved) {
+    $moved = 0;
+    for my $s ("e", "o") {
+      while (@{$q{$s}} && !$seen{$s}) {
+        my $l = $q{$s}[0];
+        if ($l =~ /\A__tl_[0-9a-f]{24} E (\d+)/) {
+          last if $1 != $cur;
+          drain($cur, $s); put(chan($s), $l); $seen{$s} = 1;
+          $z = $l =~ / Z \d+\s*\z/ ? 1 : 0 if $s eq "o";
+        } elsif ($s eq "o" && $l =~ /\A__tl_[0-9a-f]{24} N (\d+)/) {  # a request of $1 commands
+          while ($made < $1) { make($made); $made++ }
+          openup($cur + $W); put($gw, "ok\n");
+        } else { put(chan($s), $l) }
+        shift @{$q{$s}}; $moved = 1 }
+    }
+    if ($seen{o} && $seen{e}) { settle(); $moved = 1 }
+  } }
 sub lines { my ($s, $fh) = @_;
   my $n = sysread($fh, my $b, 65536);
   return 1 if !defined $n;
   return 0 if !$n;
   $buf{$s} .= $b;
-  while ($buf{$s} =~ s/\A([^\n]*\n)//) {
-    my $l = $1;
-    if ($l =~ /\A__tl_[0-9a-f]{24} E (\d+)/) {
-      my $i = $1;
-      if ($s eq "e") { drain($i, "e") }
-      else {
-        settle($i); put(\*STDOUT, $l);
-        # stderr's marker (written before this one) goes out before the next command's bytes
-        while ($her && readable($her)) { last if !lines("e", $her) }
-        grant($l =~ / Z \d+\s*\z/ ? 0 : $i + 1); next }
-    }
-    put(chan($s), $l);
-  }
-  if (length $buf{$s} > 4096) { put(chan($s), $buf{$s}); $buf{$s} = "" }
+  while ($buf{$s} =~ s/\A([^\n]*\n)//) { push @{$q{$s}}, $1 }
+  if (length $buf{$s} > 4096) { push @{$q{$s}}, $buf{$s}; $buf{$s} = "" }
   return 1 }
-sub readable { my $v = ""; vec($v, fileno($_[0]), 1) = 1; select($v, undef, undef, 0) > 0 }
 for my $old (glob "$tmp/trainlab-mux-*") {  # what killed multiplexers left
   my ($p) = $old =~ m{trainlab-mux-(\d+)-\d+$} or next;
   my $live = kill(0, $p) || $!{EPERM};
@@ -106,7 +123,7 @@ mkdir($dir, 0700) or fail("cannot make $dir: $!");
 $ENV{__tl_d} = "$dir/";
 my ($how, $hew, $gr);
 pipe($hor, $how) && pipe($her, $hew) && pipe($gr, $gw) or fail("pipe: $!");
-eval { grant(0); 1 } or fail($@ =~ s/\s+\z//r);
+eval { while ($made < $K) { make($made); $made++ } openup($W); 1 } or fail($@ =~ s/\s+\z//r);
 my $pid = fork; defined $pid or fail("fork: $!");
 if (!$pid) {
   open(STDOUT, ">&", $how) or die; open(STDERR, ">&", $hew) or die;
@@ -118,32 +135,35 @@ my $open = 2;
 while ($open) {
   my $rin = "";
   vec($rin, fileno($hor), 1) = 1 if $hor; vec($rin, fileno($her), 1) = 1 if $her;
-  my %by;  # fd -> [slot or -1, stream, handle]: the handle, for descriptors reused meanwhile
-  for my $i (keys %act) { for my $s (keys %{$act{$i}}) {
-    my $fh = $act{$i}{$s}; vec($rin, fileno($fh), 1) = 1; $by{fileno $fh} = [$i, $s, $fh] } }
-  for my $l (@ling) { vec($rin, fileno($l->[0]), 1) = 1; $by{fileno $l->[0]} = [-1, $l->[1], $l] }
+  my @mine = map { [$_, $act{$cur}{$_}] } grep { $act{$cur}{$_} } "o", "e";
+  vec($rin, fileno($_->[1]), 1) = 1 for @mine;
+  vec($rin, fileno($_->[0]), 1) = 1 for @ling;
   my $n = select(my $rout = $rin, undef, undef, undef);
   next if $n < 0;
+  # The host's lines first: what it printed before the command ran (its ready line)
+  # goes out before the command's bytes; a marker drains its command's FIFO itself.
   if ($her && vec($rout, fileno($her), 1) && !lines("e", $her)) {
     close $her; $her = undef; $open-- }
   if ($hor && vec($rout, fileno($hor), 1) && !lines("o", $hor)) {
     close $hor; $hor = undef; $open-- }
-  for my $f (keys %by) {
-    next if !vec($rout, $f, 1);
-    my ($i, $s, $l) = @{$by{$f}};
-    # a FIFO opened since the select has no writer yet: its read would say end of file
-    if ($i >= 0) { drain($i, $s) if $act{$i} && ($act{$i}{$s} || 0) == $l; next }
-    next if !grep { $_ == $l } @ling;
+  my $was = $cur;
+  step();
+  for my $m (@mine) {  # the running command's bytes, as they come (unless it ended)
+    next if $cur != $was || ($act{$cur}{$m->[0]} || 0) != $m->[1];
+    drain($cur, $m->[0]) if vec($rout, fileno($m->[1]), 1) }
+  for my $l (@ling) {  # a job left behind: its bytes are stray
+    next if !$l->[0] || !vec($rout, fileno($l->[0]), 1);
     my $r = sysread($l->[0], my $b, 262144);
     next if !defined $r;
-    if ($r) { stray($s, $b) } else { close $l->[0]; @ling = grep { $_ != $l } @ling }
-  }
+    if ($r) { stray($l->[1], $b) } else { close $l->[0]; $l->[0] = undef } }
+  @ling = grep { $_->[0] } @ling;
 }
-put(chan($_), $buf{$_}) for "o", "e";
+put(chan($_), join("", @{$q{$_}}) . $buf{$_}) for "o", "e";
 waitpid($pid, 0);
 unlink glob "$dir/*"; rmdir $dir;
 exit($? & 127 ? 128 + ($? & 127) : $? >> 8);
 """
+MUX = _MUX.replace("@READY@", str(framing.MUX_READY))
 
 
 class StrayRecords:

@@ -241,3 +241,21 @@ def test_through_a_jump_host(
 def test_pwsh_over_ssh_needs_a_host() -> None:
     with pytest.raises(trainlab.TargetError, match=r"pwsh\+ssh://user@host"):
         trainlab.connect("pwsh+ssh://", reuse=False)
+
+
+def test_a_refused_connect_says_what_ssh_says(closed_port: int, tmp_path: Path) -> None:
+    s = trainlab.connect(
+        f"pwsh+ssh://nobody@127.0.0.1:{closed_port}",
+        reuse=False,
+        ssh_config="",
+        known_hosts=str(tmp_path / "known_hosts"),
+        connect_retries=3,
+    )
+    with pytest.raises(trainlab.ConnectError) as info:
+        s.run("true")
+    assert str(info.value) == (
+        f"cannot connect to 127.0.0.1:{closed_port}: connection refused (1 attempt, not "
+        "retried: the answer would be the same): is sshd running there, and on that port? "
+        "(retry_refused=true waits for a host still booting)"
+    )
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)

@@ -106,7 +106,7 @@ def test_refused_connection_is_retried_when_asked_then_named(ssh_options: dict[s
         retry_refused=True,  # by default a refusal fails at once
         **ssh_options,
     )
-    with pytest.raises(trainlab.ConnectError, match=r"refused \(after 2 attempts\)"):
+    with pytest.raises(trainlab.ConnectError, match=r"connection refused \(2 attempts\)"):
         s.run("true")
     frame = s.metrics
     assert frame["operation"].tolist() == ["connect"]

@@ -6,6 +6,8 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -43,7 +45,8 @@ def test_the_walk_sees_the_whole_package() -> None:
     assert "trainlab.transports.ssh.hostkeys" in names  # subpackages too
 
 
-def test_every_warning_class_trainlab_defines_is_a_trainlab_warning() -> None:
+def _defined_warnings() -> dict[str, type[Warning]]:
+    """Every warning class a trainlab module defines, by its dotted name."""
     defined: dict[str, type[Warning]] = {}
     for name in _module_names():
         for value in vars(_load(name)).values():
@@ -53,6 +56,11 @@ def test_every_warning_class_trainlab_defines_is_a_trainlab_warning() -> None:
                 and value.__module__.startswith("trainlab")
             ):
                 defined[f"{value.__module__}.{value.__qualname__}"] = value
+    return defined
+
+
+def test_every_warning_class_trainlab_defines_is_a_trainlab_warning() -> None:
+    defined = _defined_warnings()
     outside = sorted(n for n, cls in defined.items() if not issubclass(cls, TrainlabWarning))
     assert outside == []
     assert all(issubclass(cls, UserWarning) for cls in defined.values())  # filters by that hold
@@ -63,6 +71,30 @@ def test_every_warning_class_trainlab_defines_is_a_trainlab_warning() -> None:
         "trainlab.fleet.targets.FleetWarning",
         "trainlab.aws.inventory.PartialInventoryWarning",
     } <= set(defined)
+
+
+def test_every_warning_class_is_reachable_from_the_top_level() -> None:
+    """As the errors are: ``except trainlab.X`` and ``warnings.simplefilter(..., trainlab.X)``
+    need no module path."""
+    defined = _defined_warnings()
+    assert len(defined) >= 6
+    unreachable = sorted(
+        dotted
+        for dotted, cls in defined.items()
+        if cls.__name__ not in trainlab.__all__ or getattr(trainlab, cls.__name__, None) is not cls
+    )
+    assert unreachable == []
+
+
+def test_a_warning_at_the_top_level_leaves_import_trainlab_light() -> None:
+    """The warnings beside paramiko, requests and boto3 load with them, on first use."""
+    code = (
+        "import sys, trainlab\n"
+        "light = not {'paramiko', 'requests', 'boto3'} & {m.split('.')[0] for m in sys.modules}\n"
+        "print(light, trainlab.InsecureHostKeyWarning.__module__, 'paramiko' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "trainlab.transports.ssh.hostkeys", "True"]
 
 
 def test_no_warning_class_hides_inside_a_function() -> None:

@@ -37,7 +37,7 @@ from trainlab.errors import (
 from trainlab.options import Option
 from trainlab.result import CommandResult
 from trainlab.transports.base import Transport
-from trainlab.transports.retry import DEFINITE, connect_failure
+from trainlab.transports.retry import DEFINITE, FAILURE_WORDS, attempts_made, connect_failure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -582,26 +582,21 @@ def _is_an_answer(error: BaseException) -> bool:
     )
 
 
-# What each kind of connect failure (``connect_failure``) is, in words, and its usual fix.
-_FAILURES = {
-    "refused": ("connection refused", "is the service up? check the URL's host and port"),
-    "unresolvable": ("the host name does not resolve", "check the host name in the URL"),
-    "unreachable": (
-        "the host or its network is unreachable",
-        "check the URL, and the network path to it (VPN, firewall)",
-    ),
-    "timeout": ("timed out", "is the host up and the port open? check the URL"),
-    "reset": (
-        "the connection was reset",
-        "is it an HTTP service on that port? check the URL's scheme and port",
-    ),
+# The usual fix for each kind of connect failure (``connect_failure``).
+_FIXES = {
+    "refused": "is the service up? check the URL's host and port",
+    "unresolvable": "check the host name in the URL",
+    "unreachable": "check the URL, and the network path to it (VPN, firewall)",
+    "timeout": "is the host up and the port open? check the URL",
+    "reset": "is it an HTTP service on that port? check the URL's scheme and port",
 }
 
 
 def _unreachable(where: str, exc: BaseException) -> ConnectError:
     """The error for a request that found no server to answer it at ``where``."""
     kind = connect_failure(exc)
-    what, fix = _FAILURES.get(kind, (_innermost_reason(exc), "check the URL"))
+    what = FAILURE_WORDS.get(kind) or _innermost_reason(exc)
+    fix = _FIXES.get(kind, "check the URL")
     # Refused, unresolvable, unreachable, timed out: no connection; reset and the
     # rest: a connection that dropped before an answer came.
     verb = "cannot connect to" if kind in DEFINITE | {"timeout"} else "no answer from"
@@ -637,10 +632,7 @@ def _tried(exc: BaseException, kind: str) -> str:
     """``1 attempt`` or ``N attempts``, from the count ``CountedMaxRetryError`` carries."""
     counted = [getattr(e, "attempts", None) for e in _chain(exc)]
     attempts = next((n for n in counted if isinstance(n, int)), 1)
-    said = f"{attempts} attempt" + ("" if attempts == 1 else "s")
-    if attempts == 1 and (kind in DEFINITE or kind == "certificate"):
-        said += ", not retried: the answer would be the same"
-    return said
+    return attempts_made(attempts, an_answer=kind in DEFINITE or kind == "certificate")
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -10,6 +10,9 @@ backoff, a bounded number of times. Imports only the standard library.
 False
 >>> policy.retries_after(TimeoutError("timed out"), attempt=0), policy.pause(1)
 (True, 1.0)
+
+Every transport says a failed connect the same way: the failure in ``FAILURE_WORDS``,
+the attempts in ``attempts_made``, then its own fix.
 """
 
 from __future__ import annotations
@@ -17,13 +20,25 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
-__all__ = ["DEFINITE", "ConnectRetry", "connect_failure"]
+__all__ = ["DEFINITE", "FAILURE_WORDS", "ConnectRetry", "attempts_made", "connect_failure"]
 
 #: Connect failures that are answers, not faults: not retried unless asked.
 DEFINITE = frozenset({"refused", "unresolvable", "unreachable"})
+
+#: Each kind of connect failure (``connect_failure``) in words.
+FAILURE_WORDS: Mapping[str, str] = MappingProxyType(
+    {
+        "refused": "connection refused",
+        "unresolvable": "the host name does not resolve",
+        "unreachable": "the host or its network is unreachable",
+        "timeout": "timed out",
+        "reset": "the connection was reset",
+    }
+)
 
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, getattr(errno, "EHOSTDOWN", -1)}
 _RESET = {errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE}
@@ -52,6 +67,22 @@ def connect_failure(exc: BaseException) -> str:
             return kind
         current = _wrapped(current)
     return ""
+
+
+def attempts_made(attempts: int, *, an_answer: bool) -> str:
+    """The attempts a failed connect made, and why there were no more when it was tried once
+    because its failure was an answer (``an_answer``: refused, unresolvable, unreachable,
+    and not retried anyway).
+
+    >>> attempts_made(1, an_answer=True)
+    '1 attempt, not retried: the answer would be the same'
+    >>> attempts_made(3, an_answer=False)
+    '3 attempts'
+    """
+    said = f"{attempts} attempt" + ("" if attempts == 1 else "s")
+    if attempts == 1 and an_answer:
+        said += ", not retried: the answer would be the same"
+    return said
 
 
 def _kind(exc: BaseException) -> str:

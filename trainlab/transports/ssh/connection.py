@@ -19,7 +19,13 @@ import paramiko
 
 from trainlab.errors import ConnectError, ConnectTimeout, TargetError
 from trainlab.options import Option
-from trainlab.transports.retry import ConnectRetry, connect_failure
+from trainlab.transports.retry import (
+    DEFINITE,
+    FAILURE_WORDS,
+    ConnectRetry,
+    attempts_made,
+    connect_failure,
+)
 from trainlab.transports.ssh._paramiko import PipelinedTransport, invoke_subsystem, quick_ack
 from trainlab.transports.ssh.auth import authenticate, candidate_keys
 from trainlab.transports.ssh.errors import map_errors
@@ -32,6 +38,17 @@ __all__ = ["DAY", "LOGIN_OPTIONS", "SSHLogin", "open_subsystem"]
 # infinity), and the longest pause between connect attempts.
 DAY = 86_400.0
 _MAX_PAUSE = 60.0
+# The usual fix for each kind of connect failure (``connect_failure``), in ssh's terms.
+_FIXES = {
+    "refused": "is sshd running there, and on that port?",
+    "unresolvable": "check the host name",
+    "unreachable": "check the network path to it (route, VPN, firewall), or reach it "
+    "through a jump host (proxy_jump=)",
+    "timeout": "is the host up? a firewall may be dropping the packets; raise timeout= "
+    "for a slow network",
+    "reset": "the server or something between dropped the connection (sshd's MaxStartups "
+    "limit of unauthenticated connections, a firewall)",
+}
 # AEAD first: one pass per packet instead of a cipher and a MAC.
 _FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
@@ -178,15 +195,13 @@ class SSHLogin:
                         hint=" (is it an SSH server?)",
                     ):
                         client.start_client(timeout=timeout)
-                except ConnectError as exc:  # a banner that never came is a timeout too
-                    if connect_failure(exc) != "timeout":
+                except ConnectError as exc:
+                    dropped = self._handshake_failed(exc)
+                    if dropped is None:
                         raise
-                    raise ConnectTimeout(str(exc)) from exc.__cause__
+                    raise dropped from exc.__cause__
                 if getattr(client, "host_key", None) is None:  # start_client gave up quietly
-                    raise ConnectTimeout(
-                        f"SSH handshake with {self.where} failed within {timeout:g} s: "
-                        "no answer (is it an SSH server?)"
-                    )
+                    raise self._handshake_timed_out()
                 self.known_hosts.check(client.get_remote_server_key())
                 client.early_channel = early_channel
                 authenticate(
@@ -235,17 +250,47 @@ class SSHLogin:
         )
 
     def _unreachable(self, exc: OSError, attempts: int) -> ConnectError:
-        """The error for a TCP connect that failed ``attempts`` times, the last with ``exc``."""
-        after = f" (after {attempts} attempts)" if attempts > 1 else ""
+        """The error for a TCP connect that failed ``attempts`` times, the last with ``exc``:
+        the failure, the attempts, and the usual fix."""
+        definite = self.retry_policy.definite
+        kind = connect_failure(exc)
+        what = FAILURE_WORDS.get(kind) or exc.strerror or str(exc) or type(exc).__name__
+        fix = _FIXES.get(kind, "check the host and port")
+        error: type[ConnectError] = ConnectError
         if isinstance(exc, socket.gaierror):
-            return ConnectError(f"cannot resolve host {self.host!r}: {exc.strerror}{after}")
+            if kind != "unresolvable":  # the resolver failed for now (EAI_AGAIN)
+                what = f"the host name did not resolve ({exc.strerror})"
+                fix = "is a DNS server reachable? check the host name"
+            if self.host != self.target.host:
+                fix += f", and the HostName ssh_config gives {self.target.host!r}"
+            else:
+                fix += " (or give it a HostName in ssh_config)"
+        elif kind == "timeout":
+            what = f"timed out within {self.settings['timeout']:g} s"
+            error = ConnectTimeout
+        if kind == "refused" and not definite:
+            fix += " (retry_refused=true waits for a host still booting)"
+        tried = attempts_made(attempts, an_answer=kind in DEFINITE and not definite)
+        return error(f"cannot connect to {self.host}:{self.port}: {what} ({tried}): {fix}")
+
+    def _handshake_failed(self, exc: ConnectError) -> ConnectError | None:
+        """The error for an SSH handshake the server never answered or dropped before its
+        banner; None for any other failure, whose own error says it."""
         if connect_failure(exc) == "timeout":
-            return ConnectTimeout(
-                f"cannot connect to {self.host}:{self.port}: timed out "
-                f"within {self.settings['timeout']:g} s{after}"
-            )
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        return ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}{after}")
+            return self._handshake_timed_out()
+        if connect_failure(exc) != "reset" and not _ends_in_eof(exc):
+            return None
+        return ConnectError(
+            f"SSH handshake with {self.where} failed: the connection was closed before "
+            f"the server's banner: {_FIXES['reset']}, or it is not an SSH server"
+        )
+
+    def _handshake_timed_out(self) -> ConnectTimeout:
+        return ConnectTimeout(
+            f"SSH handshake with {self.where} failed: no banner within "
+            f"{self.settings['timeout']:g} s: is it an SSH server on that port? raise "
+            "timeout= for a slow or busy one"
+        )
 
     def _through_jump(self, spec: str, peer_opener: PeerOpener | None) -> paramiko.Channel:
         """A ``direct-tcpip`` channel from the (shared, kept) jump host to the target.
@@ -302,6 +347,19 @@ class SSHLogin:
             packetizer.REKEY_BYTES = self.settings["rekey_bytes"]
         if self.settings.get("rekey_packets"):
             packetizer.REKEY_PACKETS = self.settings["rekey_packets"]
+
+
+def _ends_in_eof(exc: BaseException) -> bool:
+    """Whether ``exc`` (a paramiko error, raised while handling another) came from the
+    connection's end: paramiko reads a closed socket as ``EOFError``."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, EOFError):
+            return True
+        seen += 1
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def open_subsystem(

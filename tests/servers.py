@@ -173,23 +173,27 @@ def moto_server() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def ssm_target(moto_server: Any) -> dict[str, Any]:
-    """A running, SSM-managed instance in moto, an unmanaged one, and an output bucket."""
+    """A running, SSM-managed instance in moto, an unmanaged one, one whose agent is gone
+    (registered with SSM, ``ConnectionLost``, its commands ``Undeliverable``), and an
+    output bucket."""
     import boto3
 
     region = "eu-west-1"
     ec2 = boto3.client("ec2", region_name=region, endpoint_url=moto_server.endpoint_url)
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    managed, unmanaged = (
+    managed, unmanaged, offline = (
         i["InstanceId"]
-        for i in ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2)["Instances"]
+        for i in ec2.run_instances(ImageId=image, MinCount=3, MaxCount=3)["Instances"]
     )
     ec2.create_tags(Resources=[unmanaged], Tags=[{"Key": "ssm", "Value": "unmanaged"}])
+    ec2.create_tags(Resources=[offline], Tags=[{"Key": "ssm", "Value": "offline"}])
     s3 = boto3.client("s3", region_name=region, endpoint_url=moto_server.endpoint_url)
     bucket = "trainlab-ssm-output"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
     return {
         "instance": managed,
         "unmanaged": unmanaged,
+        "offline": offline,
         "bucket": bucket,
         "options": {
             "region": region,

@@ -81,3 +81,21 @@ def test_an_undeliverable_instance_cools_down_and_a_failed_command_does_not(
     assert third[unmanaged].error_type == "Undeliverable"  # tried again
     assert third[managed].stdout == "third\n"
     assert list(fleet.cooldown.failing) == [unmanaged]
+
+
+def test_an_instance_whose_agent_is_gone_is_undeliverable_in_the_fan_out(
+    ssm_target: dict[str, Any],
+) -> None:
+    """SSM lists it and takes the command, then answers Failed/Undeliverable (code -1)."""
+    managed, offline = (f"ssm://{ssm_target[key]}" for key in ("instance", "offline"))
+    fleet = Fleet([managed, offline], progress=False, **ssm_target["options"])
+    rows = {o.target: o for o in fleet.run("echo here")}
+    assert rows[managed].stdout == "here\n"
+    gone = rows[offline]
+    assert (gone.error_type, gone.connect_failure, gone.result) == (
+        "Undeliverable",
+        "undeliverable",
+        None,
+    )
+    assert "did not take the command" in gone.error
+    assert list(fleet.cooldown.failing) == [offline]

@@ -84,3 +84,23 @@ def test_platform_from_instance_information(ssm_target: dict[str, Any]) -> None:
     platform = connect(ssm_target).platform
     assert (platform.name, platform.release, platform.kernel) == ("amzn", "2023", "Linux")
     assert platform.is_a("redhat")
+
+
+def test_an_undeliverable_command_is_a_connect_error(ssm_target: dict[str, Any]) -> None:
+    """SSM lists the instance, but its agent is gone: the invocation ends Undeliverable.
+
+    SSM answers ``Failed`` with ``ResponseCode`` -1 and ``StatusDetails``
+    ``Undeliverable``; that is no exit status of the command, which never ran.
+    """
+    session = connect(ssm_target | {"instance": ssm_target["offline"]})
+    # Well within the deadline: the wait ends when SSM gives up on the delivery.
+    with pytest.raises(
+        trainlab.ConnectError, match=r"did not take the command \(Undeliverable\)"
+    ) as error:
+        session.run("echo never", timeout=600)
+    message = str(error.value)
+    assert "already listed its agent as ConnectionLost, last ping " in message
+    assert "describe-instance-information" in message
+    assert "AmazonSSMManagedInstanceCore" in message
+    with pytest.raises(trainlab.ConnectError, match="Undeliverable"):
+        session.run_many(["echo a", "echo b"], timeout=600)

@@ -37,6 +37,10 @@ SSM_RUN_COLUMNS = (
     "truncated",
     "error",
 )
+_STATUS_ERRORS = {
+    "Undeliverable": "SSM's agent on it did not take the command (Undeliverable): is it "
+    "running, registered with SSM with its agent Online, its IAM role allowing SSM?",
+}
 _TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut", "Undeliverable", "Terminated"}
 
 
@@ -283,6 +287,8 @@ def _invocation_row(region: str, command_id: str, item: dict[str, Any]) -> dict[
     plugins = item.get("CommandPlugins") or [{}]
     output = plugins[0].get("Output", "") or ""
     status = item.get("Status", "")
+    if item.get("StatusDetails") == "Undeliverable":
+        status = "Undeliverable"  # SSM's Failed with ResponseCode -1: the command never ran
     code = plugins[0].get("ResponseCode")
     row = _row(
         region,
@@ -291,7 +297,8 @@ def _invocation_row(region: str, command_id: str, item: dict[str, Any]) -> dict[
         status=status,
         exit_status=code if status in ("Success", "Failed") else None,
         stdout=output,
-        error=item.get("trainlab_error", "") or ("" if status in ("Success", "Failed") else status),
+        error=item.get("trainlab_error", "")
+        or ("" if status in ("Success", "Failed") else _STATUS_ERRORS.get(status, status)),
     )
     row["_done"] = status in ("Success", "Failed")
     return row

@@ -8,6 +8,10 @@ the document's ``commands`` with bash on this machine and ends Success or Failed
 with the real exit code and output, cut to SSM's 24,000 (stdout) and 8,000
 (stderr) characters, the full output written to S3 when the command names a
 bucket. Instances tagged ``ssm=unmanaged`` (or not running) are not managed.
+Instances tagged ``ssm=offline`` are registered but their agent is gone: SSM lists
+them with ``PingStatus`` ``ConnectionLost``, accepts commands for them, and ends
+each invocation ``Failed`` with ``StatusDetails`` ``Undeliverable`` and
+``ResponseCode`` -1, as SSM answers for an agent that stopped polling.
 
 It proves the transport's protocol handling (polling, waiters, truncation, S3,
 timeouts, cancellation), not an SSM agent's semantics.
@@ -21,7 +25,7 @@ import signal
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trainlab.aws.clients import SSM_DETAIL_OUTPUT_LIMIT, SSM_STDERR_LIMIT, SSM_STDOUT_LIMIT
@@ -29,6 +33,7 @@ from trainlab.aws.clients import SSM_DETAIL_OUTPUT_LIMIT, SSM_STDERR_LIMIT, SSM_
 __all__ = ["install"]
 
 PENDING_SECONDS = 0.05  # how long an invocation stays invisible, then Pending
+OFFLINE_SINCE = 3600.0  # an offline agent's last ping, this many seconds ago
 
 _installed = False
 _lock = threading.Lock()
@@ -60,10 +65,11 @@ def _managed(backend: Any, instance_id: str) -> dict[str, Any] | None:
             }
             if tags.get("ssm") == "unmanaged" or instance.state != "running":
                 return None
+            offline = tags.get("ssm") == "offline"
             return {
                 "InstanceId": instance.id,
-                "PingStatus": "Online",
-                "LastPingDateTime": datetime.now(UTC),
+                "PingStatus": "ConnectionLost" if offline else "Online",
+                "LastPingDateTime": datetime.now(UTC) - timedelta(seconds=OFFLINE_SINCE * offline),
                 "AgentVersion": "3.3.0.0",
                 "IsLatestVersion": True,
                 "PlatformType": "Windows" if tags.get("os") == "windows" else "Linux",
@@ -120,8 +126,10 @@ def _patch() -> None:
                     "ExecutionEndDateTime": "",
                 }
             )
+            info = _managed(self, invocation["InstanceId"])
+            online = info is not None and info["PingStatus"] == "Online"
             thread = threading.Thread(
-                target=_run,
+                target=_run if online else _undeliverable,
                 args=(self, command, invocation, script, timeout),
                 daemon=True,
             )
@@ -285,10 +293,25 @@ def _run(backend: Any, command: Any, invocation: dict[str, Any], script: str, ti
             "ExecutionEndDateTime": datetime.now(UTC).isoformat(),
         }
     )
+    _finish(command)
+
+
+def _finish(command: Any) -> None:
     finished = [i for i in command.invocations if i["Status"] not in ("Pending", "InProgress")]
     command.completed_count = len(finished)
     if len(finished) == len(command.invocations):
         command.status = "Success" if all(i["Status"] == "Success" for i in finished) else "Failed"
+
+
+def _undeliverable(
+    backend: Any, command: Any, invocation: dict[str, Any], script: str, timeout: int
+) -> None:
+    """No agent takes the command: it ends as SSM reports an undelivered invocation."""
+    time.sleep(PENDING_SECONDS)
+    if invocation["Status"] == "Cancelled":
+        return
+    invocation.update({"Status": "Failed", "StatusDetails": "Undeliverable", "ResponseCode": -1})
+    _finish(command)
 
 
 def _s3_prefix(command: Any, instance_id: str) -> str:

@@ -2,7 +2,9 @@
 
 Each command is a ``SendCommand`` of ``AWS-RunShellScript`` (``AWS-RunPowerShellScript``
 on Windows instances), awaited with botocore's ``command_executed`` waiter, which
-also rides out the ``InvocationDoesNotExist`` that follows a send (boto3 #2701).
+also rides out the ``InvocationDoesNotExist`` that follows a send (boto3 #2701),
+and which here also stops at an ``Undeliverable`` invocation: SSM's word for an
+agent that did not take the command, raised as ``ConnectError``.
 A batch is one document: the framing's bash host reads the framed request from a
 here-document, so every command keeps its own output and exit status. SSM cuts
 output at 24,000 characters; the result says so, and with ``output_s3_bucket=``
@@ -16,6 +18,8 @@ output over only once the invocation has finished, so ``on_output`` and the
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import math
 import shlex
 import time
@@ -47,7 +51,30 @@ from trainlab.transports.base import Transport
 
 __all__ = ["SSMTransport"]
 
-_DONE = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
+_DONE = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling", "Undeliverable")
+#: ``StatusDetails`` of an invocation no agent took: SSM never ran the command.
+_NOT_DELIVERED = ("Undeliverable", "Delivery Timed Out")
+
+
+@functools.cache
+def _command_executed() -> Any:
+    """botocore's ``CommandExecuted`` waiter model, with an end at ``Undeliverable``.
+
+    SSM reports an undelivered invocation as ``Failed`` with ``StatusDetails``
+    ``Undeliverable`` (which the waiter's own rules end on); an answer whose
+    ``Status`` itself says ``Undeliverable`` would match none of them and wait out
+    the deadline, so both are failures here.
+    """
+    import botocore.session
+    from botocore.waiter import WaiterModel
+
+    loader = botocore.session.get_session().get_component("data_loader")
+    config = copy.deepcopy(loader.load_service_model("ssm", "waiters-2"))
+    config["waiters"]["CommandExecuted"]["acceptors"] += [
+        {"state": "failure", "matcher": "path", "argument": argument, "expected": "Undeliverable"}
+        for argument in ("Status", "StatusDetails")
+    ]
+    return WaiterModel(config)
 
 
 class SSMTransport(Transport):
@@ -233,7 +260,9 @@ class SSMTransport(Transport):
                 raise ConnectError(self._not_managed()) from exc
         delay = float(self.settings["poll_interval"])
         attempts = max(2, math.ceil(limit / delay) + 2)
-        waiter = client.get_waiter("command_executed")
+        from botocore.waiter import create_waiter_with_client
+
+        waiter = create_waiter_with_client("CommandExecuted", _command_executed(), client)
         try:
             with map_aws_errors(f"waiting for the command on {where}"):
                 waiter.wait(
@@ -257,6 +286,11 @@ class SSMTransport(Transport):
                 CommandId=command_id, InstanceId=self.instance_id
             )
         status = invocation.get("Status")
+        details = invocation.get("StatusDetails")
+        if status == "Undeliverable" or details in _NOT_DELIVERED:
+            message = self._undelivered(str(details or status))
+            self.info = None  # the next command asks SSM about the instance again
+            raise ConnectError(message)
         if status == "TimedOut":
             raise CommandTimeout(
                 f"command {label!r} ran past its {limit:g} s executionTimeout on {where}",
@@ -267,6 +301,10 @@ class SSMTransport(Transport):
             )
         if status in ("Cancelled", "Cancelling"):
             raise TransportError(f"the command on {where} was cancelled outside this session")
+        if status == "Failed" and details not in (None, "", "Failed"):
+            # SSM's own failure before the command ran (Access Denied, InvalidPlatform,
+            # Terminated): its ResponseCode of -1 is no exit status.
+            raise TransportError(f"SSM did not run the command on {where}: {details}")
         stdout = invocation.get("StandardOutputContent", "") or ""
         stderr = invocation.get("StandardErrorContent", "") or ""
         truncated = len(stdout) >= SSM_STDOUT_LIMIT or len(stderr) >= SSM_STDERR_LIMIT
@@ -277,6 +315,22 @@ class SSMTransport(Transport):
             truncated = False
         code = int(invocation.get("ResponseCode", -1))
         return out_bytes, err_bytes, code, truncated
+
+    def _undelivered(self, details: str) -> str:
+        where = f"{self.instance_id} in {self.settings['region']}"
+        seen = ""
+        ping = (self.info or {}).get("PingStatus")
+        if ping and ping != "Online":
+            last = (self.info or {}).get("LastPingDateTime")
+            since = f", last ping {last:%Y-%m-%d %H:%M:%S %Z}" if isinstance(last, datetime) else ""
+            seen = f"; SSM already listed its agent as {ping}{since} when the session opened"
+        return (
+            f"the SSM agent on {where} did not take the command ({details}){seen}. Check that "
+            "the instance is running, that it is registered with SSM (aws ssm "
+            f"describe-instance-information --filters Key=InstanceIds,Values={self.instance_id}) "
+            "with its agent Online, and that its IAM role allows SSM "
+            "(AmazonSSMManagedInstanceCore)"
+        )
 
     def _from_s3(self, url: str, fallback: bytes) -> bytes:
         if not url:

@@ -82,7 +82,13 @@ class InvalidCommand(TrainlabError, ValueError):
 
 
 class ConnectError(TrainlabError):
-    """The transport could not connect or authenticate."""
+    """The transport could not connect or authenticate.
+
+    ``failure`` names the kind of failure when the transport knows it and no socket
+    error says it (``"undeliverable"``: SSM's agent did not take the command).
+    """
+
+    failure: str = ""
 
 
 class HostKeyError(ConnectError):

@@ -99,3 +99,17 @@ def test_an_instance_whose_agent_is_gone_is_undeliverable_in_the_fan_out(
     )
     assert "did not take the command" in gone.error
     assert list(fleet.cooldown.failing) == [offline]
+
+
+def test_an_undeliverable_batch_through_a_session_cools_down(
+    ssm_target: dict[str, Any],
+) -> None:
+    """A batch goes through each instance's session: SSM's Undeliverable there is a
+    ConnectError raised by the run, not by the open, and still a failure to connect."""
+    managed, offline = (f"ssm://{ssm_target[key]}" for key in ("instance", "offline"))
+    fleet = Fleet([managed, offline], progress=False, **ssm_target["options"])
+    rows = [o for o in fleet.run_many(["echo a", "echo b"]) if o.target == offline]
+    assert {(o.error_type, o.connect_failure) for o in rows} == {("ConnectError", "undeliverable")}
+    assert list(fleet.cooldown.failing) == [offline]
+    again = [o for o in fleet.run_many(["echo a", "echo b"]) if o.target == offline]
+    assert {o.error_type for o in again} == {"SkippedRecentlyFailed"}

@@ -80,7 +80,9 @@ def run_target(spec: Spec, plan: Plan, budget: float, hold: _Holder | None = Non
     except Exception as exc:  # every failure is a row: nothing is lost
         failed = failure(label, "", exc, since if connected is None else connected)
         how = ""
-        if connected is None and isinstance(exc, ConnectError):
+        # Opening failed, or a run's ConnectError whose transport names it a failure to
+        # connect (SSM: Undeliverable); a command's broken connection is not one.
+        if isinstance(exc, ConnectError) and (connected is None or exc.failure):
             how = connect_failure(exc) or "other"
         connect_s = (time.perf_counter() if connected is None else connected) - since
         # A batch past its deadline keeps the commands that finished before it.

@@ -86,6 +86,9 @@ def attempts_made(attempts: int, *, an_answer: bool) -> str:
 
 
 def _kind(exc: BaseException) -> str:
+    said = getattr(exc, "failure", "")  # a ConnectError whose transport named it
+    if said and isinstance(said, str):
+        return said
     if isinstance(exc, socket.gaierror):
         return "timeout" if exc.errno in _TEMPORARY_NAME else "unresolvable"
     if isinstance(exc, ConnectionRefusedError):

@@ -290,7 +290,9 @@ class SSMTransport(Transport):
         if status == "Undeliverable" or details in _NOT_DELIVERED:
             message = self._undelivered(str(details or status))
             self.info = None  # the next command asks SSM about the instance again
-            raise ConnectError(message)
+            error = ConnectError(message)
+            error.failure = "undeliverable"
+            raise error
         if status == "TimedOut":
             raise CommandTimeout(
                 f"command {label!r} ran past its {limit:g} s executionTimeout on {where}",

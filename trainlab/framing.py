@@ -225,15 +225,17 @@ _SPLIT_ONE = b' >"${__tl_d}0.o" 2>"${__tl_d}0.e"'
 _SPLIT_MANY = b' >"$__tl_d$__tl_i.o" 2>"$__tl_d$__tl_i.e"'
 #: Under the multiplexer (``trainlab.transports.ssh.mux``) the FIFOs of commands 0 to
 #: ``MUX_READY - 1`` are always ready; a batch of more first says how many it has (an
-#: ``N <count>`` line on the host's stdout) and waits for an ``ok`` on fd 8, which the
-#: commands themselves do not get.
-MUX_READY = 64
+#: ``N <count>`` line on the host's stdout) and waits until the last of its FIFOs exists
+#: (the multiplexer makes them in order).
+MUX_READY = 16
 _BATCH = (
     b"  if (( __tl_k > %d )); then\n"
-    b'    printf \'%%s N %%d\\n\' "$__tl_n" "$__tl_k"; read -r __tl_g <&8\n  fi\n' % MUX_READY
+    b'    printf \'%%s N %%d\\n\' "$__tl_n" "$__tl_k"\n'
+    b"    until [[ -p $__tl_d$((__tl_k - 1)).e ]]; do :; done\n  fi\n" % MUX_READY
 )
 _BATCH_POSIX = (
-    b'  if [ "$#" -gt %d ]; then echo "$__tl_n N $#"; read -r __tl_g <&8; fi\n' % MUX_READY
+    b'  if [ "$#" -gt %d ]; then\n    echo "$__tl_n N $#"\n'
+    b'    until [ -p "$__tl_d$(($# - 1)).e" ]; do :; done\n  fi\n' % MUX_READY
 )
 
 #: How a host's commands write their output: on the host's own streams; on FIFOs
@@ -246,7 +248,6 @@ def _bootstrap(template: bytes, *, split: str = "") -> bytes:
     if split:
         one, many = _SPLIT_ONE, _SPLIT_MANY
     if split == "mux":
-        one, many = one + b" 8<&-", many + b" 8<&-"
         batch, batch_posix = _BATCH, _BATCH_POSIX
     for name, value in (
         (b"@OUT1@", one),

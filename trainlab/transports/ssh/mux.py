@@ -8,7 +8,8 @@ as ``perl -e MUX TOKEN -- HOST...``: the multiplexer (``MUX``) forks the host
 shell with its stdout and stderr on pipes, and the host (``framing``'s ``mux``
 split) runs each command with its stdout and stderr on a pair of FIFOs that the
 multiplexer keeps ready in its private directory (``framing.MUX_READY`` pairs; a
-batch of more asks for them first, with an ``N <count>`` line and an ``ok`` on fd 8).
+batch of more says so first, with an ``N <count>`` line, and waits until the last of
+its FIFOs exists).
 It copies a command's bytes
 to the channel as they come, and its marker once its FIFOs are drained; whoever
 still holds a finished command's FIFOs is a job it left behind, and what that job
@@ -32,17 +33,19 @@ __all__ = ["MUX", "StrayRecords"]
 
 #: The multiplexer: ``perl -e MUX TOKEN HOST-ARGV...``. It removes the directories of
 #: multiplexers that no longer run (a killed shell cannot clean up), makes its own,
-#: exports it as ``__tl_d``, makes the ready FIFO pairs and runs the host with fd 8 as
-#: the answer pipe; when any of that fails it exits with 125 before the host runs. It
+#: exports it as ``__tl_d``, makes the ready FIFO pairs (one ``mkfifo`` for all: perl's
+#: POSIX module would cost 9 ms a start) and runs the host; when any of that fails it
+#: exits with 125 before the host runs. It
 #: reads only the running command's FIFOs and passes the host's markers on in order,
 #: each once its command's FIFO is drained, so a command's bytes never pass another's.
 _MUX = r"""
-use strict; require POSIX; use Fcntl;
+use strict; use Fcntl;
+$SIG{CHLD} = "DEFAULT";  # an ignored SIGCHLD (inherited) would make system() fail
 my ($tok, @host) = @ARGV;
 my $tmp = $ENV{TMPDIR} || "/tmp";
 my $dir = "$tmp/trainlab-mux-$$-" . int(rand(1e9));
-my ($K, $W) = (@READY@, 16);  # FIFO pairs kept ready; read ends open ahead of the command
-my (%act, @ling, %dirty, $gw, $hor, $her, %q, $z);
+my ($K, $W) = (@READY@, 8);  # FIFO pairs kept ready; read ends open ahead of the command
+my (%act, @ling, %dirty, $hor, $her, %q, $z, $last);
 my ($made, $cur) = (0, 0);
 my %buf = (o => "", e => ""); my %seen = (o => 0, e => 0); $q{o} = []; $q{e} = [];
 sub fail {  # before the host runs: the shell starts without the multiplexer
@@ -55,9 +58,11 @@ sub chan { $_[0] eq "o" ? \*STDOUT : \*STDERR }
 sub stray { my ($s, $b) = @_;
   for (my $at = 0; $at < length $b; $at += 16384) {
     put(\*STDERR, "$tok $s " . unpack("H*", substr($b, $at, 16384)) . "\n") } }
-sub make { my $i = shift;  # a fresh FIFO pair for command slot $i
-  for my $s ("o", "e") { my $p = "$dir/$i.$s"; unlink $p;
-    POSIX::mkfifo($p, 0600) or die "trainlab: mkfifo $p: $!\n" } }
+sub make {  # fresh FIFO pairs for these command slots, in order (one mkfifo for all)
+  return if !@_;
+  my @p = map { ("$dir/$_.o", "$dir/$_.e") } @_;
+  unlink @p;
+  system({ "mkfifo" } "mkfifo", "-m", "600", @p) == 0 or die "trainlab: mkfifo failed ($?)\n" }
 sub openup { my $to = shift;  # read ends of slots $cur .. $to - 1 (those that exist)
   for my $i ($cur .. ($to < $made ? $to : $made) - 1) { for my $s ("o", "e") {
     next if $act{$i}{$s};
@@ -80,9 +85,9 @@ sub settle {  # both markers of $cur are out: a FIFO still open is held by a job
   delete $act{$cur};
   while (@ling > 128) { close((shift @ling)->[0]) }
   %seen = (o => 0, e => 0);
-  if ($z) {  # the request's last: make held slots anew, then the next request starts at 0
-    for my $i (keys %dirty) { make($i) if $i < $made } %dirty = ();
-    $cur = 0; $z = 0 }
+  if ($z) {  # the request's last: make held slots anew before its last marker goes
+    make(sort { $a <=> $b } grep { $_ < $made } keys %dirty); %dirty = ();  # (the client
+    put(\*STDOUT, $last); $cur = 0; $z = 0 }  # sends the next request once it has it)
   else { $cur++ }
   openup($cur + $W) }
 sub step {  # pass on the host's lines in order; markers wait for their command's turn
@@ -94,11 +99,12 @@ sub step {  # pass on the host's lines in order; markers wait for their command'
         my $l = $q{$s}[0];
         if ($l =~ /\A__tl_[0-9a-f]{24} E (\d+)/) {
           last if $1 != $cur;
-          drain($cur, $s); put(chan($s), $l); $seen{$s} = 1;
+          drain($cur, $s); $seen{$s} = 1;
           $z = $l =~ / Z \d+\s*\z/ ? 1 : 0 if $s eq "o";
+          if ($s eq "o" && $z) { $last = $l } else { put(chan($s), $l) }
         } elsif ($s eq "o" && $l =~ /\A__tl_[0-9a-f]{24} N (\d+)/) {  # a request of $1 commands
-          while ($made < $1) { make($made); $made++ }
-          openup($cur + $W); put($gw, "ok\n");
+          if ($made < $1) { make($made .. $1 - 1); $made = $1 }  # the host waits for the last
+          openup($cur + $W);
         } else { put(chan($s), $l) }
         shift @{$q{$s}}; $moved = 1 }
     }
@@ -121,16 +127,15 @@ for my $old (glob "$tmp/trainlab-mux-*") {  # what killed multiplexers left
 }
 mkdir($dir, 0700) or fail("cannot make $dir: $!");
 $ENV{__tl_d} = "$dir/";
-my ($how, $hew, $gr);
-pipe($hor, $how) && pipe($her, $hew) && pipe($gr, $gw) or fail("pipe: $!");
-eval { while ($made < $K) { make($made); $made++ } openup($W); 1 } or fail($@ =~ s/\s+\z//r);
+my ($how, $hew);
+pipe($hor, $how) && pipe($her, $hew) or fail("pipe: $!");
+eval { make(0 .. $K - 1); $made = $K; openup($W); 1 } or fail($@ =~ s/\s+\z//r);
 my $pid = fork; defined $pid or fail("fork: $!");
 if (!$pid) {
   open(STDOUT, ">&", $how) or die; open(STDERR, ">&", $hew) or die;
-  POSIX::dup2(fileno($gr), 8) or die;
   exec { $host[0] } @host; die "trainlab: cannot run $host[0]: $!\n";
 }
-close $how; close $hew; close $gr;
+close $how; close $hew;
 my $open = 2;
 while ($open) {
   my $rin = "";

@@ -17,7 +17,7 @@ from trainlab.capture import CommandCapture
 from trainlab.errors import CommandTimeout, TransportError
 from trainlab.framing import PARTIAL_LIMIT, FramedOutput, Request, cut_off, parse_duration
 
-__all__ = ["FrameReader"]
+__all__ = ["FrameReader", "held_back"]
 
 # A marker line is short; more pending bytes than this after a nonce mean the
 # protocol broke.
@@ -66,7 +66,6 @@ class FrameReader:
         self.request = request
         self._capture_for = capture_for
         self._mark = request.nonce + b" E "
-        self._keep = len(self._mark) - 1
         self._streams = {"stdout": _Stream("stdout"), "stderr": _Stream("stderr")}
         self._captures: list[CommandCapture] = []
         self._status: list[int] = []
@@ -102,7 +101,7 @@ class FrameReader:
         while True:
             at = buf.find(self._mark, pos)
             if at < 0:
-                cut = len(buf) - self._held_back(buf, pos)
+                cut = len(buf) - held_back(buf, pos, self._mark)
                 self._route(state, buf[pos:cut])
                 state.pending = buf[cut:]
                 return
@@ -124,14 +123,6 @@ class FrameReader:
         own (a host with split outputs): its markers still come through ``feed``."""
         if data and index < len(self.request.commands):
             self._capture(index).write(stream, data)
-
-    def _held_back(self, buf: bytes, pos: int) -> int:
-        """How many bytes at the end of ``buf`` may begin a marker (kept for the next chunk)."""
-        mark = self._mark
-        for size in range(min(self._keep, len(buf) - pos), 0, -1):
-            if buf.endswith(mark[:size]):
-                return size
-        return 0
 
     def _capture(self, index: int) -> CommandCapture:
         while len(self._captures) <= index:
@@ -213,3 +204,16 @@ class FrameReader:
         return cut_off(
             self.request.commands, outputs, target, timeout, aftermath, stdout=stdout, stderr=stderr
         )
+
+
+def held_back(buf: bytes, pos: int, mark: bytes) -> int:
+    """How many bytes at the end of ``buf[pos:]`` may begin ``mark``: a stream reader
+    keeps them for the next chunk, where the mark may go on.
+
+    >>> held_back(b"out __tl", 0, b"__tl_x E ")
+    4
+    """
+    for size in range(min(len(mark) - 1, len(buf) - pos), 0, -1):
+        if buf.endswith(mark[:size]):
+            return size
+    return 0

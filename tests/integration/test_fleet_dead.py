@@ -4,12 +4,12 @@ silent host its timeout, and either only once within the fleet's cool-down."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 import trainlab
+from tests.servers import listening
 from trainlab.fleet import Fleet
 from trainlab.sandbox.sshd import SSHServer
 
@@ -19,31 +19,11 @@ pytestmark = pytest.mark.ssh
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A listener that accepts every connection and never writes a byte."""
-    stop = threading.Event()
     held: list[socket.socket] = []
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-
-    def accept() -> None:
-        while not stop.is_set():  # bounded: the fixture's teardown sets it
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
     try:
-        yield listener.getsockname()[1]
+        with listening(held.append) as port:
+            yield port
     finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
         for conn in held:
             conn.close()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import trainlab
+from tests.servers import listening
 from trainlab.sandbox.api import APIServer
 from trainlab.transports.rest import InsecureTLSWarning
 
@@ -306,33 +309,17 @@ def test_https_to_a_plain_http_port_names_the_fix(plain_http_port: int) -> None:
     assert "Max retries exceeded" not in message
 
 
+def _read_then_close(conn: socket.socket) -> None:
+    with conn, contextlib.suppress(OSError):
+        conn.settimeout(5)
+        conn.recv(1024)  # the request, read so the close is not a reset of unread data
+
+
 @pytest.fixture
 def hang_up_port() -> Iterator[int]:
     """A loopback port that accepts each connection and closes it at once, unanswered."""
-    import socket
-    import threading
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.recv(1024)  # the request, read so the close is not a reset of unread data
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        listener.close()
+    with listening(_read_then_close) as port:
+        yield port
 
 
 def test_a_server_that_hangs_up_says_so(hang_up_port: int) -> None:
@@ -346,38 +333,14 @@ def test_a_server_that_hangs_up_says_so(hang_up_port: int) -> None:
     assert "Max retries exceeded" not in message
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port whose accept queue is full: Linux drops further SYNs unanswered,
-    so a connect to it times out."""
-    import socket
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port: int = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
-
-
-def test_a_connect_timeout_names_the_attempts_and_the_fix(silent_port: int) -> None:
+def test_a_connect_timeout_names_the_attempts_and_the_fix(full_port: int) -> None:
     api = trainlab.connect(
-        f"http://127.0.0.1:{silent_port}/", reuse=False, timeout=0.2, retries=1, backoff=0.01
+        f"http://127.0.0.1:{full_port}/", reuse=False, timeout=0.2, retries=1, backoff=0.01
     )
     with pytest.raises(trainlab.ConnectTimeout) as info:
         api.get("/items")
     message = str(info.value)
-    assert message.startswith(f"connecting to http://127.0.0.1:{silent_port}/ timed out within ")
+    assert message.startswith(f"connecting to http://127.0.0.1:{full_port}/ timed out within ")
     assert "(2 attempts)" in message  # a timeout may pass: retried, as many times as asked
     assert message.endswith("is the host up and the port open? check the URL, or raise timeout=")
     assert "Max retries exceeded" not in message

@@ -4,13 +4,13 @@ happened, the attempts made and whether they were retried, and the usual fix."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import trainlab
+from tests.servers import listening
 
 pytestmark = pytest.mark.ssh
 
@@ -30,53 +30,11 @@ def options(tmp_path: Path) -> dict[str, object]:
 
 
 @pytest.fixture
-def full_port() -> Iterator[int]:
-    """A loopback port whose accept queue is full: Linux drops further SYNs unanswered,
-    so a TCP connect to it never completes and times out."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port: int = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
-
-
-@pytest.fixture
 def hang_up_port() -> Iterator[int]:
     """A loopback port that accepts each connection and closes it before a byte is sent,
     as sshd does past its MaxStartups."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.05)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():  # bounded: the fixture's teardown sets it
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        listener.close()
+    with listening(lambda conn: conn.close()) as port:
+        yield port
 
 
 def test_a_refused_connect_names_the_fix_and_is_not_retried(

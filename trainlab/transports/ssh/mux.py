@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trainlab import framing
+from trainlab.framed_reader import held_back
 
 __all__ = ["MUX", "StrayRecords"]
 
@@ -196,14 +197,14 @@ class StrayRecords:
         buf = self._pending + data if self._pending else data
         self._pending = b""
         token = self.token
-        if token[:1] not in buf and not buf.endswith(token[:1]):
+        if token[:1] not in buf:  # no record, nor the start of one
             return buf
         kept: list[bytes] = []
         pos = 0
         while True:
             at = buf.find(token, pos)
             if at < 0:
-                held = _held_back(buf, pos, token)
+                held = held_back(buf, pos, token)
                 kept.append(buf[pos : len(buf) - held])
                 self._pending = buf[len(buf) - held :]
                 break
@@ -227,11 +228,3 @@ class StrayRecords:
             return  # a broken record: nothing to keep
         if self.stray is not None:
             self.stray("stdout" if stream == b"o" else "stderr", data)
-
-
-def _held_back(buf: bytes, pos: int, token: bytes) -> int:
-    """How many bytes at the end of ``buf`` may begin ``token``."""
-    for size in range(min(len(token) - 1, len(buf) - pos), 0, -1):
-        if buf.endswith(token[:size]):
-            return size
-    return 0

@@ -58,7 +58,7 @@ class CommandFifos:
         self._own = select.poll()  # the FIFOs alone, for drains
         self._made = 0  # command slots 0..made-1 have FIFOs no job holds
         self._count = 0  # commands of the current request
-        self._opened = 0  # of them, whose read ends are open
+        self._ready = 0  # of them, whose read ends are open
         self._held: set[int] = set()  # slots a left-behind job holds: made anew
         self.active: dict[int, tuple[int, str]] = {}  # fd -> (command index, stream)
         self.lingering: dict[int, str] = {}  # fd -> stream, oldest first
@@ -81,7 +81,7 @@ class CommandFifos:
             for path in self._paths(self._made):
                 os.mkfifo(path, 0o600)
             self._made += 1
-        self._count, self._opened = count, 0
+        self._count, self._ready = count, 0
         self.open_window(0)
         return self.prefix
 
@@ -91,8 +91,8 @@ class CommandFifos:
     def open_window(self, finished: int) -> None:
         """Open the read ends of the commands up to ``finished + WINDOW``."""
         stop = min(self._count, finished + WINDOW)
-        while self._opened < stop:
-            index = self._opened
+        while self._ready < stop:
+            index = self._ready
             for path, stream in zip(self._paths(index), ("stdout", "stderr"), strict=True):
                 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self.opened += 1
@@ -100,7 +100,7 @@ class CommandFifos:
                 self.active[fd] = (index, stream)
                 self._poller.register(fd, _IN)
                 self._own.register(fd, _IN)
-            self._opened += 1
+            self._ready += 1
 
     def owns(self, fd: int, polled: int | None = None) -> bool:
         """``fd`` is one of these FIFOs (and, given ``polled``, the value of ``opened``
@@ -154,12 +154,10 @@ class CommandFifos:
         """The request is over: close the read ends of commands that never ran, and
         take the names of FIFOs a job still holds (all of them unless ``clean``, the
         request answered) from them, so no later command shares a FIFO with it."""
-        for fd, (index, _stream) in list(self.active.items()):
-            if not clean:
-                self._held.add(index)
+        for fd in list(self.active):
             self._forget(fd)
         if not clean:
-            self._held.update(range(self._opened))
+            self._held.update(range(self._ready))
         if self._held:  # slots from the lowest held one on are made anew
             low = min(self._held)
             for index in range(low, self._made):
@@ -168,7 +166,7 @@ class CommandFifos:
                         os.unlink(path)
             self._made = min(self._made, low)
             self._held.clear()
-        self._count = self._opened = 0
+        self._count = self._ready = 0
 
     def pass_on(self, stray: Stray | None) -> None:
         """Hand what left-behind jobs wrote since the last request to ``stray``."""

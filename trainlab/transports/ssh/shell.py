@@ -98,8 +98,8 @@ class RemoteShell:
         self._preamble_due = False
         self.tty = sudo is not None and sudo.tty
         self.fifo = ""
-        # The multiplexer, where perl is: not under sudo (sudo closes the answer pipe's
-        # descriptor, and a sudoers rule may allow the shell alone).
+        # The multiplexer, where perl is: not under sudo (a sudoers rule may allow the
+        # shell alone).
         self._may_mux = isolate and sudo is None
         self.mux = False  # the host said it runs under the multiplexer
         self._records = StrayRecords(b"__tl_" + secrets.token_hex(12).encode(), None)
@@ -173,7 +173,7 @@ class RemoteShell:
         return parts[0]
 
     def _exec(self, host: str, *, mux: bool) -> str:
-        """``exec`` of the host's command line: under the multiplexer, or sudo, or as is."""
+        """How the host's command line runs: under the multiplexer, or sudo, or as is."""
         if mux:  # 125: the multiplexer could not start; the lines after run the shell bare
             token = self._records.token.decode().strip()
             return (
@@ -194,11 +194,8 @@ class RemoteShell:
         return 'stty raw -echo 2>/dev/null; exec 2>"$0"; ' + inner, " " + shlex.quote(self.fifo)
 
     def _bash_inner(self, first: framing.Request | None, mux: bool = False) -> str:
-        if mux:
-            dialect = framing.BASH.with_split_outputs("mux")
-            script = framing.host_script(first if self._starting else None, dialect=dialect)
-        else:
-            script = framing.host_script(first) if self._starting else framing.HOST_SCRIPT
+        dialect = framing.BASH.with_split_outputs("mux") if mux else framing.BASH
+        script = framing.host_script(first if self._starting else None, dialect=dialect)
         return self._ready("bash", mux) + script
 
     def _bash_start(self, first: framing.Request | None, *, mux: bool = False) -> str:
